@@ -1,0 +1,179 @@
+"""The catalog's tables (SQLAlchemy 2 declarative). Alembic migrations in ``migrations/`` create them.
+
+One schema serves SQLite (the default, zero set-up) and PostgreSQL. Photos are stored by content hash; every
+detection records the model that made it, so running a new model adds rows instead of mixing results.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Listing(Base):
+    """A rental listing: a title and the amenities its host claims."""
+
+    __tablename__ = "listings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    title: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    claims: Mapped[list[ListingClaim]] = relationship(
+        back_populates="listing", cascade="all, delete-orphan", order_by="ListingClaim.amenity"
+    )
+    photos: Mapped[list[ListingPhoto]] = relationship(
+        back_populates="listing", cascade="all, delete-orphan", order_by="ListingPhoto.position"
+    )
+
+
+class ListingClaim(Base):
+    """An amenity the host says the listing has."""
+
+    __tablename__ = "listing_claims"
+
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id", ondelete="CASCADE"), primary_key=True)
+    amenity: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    listing: Mapped[Listing] = relationship(back_populates="claims")
+
+
+class Photo(Base):
+    """A stored photo, identified by the SHA-256 of its bytes (the file lives in the photo store)."""
+
+    __tablename__ = "photos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    format: Mapped[str] = mapped_column(String(16))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ListingPhoto(Base):
+    """A photo attached to a listing (the same photo may belong to several listings)."""
+
+    __tablename__ = "listing_photos"
+
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id", ondelete="CASCADE"), primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    filename: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+    listing: Mapped[Listing] = relationship(back_populates="photos")
+    photo: Mapped[Photo] = relationship()
+
+    __table_args__ = (Index("ix_listing_photos_photo", "photo_id"),)
+
+
+class Model(Base):
+    """A detector version (backend, weights and taxonomy) that produced detections."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(400), unique=True)
+    backend: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(300))
+    version: Mapped[str] = mapped_column(String(80))
+    taxonomy: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Detection(Base):
+    """One box on one photo, by one model. Boxes are pixels of the upright (EXIF-rotated) image."""
+
+    __tablename__ = "detections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    amenity: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float] = mapped_column(Float)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_detections_photo_model", "photo_id", "model_id"),)
+
+
+JOB_STATES = ("pending", "running", "done", "failed")
+
+
+class PhotoJob(Base):
+    """Persisted detection work: one photo through one model. ``done`` means its detections are stored.
+
+    A worker claims a job by moving it to ``running`` with a lease; a job whose lease ran out (its worker died)
+    is claimed again, so an accepted photo is never lost.
+    """
+
+    __tablename__ = "photo_jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"))
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    leased_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("photo_id", "model_id", name="uq_photo_jobs_photo_model"),
+        CheckConstraint("state IN ('pending', 'running', 'done', 'failed')", name="ck_photo_jobs_state"),
+        Index("ix_photo_jobs_state", "state", "id"),
+    )
+
+
+AMENITY_STATUSES = ("confirmed", "unverified", "discovered")
+
+
+class ListingAmenity(Base):
+    """A listing's roll-up for one amenity under one model: what search reads.
+
+    ``seen`` is true when a photo shows the amenity at or above its threshold; ``score`` is the best score
+    (0 when no photo shows it); ``status`` is ``confirmed`` (claimed and seen), ``unverified`` (claimed, not
+    seen) or ``discovered`` (seen, not claimed).
+    """
+
+    __tablename__ = "listing_amenities"
+
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id", ondelete="CASCADE"), primary_key=True)
+    amenity: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"), nullable=True)
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    photo_count: Mapped[int] = mapped_column(Integer, default=0)
+    claimed: Mapped[bool] = mapped_column(Boolean, default=False)
+    seen: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (
+        # Search walks one amenity's listings in id order and probes the others by primary key.
+        Index("ix_listing_amenities_search", "amenity", "listing_id", "score", "status"),
+        CheckConstraint("status IN ('confirmed', 'unverified', 'discovered')", name="ck_listing_amenities_status"),
+    )

@@ -1,0 +1,23 @@
+"""Errors a user can act on. Each message says what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class RoomscanError(Exception):
+    """Base class: an error whose message is meant for the user, shown without a traceback."""
+
+
+class ImageError(RoomscanError, ValueError):
+    """An image could not be read: missing, empty, corrupt, truncated, not an image, or too large."""
+
+
+class TaxonomyError(RoomscanError, ValueError):
+    """A taxonomy file is missing or malformed, or names an unknown amenity."""
+
+
+class ModelUnavailableError(RoomscanError):
+    """Model weights are not available locally and could not be fetched."""
+
+
+class NotFoundError(RoomscanError, LookupError):
+    """A listing, photo or other record does not exist."""
