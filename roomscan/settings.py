@@ -26,6 +26,7 @@ class Settings:
         device: ``cpu``, ``cuda`` or ``auto``. ``ROOMSCAN_DEVICE``.
         max_upload_bytes: largest accepted photo upload, per file. ``ROOMSCAN_MAX_UPLOAD_MB`` (default 20).
         max_files_per_upload: most files in one upload request.
+        max_request_bytes: largest request body (all files together). ``ROOMSCAN_MAX_REQUEST_MB`` (default 100).
         max_pixels: decompression-bomb guard for every decoded image.
     """
 
@@ -37,6 +38,7 @@ class Settings:
     device: str = "auto"
     max_upload_bytes: int = 20 * 1024 * 1024
     max_files_per_upload: int = 20
+    max_request_bytes: int = 100 * 1024 * 1024
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     @classmethod
@@ -50,6 +52,7 @@ class Settings:
             taxonomy=env.get("ROOMSCAN_TAXONOMY") or None,
             device=env.get("ROOMSCAN_DEVICE") or "auto",
             max_upload_bytes=int(float(env.get("ROOMSCAN_MAX_UPLOAD_MB", "20")) * 1024 * 1024),
+            max_request_bytes=int(float(env.get("ROOMSCAN_MAX_REQUEST_MB", "100")) * 1024 * 1024),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings

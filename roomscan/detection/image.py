@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,8 +129,14 @@ def load_image(
             width, height = probe.size
     except UnidentifiedImageError as exc:
         raise ImageError(f"{label}: not a readable image (the data is corrupt or not an image)") from exc
-    except Image.DecompressionBombError as exc:  # pragma: no cover - header sizes are checked below first
-        raise ImageError(f"{label}: image is too large to decode safely") from exc
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses headers of over ~179 MP itself, before our own (lower) limit gets a look.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "too many pixels"
+        raise ImageError(
+            f"{label}: {size}, over the limit of {max_pixels / 1e6:.0f}; resize the photo "
+            "(this guard stops decompression bombs)"
+        ) from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{label}: the image header is corrupt ({exc})") from exc
 

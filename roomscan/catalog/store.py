@@ -1,0 +1,296 @@
+"""Catalog operations on listings, photos, models, detections and their roll-up.
+
+Functions take an open SQLAlchemy ``Session`` and leave committing to the caller, so one request or one job is
+one transaction: it is stored whole or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from roomscan.backends._base import ModelInfo
+from roomscan.catalog.models import (
+    Detection,
+    Listing,
+    ListingAmenity,
+    ListingClaim,
+    ListingPhoto,
+    Model,
+    Photo,
+    PhotoJob,
+)
+from roomscan.catalog.photos import PhotoStore
+from roomscan.detection.core import Detections, labels_of, make_detections
+from roomscan.detection.image import LoadedImage
+from roomscan.errors import NotFoundError
+from roomscan.listing import ListingAmenities, roll_up
+from roomscan.taxonomy import Taxonomy
+
+__all__ = [
+    "AddedPhoto",
+    "ProcessingState",
+    "add_photo",
+    "create_listing",
+    "enqueue_missing_jobs",
+    "ensure_model",
+    "get_listing",
+    "get_photo",
+    "list_listings",
+    "listing_amenities",
+    "listing_processing_state",
+    "photo_detections",
+    "refresh_listing_amenities",
+    "save_detections",
+    "set_claims",
+]
+
+
+def create_listing(session: Session, title: str, claimed: Iterable[str] = ()) -> Listing:
+    """Create a listing; ``claimed`` must already be resolved to taxonomy slugs."""
+    title = title.strip()
+    if not title:
+        raise ValueError("a listing needs a non-empty title")
+    listing = Listing(title=title[:200])
+    listing.claims = [ListingClaim(amenity=slug) for slug in sorted(set(claimed))]
+    session.add(listing)
+    session.flush()
+    return listing
+
+
+def get_listing(session: Session, listing_id: int) -> Listing:
+    listing = session.get(Listing, listing_id)
+    if listing is None:
+        raise NotFoundError(f"listing {listing_id} does not exist")
+    return listing
+
+
+def list_listings(session: Session, *, limit: int = 50, offset: int = 0) -> list[Listing]:
+    stmt = select(Listing).order_by(Listing.id.desc()).limit(limit).offset(offset)
+    return list(session.scalars(stmt))
+
+
+def set_claims(session: Session, listing: Listing, claimed: Iterable[str]) -> None:
+    wanted = set(claimed)
+    listing.claims = [c for c in listing.claims if c.amenity in wanted] + [
+        ListingClaim(amenity=slug) for slug in sorted(wanted - {c.amenity for c in listing.claims})
+    ]
+    session.flush()
+
+
+def get_photo(session: Session, photo_id: int) -> Photo:
+    photo = session.get(Photo, photo_id)
+    if photo is None:
+        raise NotFoundError(f"photo {photo_id} does not exist")
+    return photo
+
+
+def ensure_model(session: Session, info: ModelInfo) -> Model:
+    """The catalog row of a detector version, created on first use."""
+    model = session.scalar(select(Model).where(Model.key == info.key))
+    if model is None:
+        model = Model(key=info.key, backend=info.backend, name=info.name, version=info.version, taxonomy=info.taxonomy)
+        try:
+            with session.begin_nested():
+                session.add(model)
+        except IntegrityError:  # another process registered it first
+            model = session.scalars(select(Model).where(Model.key == info.key)).one()
+    return model
+
+
+@dataclass(frozen=True)
+class AddedPhoto:
+    photo_id: int
+    sha256: str
+    filename: str | None
+    new_photo: bool
+    """False when these exact bytes were stored before (by any listing)."""
+    newly_attached: bool
+    """False when the photo was already on this listing: uploading it again changes nothing."""
+    job_state: str
+
+
+def add_photo(
+    session: Session,
+    store: PhotoStore,
+    listing: Listing,
+    loaded: LoadedImage,
+    *,
+    model_id: int,
+    filename: str | None = None,
+) -> AddedPhoto:
+    """Store a decoded photo by content hash, attach it to ``listing`` and queue detection by ``model_id``.
+
+    Idempotent: the same bytes are stored once, attached once, and detected once per model.
+    """
+    store.put(loaded.sha256, loaded.data)  # file first: a row never points at a missing file
+    photo = session.scalar(select(Photo).where(Photo.sha256 == loaded.sha256))
+    new_photo = photo is None
+    if photo is None:
+        photo = Photo(
+            sha256=loaded.sha256,
+            format=loaded.format,
+            width=loaded.width,
+            height=loaded.height,
+            size_bytes=len(loaded.data),
+        )
+        try:
+            with session.begin_nested():
+                session.add(photo)
+        except IntegrityError:  # a concurrent upload of the same bytes won
+            photo = session.scalars(select(Photo).where(Photo.sha256 == loaded.sha256)).one()
+            new_photo = False
+
+    attached = session.get(ListingPhoto, (listing.id, photo.id))
+    if attached is None:
+        position = session.scalar(
+            select(func.coalesce(func.max(ListingPhoto.position), -1) + 1).where(ListingPhoto.listing_id == listing.id)
+        )
+        session.add(ListingPhoto(listing_id=listing.id, photo_id=photo.id, position=position, filename=filename))
+    job = _ensure_job(session, photo.id, model_id)
+    session.flush()
+    return AddedPhoto(
+        photo_id=photo.id,
+        sha256=photo.sha256,
+        filename=filename,
+        new_photo=new_photo,
+        newly_attached=attached is None,
+        job_state=job.state,
+    )
+
+
+def _ensure_job(session: Session, photo_id: int, model_id: int) -> PhotoJob:
+    job = session.scalar(select(PhotoJob).where(PhotoJob.photo_id == photo_id, PhotoJob.model_id == model_id))
+    if job is None:
+        job = PhotoJob(photo_id=photo_id, model_id=model_id, state="pending")
+        try:
+            with session.begin_nested():
+                session.add(job)
+        except IntegrityError:
+            job = session.scalars(
+                select(PhotoJob).where(PhotoJob.photo_id == photo_id, PhotoJob.model_id == model_id)
+            ).one()
+    return job
+
+
+def enqueue_missing_jobs(session: Session, model_id: int) -> int:
+    """Queue every listing photo that ``model_id`` has not processed (after switching models). Returns count."""
+    has_job = select(PhotoJob.photo_id).where(PhotoJob.model_id == model_id)
+    photo_ids = session.scalars(
+        select(ListingPhoto.photo_id).distinct().where(ListingPhoto.photo_id.not_in(has_job))
+    ).all()
+    for photo_id in photo_ids:
+        _ensure_job(session, photo_id, model_id)
+    session.flush()
+    return len(photo_ids)
+
+
+def save_detections(session: Session, photo_id: int, model_id: int, dets: Detections) -> None:
+    """Replace the stored detections of one photo by one model."""
+    session.execute(delete(Detection).where(Detection.photo_id == photo_id, Detection.model_id == model_id))
+    if len(dets):
+        assert dets.confidence is not None
+        session.add_all(
+            Detection(
+                photo_id=photo_id,
+                model_id=model_id,
+                amenity=label,
+                score=float(score),
+                x1=float(box[0]),
+                y1=float(box[1]),
+                x2=float(box[2]),
+                y2=float(box[3]),
+            )
+            for label, score, box in zip(labels_of(dets), dets.confidence, dets.xyxy)
+        )
+    session.flush()
+
+
+def photo_detections(session: Session, photo_ids: Sequence[int], model_id: int) -> dict[int, Detections]:
+    """Stored detections of each photo by one model (photos without detections map to empty ``Detections``)."""
+    rows = session.execute(
+        select(Detection.photo_id, Detection.amenity, Detection.score, Detection.x1, Detection.y1, Detection.x2, Detection.y2)
+        .where(Detection.photo_id.in_(list(photo_ids)), Detection.model_id == model_id)
+        .order_by(Detection.photo_id, Detection.score.desc())
+    ).all()
+    grouped: dict[int, list] = {pid: [] for pid in photo_ids}
+    for row in rows:
+        grouped[row.photo_id].append(row)
+    out = {}
+    for pid, items in grouped.items():
+        out[pid] = make_detections(
+            np.array([[r.x1, r.y1, r.x2, r.y2] for r in items], dtype=np.float32).reshape(-1, 4),
+            [r.score for r in items],
+            [-1] * len(items),
+            [r.amenity for r in items],
+        )
+    return out
+
+
+def listing_amenities(session: Session, listing: Listing, model_id: int, taxonomy: Taxonomy) -> ListingAmenities:
+    """A listing's amenities under one model, with evidence, computed from the stored detections."""
+    photo_ids = [lp.photo_id for lp in listing.photos]
+    return roll_up(photo_detections(session, photo_ids, model_id), [c.amenity for c in listing.claims], taxonomy)
+
+
+def refresh_listing_amenities(session: Session, listing: Listing, model_id: int, taxonomy: Taxonomy) -> ListingAmenities:
+    """Recompute the searchable roll-up rows of a listing."""
+    summary = listing_amenities(session, listing, model_id, taxonomy)
+    session.execute(delete(ListingAmenity).where(ListingAmenity.listing_id == listing.id))
+    session.add_all(
+        ListingAmenity(
+            listing_id=listing.id,
+            amenity=a.slug,
+            model_id=model_id,
+            score=a.score,
+            photo_count=a.photo_count,
+            claimed=a.claimed,
+            seen=a.seen,
+            status=a.status,
+        )
+        for a in summary.amenities
+    )
+    session.flush()
+    return summary
+
+
+@dataclass(frozen=True)
+class ProcessingState:
+    """Where a listing's photos stand with one model. ``state`` is ``complete`` once nothing is queued."""
+
+    total: int
+    pending: int
+    running: int
+    done: int
+    failed: int
+
+    @property
+    def state(self) -> str:
+        if self.pending or self.running:
+            return "processing"
+        return "complete"
+
+
+def listing_processing_state(session: Session, listing: Listing, model_id: int) -> ProcessingState:
+    rows = session.execute(
+        select(PhotoJob.state, func.count())
+        .join(ListingPhoto, ListingPhoto.photo_id == PhotoJob.photo_id)
+        .where(ListingPhoto.listing_id == listing.id, PhotoJob.model_id == model_id)
+        .group_by(PhotoJob.state)
+    ).all()
+    counts = {state: n for state, n in rows}
+    total = len(listing.photos)
+    queued = sum(counts.values())
+    return ProcessingState(
+        total=total,
+        # A photo with no job for this model yet (model just switched) counts as pending.
+        pending=counts.get("pending", 0) + max(0, total - queued),
+        running=counts.get("running", 0),
+        done=counts.get("done", 0),
+        failed=counts.get("failed", 0),
+    )

@@ -1,0 +1,197 @@
+"""The detection worker: runs persisted photo jobs through the detector and updates listings' roll-ups.
+
+Jobs live in the catalog (``photo_jobs``), so an accepted photo survives a crash: a job is claimed by setting it
+``running`` with a lease; if the process dies, the lease runs out and the next worker (or the restarted server)
+claims it again. Several workers, in one process or many, can share one catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from roomscan.backends._base import Detector
+from roomscan.catalog import store
+from roomscan.catalog.models import ListingPhoto, Photo, PhotoJob
+from roomscan.catalog.photos import PhotoStore
+from roomscan.detection.image import load_image
+from roomscan.errors import RoomscanError
+from roomscan.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DetectionWorker", "WorkerStats"]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class WorkerStats:
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+
+
+class DetectionWorker:
+    """Claims pending jobs for one model, detects, stores detections, refreshes the affected listings.
+
+    Args:
+        sessions: session factory of the catalog.
+        photos: where photo bytes are stored.
+        detector: the loaded detector; its ``info`` names the model the jobs are for.
+        model_id: the catalog id of that model (``store.ensure_model``).
+        taxonomy: thresholds for the roll-up (the detector's taxonomy).
+        batch_size: photos per detector call.
+        lease: how long a claimed job is ours before another worker may take it over.
+        max_attempts: a job that fails this many times is marked ``failed`` with its error.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        photos: PhotoStore,
+        detector: Detector,
+        model_id: int,
+        taxonomy: Taxonomy,
+        *,
+        batch_size: int = 4,
+        lease: timedelta = timedelta(minutes=10),
+        max_attempts: int = 3,
+    ) -> None:
+        self.sessions = sessions
+        self.photos = photos
+        self.detector = detector
+        self.model_id = model_id
+        self.taxonomy = taxonomy
+        self.batch_size = batch_size
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.stats = WorkerStats()
+
+    # -- claiming -----------------------------------------------------------------------------------------------
+    def claim(self, limit: int) -> list[int]:
+        """Atomically take up to ``limit`` jobs (pending, or running with an expired lease)."""
+        now = _now()
+        claimable = or_(PhotoJob.state == "pending", (PhotoJob.state == "running") & (PhotoJob.leased_until < now))
+        claimed: list[int] = []
+        with self.sessions() as session:
+            candidates = session.scalars(
+                select(PhotoJob.id)
+                .where(PhotoJob.model_id == self.model_id, claimable)
+                .order_by(PhotoJob.id)
+                .limit(limit * 2)
+            ).all()
+            for job_id in candidates:
+                # Conditional update: only one worker's UPDATE matches, even under concurrency.
+                result = session.execute(
+                    update(PhotoJob)
+                    .where(PhotoJob.id == job_id, claimable)
+                    .values(state="running", leased_until=now + self.lease, attempts=PhotoJob.attempts + 1)
+                    .execution_options(synchronize_session=False)
+                )
+                session.commit()
+                if result.rowcount == 1:
+                    claimed.append(job_id)
+                if len(claimed) >= limit:
+                    break
+        return claimed
+
+    def pending_count(self) -> int:
+        with self.sessions() as session:
+            return session.scalar(
+                select(func.count()).where(
+                    PhotoJob.model_id == self.model_id, PhotoJob.state.in_(("pending", "running"))
+                )
+            ) or 0
+
+    # -- processing ---------------------------------------------------------------------------------------------
+    def process_once(self) -> int:
+        """Claim and process one batch. Returns how many jobs were processed (0 when there was no work)."""
+        job_ids = self.claim(self.batch_size)
+        if not job_ids:
+            return 0
+        with self.sessions() as session:
+            jobs = session.scalars(select(PhotoJob).where(PhotoJob.id.in_(job_ids))).all()
+            sha_by_photo = dict(session.execute(select(Photo.id, Photo.sha256).where(Photo.id.in_([j.photo_id for j in jobs]))).all())
+        images, ready = [], []
+        for job in jobs:
+            try:
+                loaded = load_image(self.photos.get(sha_by_photo[job.photo_id]), name=f"photo {job.photo_id}")
+            except RoomscanError as exc:
+                self._fail(job.id, str(exc), final=True)
+                continue
+            images.append(loaded.image)
+            ready.append(job)
+        if ready:
+            try:
+                results = self.detector.predict(images, batch_size=self.batch_size)
+            except Exception as exc:  # noqa: BLE001 - recorded on the jobs; the worker keeps going
+                log.exception("detection failed for jobs %s", [j.id for j in ready])
+                for job in ready:
+                    self._fail(job.id, f"{type(exc).__name__}: {exc}", final=job.attempts >= self.max_attempts)
+                return len(jobs)
+            for job, dets in zip(ready, results):
+                self._complete(job.id, job.photo_id, dets)
+        return len(jobs)
+
+    def _complete(self, job_id: int, photo_id: int, dets) -> None:  # type: ignore[no-untyped-def]
+        with self.sessions() as session, session.begin():
+            job = session.get(PhotoJob, job_id)
+            if job is None or job.state != "running":
+                return  # lost the lease to another worker, which will store its own result
+            store.save_detections(session, photo_id, self.model_id, dets)
+            job.state, job.error, job.leased_until = "done", None, None
+            listing_ids = session.scalars(select(ListingPhoto.listing_id).where(ListingPhoto.photo_id == photo_id)).all()
+            for listing_id in listing_ids:
+                listing = store.get_listing(session, listing_id)
+                store.refresh_listing_amenities(session, listing, self.model_id, self.taxonomy)
+        self.stats.done += 1
+
+    def _fail(self, job_id: int, error: str, *, final: bool) -> None:
+        with self.sessions() as session, session.begin():
+            job = session.get(PhotoJob, job_id)
+            if job is None:
+                return
+            job.error = error[:2000]
+            job.leased_until = None
+            job.state = "failed" if final else "pending"
+        if final:
+            self.stats.failed += 1
+        else:
+            self.stats.retried += 1
+
+    # -- loops --------------------------------------------------------------------------------------------------
+    def run_until_idle(self, on_progress: Callable[[int], None] | None = None) -> WorkerStats:
+        """Process jobs until none is claimable; ``on_progress(n)`` is called after each batch."""
+        while True:
+            n = self.process_once()
+            if n == 0:
+                return self.stats
+            if on_progress:
+                on_progress(n)
+
+    def run_forever(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
+        """Serve jobs until ``stop`` is set; errors are logged and never end the loop."""
+        while not stop.is_set():
+            try:
+                n = self.process_once()
+            except Exception:  # noqa: BLE001
+                log.error("worker iteration failed:\n%s", traceback.format_exc())
+                n = 0
+            if n == 0:
+                stop.wait(poll_seconds)
+
+    def start_thread(self) -> tuple[threading.Thread, threading.Event]:
+        stop = threading.Event()
+        thread = threading.Thread(target=self.run_forever, args=(stop,), name="roomscan-worker", daemon=True)
+        thread.start()
+        return thread, stop
