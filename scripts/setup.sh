@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up roomscan on a fresh Debian machine: system packages (as root), a virtualenv in .venv, the package.
+#   scripts/setup.sh          runtime only
+#   scripts/setup.sh --test   also what the tests need (PostgreSQL, Chromium, test libraries)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+
+apt_packages=()
+if (( want_test )); then
+  command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_packages+=(postgresql)
+fi
+if (( ${#apt_packages[@]} )); then
+  if [[ $(id -u) -eq 0 ]]; then
+    echo "==> apt-get install ${apt_packages[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q --no-install-recommends "${apt_packages[@]}" >/dev/null
+  else
+    echo "missing system packages: ${apt_packages[*]}; run: sudo apt-get install ${apt_packages[*]}" >&2
+    exit 1
+  fi
+fi
+
+PY=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  echo "==> creating .venv"
+  "$PY" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
+# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build where a CPU build is all that is needed.
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+  echo "==> installing torch==${ROOMSCAN_TORCH_VERSION:-2.13.0}"
+  "${pip[@]}" install "torch==${ROOMSCAN_TORCH_VERSION:-2.13.0}"
+fi
+extras="all"
+(( want_test )) && extras="all,test"
+echo "==> installing roomscan[$extras]"
+"${pip[@]}" install -e ".[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import roomscan, torch, transformers" || { echo "setup failed: roomscan did not import" >&2; exit 1; }
+echo "==> ready: .venv/bin/roomscan --help"
