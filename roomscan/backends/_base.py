@@ -21,17 +21,20 @@ class ModelInfo:
         name: the model's hub id, or the resolved local directory.
         version: the weights' identity: the hub commit, or a hash of the local weight files.
         taxonomy: fingerprint of the taxonomy the model detects (prompts and thresholds included).
+        settings: inference settings that change the scores, when not the model's defaults (``size=640``).
     """
 
     backend: str
     name: str
     version: str
     taxonomy: str
+    settings: str = ""
 
     @property
     def key(self) -> str:
-        """One string that changes whenever the weights, the backend or the taxonomy change."""
-        return f"{self.backend}:{self.name}@{self.version[:12]}+{self.taxonomy}"
+        """One string that changes whenever the weights, the backend, the taxonomy or the settings change."""
+        key = f"{self.backend}:{self.name}@{self.version[:12]}+{self.taxonomy}"
+        return f"{key}/{self.settings}" if self.settings else key
 
 
 class Detector(ABC):
