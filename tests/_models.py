@@ -1,4 +1,4 @@
-"""Tiny models of the real architectures, built offline for tests and benchmarks.
+"""Tiny models of the real architectures, built offline for tests and benchmarks, and synthetic photos.
 
 Each builder makes a model from a small config with random (re-initialised) weights and saves it with
 ``save_pretrained`` next to a *real* processor, so the backends load it through exactly the code path they use for
@@ -16,6 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from roomscan.taxonomy import Amenity, Taxonomy, default_taxonomy
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "build_owlv2_model",
     "build_tiny_owlv2",
     "build_tiny_rtdetr",
+    "make_image",
     "reinit_weights",
     "tiny_owlv2_config",
     "tiny_taxonomy",
@@ -247,3 +251,15 @@ def build_tiny_rtdetr(path: str | Path, taxonomy: Taxonomy | None = None, *, ima
     processor = RTDetrImageProcessor(size={"height": image_size, "width": image_size})
     return save_model_dir(model, processor, taxonomy, path)
 
+
+def make_image(size: tuple[int, int] = (96, 64), seed: int = 0) -> Image.Image:
+    """A photo-like RGB image ``(width, height)``: a colour gradient, a few rectangles ("furniture"), noise."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width]
+    arr = np.stack([x / max(width, 1) * 200, y / max(height, 1) * 200, np.full_like(x, 90.0)], axis=-1)
+    for _ in range(3):
+        x0, y0 = rng.integers(0, max(width, 1)), rng.integers(0, max(height, 1))
+        arr[y0 : y0 + height // 3 + 1, x0 : x0 + width // 3 + 1] = rng.integers(0, 255, 3)
+    arr += rng.normal(0, 12, arr.shape)
+    return Image.fromarray(np.clip(arr, 0, 255).astype("uint8"))
