@@ -78,13 +78,13 @@ def make_engine(url: str | URL) -> Engine:
         'sqlite'
     """
     parsed = _parse_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
     try:
         if backend == "sqlite":
             engine = _make_sqlite_engine(parsed)
         elif backend == "postgresql":
-            if parsed.drivername in ("postgresql", "postgres"):
-                parsed = parsed.set(drivername="postgresql+psycopg")
             engine = create_engine(parsed, pool_pre_ping=True)
         else:
             raise RoomscanError(

@@ -189,14 +189,16 @@ def _slugs(name: str, values: Iterable[str]) -> tuple[str, ...]:
 class _Shape(NamedTuple):
     """What a statement's SQL depends on besides its bound amenity slugs (the key of the statement caches)."""
 
+    dialect: str
     after: bool
     min_score: bool
     confirmed_only: bool
     limit: int
 
     @classmethod
-    def of(cls, query: SearchQuery) -> _Shape:
-        return cls(query.after is not None, query.min_score > 0, query.confirmed_only, query.limit)
+    def of(cls, session: Session, query: SearchQuery) -> _Shape:
+        dialect = session.get_bind().dialect.name
+        return cls(dialect, query.after is not None, query.min_score > 0, query.confirmed_only, query.limit)
 
 
 def _qualifies(table: Any, shape: _Shape) -> list[ColumnElement[bool]]:
@@ -233,18 +235,22 @@ def _walk(shape: _Shape, probes: int, any_probes: int, prefix: str = "") -> Sele
 
 
 def _probe(driver: Any, slug_params: list[str], shape: _Shape) -> ColumnElement[bool]:
-    """EXISTS a matching row for one of the amenities bound as ``slug_params``, for the driver's listing.
+    """EXISTS a matching row, for the driver's listing, for one of the amenities bound as ``slug_params``.
 
-    One EXISTS with ``amenity IN (...)`` rather than an OR of EXISTS: PostgreSQL plans it as a semi-join
-    instead of hashing each amenity's whole range. The repeated cursor bound lets a merge join start there.
+    One EXISTS with ``amenity IN (...)`` rather than an OR of EXISTS, which PostgreSQL would answer by hashing
+    each amenity's whole range. ``OFFSET 0`` keeps PostgreSQL from turning the EXISTS into a join: a join's
+    plan depends on statistics (a fresh table's are wrong), while a per-row probe costs one index lookup on
+    ``(amenity, listing_id)`` whatever the statistics say.
     """
     probe = _amenities.alias(slug_params[0])
     slugs = [bindparam(name, type_=String) for name in slug_params]
     amenity = probe.c.amenity == slugs[0] if len(slugs) == 1 else probe.c.amenity.in_(slugs)
-    conditions = [probe.c.listing_id == driver.c.listing_id, amenity, *_qualifies(probe, shape)]
-    if shape.after:
-        conditions.append(probe.c.listing_id > bindparam("after", type_=Integer))
-    return exists().where(*conditions)
+    subquery = select(literal_column("1")).where(
+        probe.c.listing_id == driver.c.listing_id, amenity, *_qualifies(probe, shape)
+    )
+    if shape.dialect == "postgresql":
+        subquery = subquery.offset(literal_column("0"))
+    return subquery.exists()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -290,7 +296,7 @@ def _details(shape: _Shape) -> Select:
 
 def _ids_statement(session: Session, query: SearchQuery) -> tuple[Select, dict[str, Any]]:
     """The page-id statement and its parameters, walking from the sparsest range (see the module docstring)."""
-    shape = _Shape.of(query)
+    shape = _Shape.of(session, query)
     params: dict[str, Any] = {}
     if shape.after:
         params["after"] = query.after
@@ -343,7 +349,7 @@ def _fetch_hits(session: Session, query: SearchQuery, ids: list[int]) -> list[Se
     params: dict[str, Any] = {"ids": ids, "slugs": list(slugs)}
     if query.min_score > 0:
         params["min_score"] = query.min_score
-    rows = session.execute(_details(_Shape.of(query)), params).all()
+    rows = session.execute(_details(_Shape.of(session, query)), params).all()
     order = {slug: i for i, slug in enumerate(slugs)}
     titles: dict[int, str] = {}
     matched: dict[int, list[tuple[str, float]]] = {listing_id: [] for listing_id in ids}
