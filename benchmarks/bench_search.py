@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from roomscan.catalog.db import make_engine, migrate, session_factory
 from roomscan.catalog.search import SearchQuery, explain_search, search_listings
@@ -95,11 +96,17 @@ def load_sqlite(path: Path, n: int) -> None:
     placeholders = ", ".join("?" * len(AMENITY_COLUMNS))
     for listings, amenities in _progress(generate(n), n, "sqlite"):
         con.execute("BEGIN")
-        con.executemany("INSERT INTO listings (id, title, created_at) VALUES (?, ?, '2026-01-01 00:00:00')", listings)
-        con.executemany(f"INSERT INTO listing_amenities ({', '.join(AMENITY_COLUMNS)}) VALUES ({placeholders})", amenities)
+        con.executemany(
+            "INSERT INTO listings (id, title, created_at) VALUES (?, ?, '2026-01-01 00:00:00')", listings
+        )
+        con.executemany(
+            f"INSERT INTO listing_amenities ({', '.join(AMENITY_COLUMNS)}) VALUES ({placeholders})", amenities
+        )
         con.execute("COMMIT")
     print("  indexing and analysing...", flush=True)
-    con.execute("CREATE INDEX ix_listing_amenities_search ON listing_amenities (amenity, listing_id, score, status)")
+    con.execute(
+        "CREATE INDEX ix_listing_amenities_search ON listing_amenities (amenity, listing_id, score, status)"
+    )
     con.execute("ANALYZE")
     con.execute("CREATE TABLE bench_done (n INTEGER)")
     con.execute("INSERT INTO bench_done VALUES (?)", (n,))
@@ -127,8 +134,12 @@ def load_postgres(url: str, n: int) -> None:
                     copy.write(_copy_text(amenities))
         print("  indexing and analysing...", flush=True)
         con.execute("SET maintenance_work_mem = '1GB'")
-        con.execute("ALTER TABLE listing_amenities ADD CONSTRAINT pk_listing_amenities PRIMARY KEY (listing_id, amenity)")
-        con.execute("CREATE INDEX ix_listing_amenities_search ON listing_amenities (amenity, listing_id, score, status)")
+        con.execute(
+            "ALTER TABLE listing_amenities ADD CONSTRAINT pk_listing_amenities PRIMARY KEY (listing_id, amenity)"
+        )
+        con.execute(
+            "CREATE INDEX ix_listing_amenities_search ON listing_amenities (amenity, listing_id, score, status)"
+        )
         con.execute("SELECT setval(pg_get_serial_sequence('listings', 'id'), %s)", (n,))
         con.execute("VACUUM ANALYZE listings")
         con.execute("VACUUM ANALYZE listing_amenities")  # also sets the visibility map: index-only scans
@@ -141,7 +152,9 @@ def load_postgres(url: str, n: int) -> None:
 def _copy_text(rows: list[tuple]) -> str:
     out = io.StringIO()
     for listing_id, amenity, _model, score, photos, claimed, seen, status in rows:
-        out.write(f"{listing_id}\t{amenity}\t\\N\t{score}\t{photos}\t{'t' if claimed else 'f'}\t{'t' if seen else 'f'}\t{status}\n")
+        out.write(
+            f"{listing_id}\t{amenity}\t\\N\t{score}\t{photos}\t{'t' if claimed else 'f'}\t{'t' if seen else 'f'}\t{status}\n"
+        )
     return out.getvalue()
 
 
@@ -164,7 +177,7 @@ def _is_complete(engine, n: int) -> bool:  # type: ignore[no-untyped-def]
     try:
         with engine.connect() as con:
             return con.execute(text("SELECT n FROM bench_done")).scalar() == n
-    except Exception:
+    except SQLAlchemyError:  # no such database or table yet
         return False
 
 
@@ -212,7 +225,9 @@ def _q_confirmed(rng: random.Random, n: int) -> SearchQuery:
 
 
 def _q_mixed(rng: random.Random, n: int) -> SearchQuery:
-    return SearchQuery(all_of=(rng.choice(COMMON),), any_of=tuple(rng.sample(MEDIUM + RARE, 3)), min_score=0.3)
+    return SearchQuery(
+        all_of=(rng.choice(COMMON),), any_of=tuple(rng.sample(MEDIUM + RARE, 3)), min_score=0.3
+    )
 
 
 def _q_deep(rng: random.Random, n: int) -> SearchQuery:
@@ -237,7 +252,9 @@ QUERIES: dict[str, Callable[[random.Random, int], SearchQuery]] = {
 }
 
 
-def run_queries(label: str, url: str, n: int, runs: int, explain: bool) -> list[tuple[str, str, float, float, float]]:
+def run_queries(
+    label: str, url: str, n: int, runs: int, explain: bool
+) -> list[tuple[str, str, float, float, float]]:
     engine = make_engine(url)
     Session = session_factory(engine)
     rng = random.Random(42)
@@ -266,7 +283,10 @@ def run_queries(label: str, url: str, n: int, runs: int, explain: bool) -> list[
         p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
         results.append((label, name, p50, p99, timings[-1]))
         verdict = "ok" if p99 < TARGET_P99_MS else "MISS"
-        print(f"  {label:8} {name:28} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   max {timings[-1]:7.2f} ms  {verdict}", flush=True)
+        print(
+            f"  {label:8} {name:28} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   max {timings[-1]:7.2f} ms  {verdict}",
+            flush=True,
+        )
     if explain:
         with Session() as session:
             for name, make in QUERIES.items():
@@ -277,12 +297,20 @@ def run_queries(label: str, url: str, n: int, runs: int, explain: bool) -> list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--listings", type=int, default=1_000_000, help="listings to generate (default 1,000,000)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--listings", type=int, default=1_000_000, help="listings to generate (default 1,000,000)"
+    )
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="sqlite")
     parser.add_argument("--postgres-url", help="server URL, e.g. the output of scripts/postgres.sh start")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/roomscan-bench"), help="where SQLite files go")
-    parser.add_argument("--keep", action="store_true", help="reuse a previously generated database of this size")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path("/tmp/roomscan-bench"), help="where SQLite files go"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="reuse a previously generated database of this size"
+    )
     parser.add_argument("--runs", type=int, default=200, help="runs per query (default 200)")
     parser.add_argument("--explain", action="store_true", help="print each query's plan")
     args = parser.parse_args(argv)
@@ -309,7 +337,10 @@ def main(argv: list[str] | None = None) -> int:
         complete = _is_complete(engine, n)
         engine.dispose()
         if not complete:
-            print(f"generating {n:,} listings into {make_url(url).render_as_string(hide_password=True)}", flush=True)
+            print(
+                f"generating {n:,} listings into {make_url(url).render_as_string(hide_password=True)}",
+                flush=True,
+            )
             started = time.perf_counter()
             load_postgres(url, n)
             print(f"  loaded in {time.perf_counter() - started:.0f} s", flush=True)

@@ -284,7 +284,9 @@ def _migrate(engine: Engine) -> None:
             try:
                 command.upgrade(config, "head")
             except CommandError as exc:
-                raise SchemaVersionError(f"Cannot migrate the catalog database {_mask(engine.url)}: {exc}") from exc
+                raise SchemaVersionError(
+                    f"Cannot migrate the catalog database {_mask(engine.url)}: {exc}"
+                ) from exc
             connection.commit()
     except DBAPIError as exc:
         if exc.connection_invalidated or isinstance(exc.orig, _operational_errors(engine)):

@@ -29,12 +29,30 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Float, Integer, Select, String, bindparam, exists, literal_column, or_, select, union
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    literal_column,
+    select,
+    union,
+)
 from sqlalchemy.orm import Session
 
 from roomscan.catalog.models import Listing, ListingAmenity
 
-__all__ = ["MAX_AMENITIES", "MAX_LIMIT", "SearchHit", "SearchPage", "SearchQuery", "explain_search", "search_listings"]
+__all__ = [
+    "MAX_AMENITIES",
+    "MAX_LIMIT",
+    "SearchHit",
+    "SearchPage",
+    "SearchQuery",
+    "explain_search",
+    "search_listings",
+]
 
 MAX_AMENITIES = 30
 MAX_LIMIT = 100
@@ -85,10 +103,15 @@ class SearchQuery:
         if count > MAX_AMENITIES:
             raise ValueError(f"search takes at most {MAX_AMENITIES} amenities, got {count}")
         if isinstance(self.min_score, bool) or not isinstance(self.min_score, int | float):
-            raise ValueError(f"min_score must be a number in [0, 1], got {self.min_score!r}")
+            # ValueError for every invalid query, so one ``except ValueError`` turns any of them into a 422.
+            raise ValueError(f"min_score must be a number in [0, 1], got {self.min_score!r}")  # noqa: TRY004
         if not 0.0 <= self.min_score <= 1.0:  # also rejects NaN
             raise ValueError(f"min_score must be in [0, 1], got {self.min_score!r}")
-        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or not 1 <= self.limit <= MAX_LIMIT:
+        if (
+            isinstance(self.limit, bool)
+            or not isinstance(self.limit, int)
+            or not 1 <= self.limit <= MAX_LIMIT
+        ):
             raise ValueError(f"limit must be an integer from 1 to {MAX_LIMIT}, got {self.limit!r}")
         if self.after is not None and (
             isinstance(self.after, bool) or not isinstance(self.after, int) or self.after < 0
@@ -178,7 +201,7 @@ def explain_search(session: Session, query: SearchQuery) -> str:
 
 def _slugs(name: str, values: Iterable[str]) -> tuple[str, ...]:
     if isinstance(values, str):
-        raise ValueError(f"{name} must be a sequence of amenity slugs, not one string: use ({values!r},)")
+        raise ValueError(f"{name} must be a sequence of amenity slugs, not one string: use ({values!r},)")  # noqa: TRY004
     slugs = tuple(values)
     for slug in slugs:
         if not isinstance(slug, str) or not slug:
@@ -230,7 +253,7 @@ def _walk(shape: _Shape, probes: int, any_probes: int, prefix: str = "") -> Sele
     if any_probes:
         conditions.append(_probe(driver, [f"{prefix}q{i}" for i in range(any_probes)], shape))
     # A literal LIMIT (the shape is cached per limit): a prepared statement's generic plan would guess it.
-    limit = literal_column(str(shape.limit + 1))
+    limit: ColumnElement[Any] = literal_column(str(shape.limit + 1))
     return select(driver.c.listing_id).where(*conditions).order_by(driver.c.listing_id).limit(limit)
 
 
@@ -238,14 +261,14 @@ def _probe(driver: Any, slug_params: list[str], shape: _Shape) -> ColumnElement[
     """EXISTS a matching row, for the driver's listing, for one of the amenities bound as ``slug_params``.
 
     One EXISTS with ``amenity IN (...)`` rather than an OR of EXISTS, which PostgreSQL would answer by hashing
-    each amenity's whole range. ``OFFSET 0`` keeps PostgreSQL from turning the EXISTS into a join: a join's
+    each amenity's whole range. On PostgreSQL, ``OFFSET 0`` keeps the planner from turning the EXISTS into a join: a join's
     plan depends on statistics (a fresh table's are wrong), while a per-row probe costs one index lookup on
     ``(amenity, listing_id)`` whatever the statistics say.
     """
     probe = _amenities.alias(slug_params[0])
     slugs = [bindparam(name, type_=String) for name in slug_params]
     amenity = probe.c.amenity == slugs[0] if len(slugs) == 1 else probe.c.amenity.in_(slugs)
-    subquery = select(literal_column("1")).where(
+    subquery: Select[Any] = select(literal_column("1")).where(
         probe.c.listing_id == driver.c.listing_id, amenity, *_qualifies(probe, shape)
     )
     if shape.dialect == "postgresql":
@@ -257,7 +280,9 @@ def _probe(driver: Any, slug_params: list[str], shape: _Shape) -> ColumnElement[
 def _union(shape: _Shape, branches: int, probes: int) -> Select:
     walks = [_walk(shape, probes, 0, f"w{i}_").subquery(f"w{i}") for i in range(branches)]
     merged = union(*(select(walk.c.listing_id) for walk in walks)).subquery("m")
-    return select(merged.c.listing_id).order_by(merged.c.listing_id).limit(literal_column(str(shape.limit + 1)))
+    return (
+        select(merged.c.listing_id).order_by(merged.c.listing_id).limit(literal_column(str(shape.limit + 1)))
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -339,7 +364,10 @@ def _spans(session: Session, shape: _Shape, params: dict[str, Any], slugs: Seque
     (infinite when it holds fewer: walking it costs less than the sample did). Larger means sparser."""
     start = params.get("after", 0)
     row = session.execute(_sample(shape, len(slugs)), params | _bind("s", slugs)).one()
-    return {slug: math.inf if last is None else max(last - start, 1) for slug, last in zip(slugs, row, strict=True)}
+    return {
+        slug: math.inf if last is None else max(last - start, 1)
+        for slug, last in zip(slugs, row, strict=True)
+    }
 
 
 def _fetch_hits(session: Session, query: SearchQuery, ids: list[int]) -> list[SearchHit]:

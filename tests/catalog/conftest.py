@@ -35,7 +35,7 @@ def fresh_database(backend: str, directory: Path) -> Iterator[str]:
         return
     server = os.environ.get(POSTGRES_ENV)
     if not server:
-        message = f"PostgreSQL tests need {POSTGRES_ENV} (try: export {POSTGRES_ENV}=\"$(scripts/postgres.sh start)\")"
+        message = f'PostgreSQL tests need {POSTGRES_ENV} (try: export {POSTGRES_ENV}="$(scripts/postgres.sh start)")'
         if os.environ.get("CI"):
             pytest.fail(f"{message}; CI is set, so this is an error rather than a skip", pytrace=False)
         pytest.skip(message)
@@ -59,7 +59,9 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def module_catalog_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def module_catalog_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     with fresh_database(request.param, tmp_path_factory.mktemp("catalog")) as url:
         yield url
 

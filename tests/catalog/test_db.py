@@ -19,8 +19,10 @@ from roomscan.errors import RoomscanError
 def test_sqlite_connections_get_wal_foreign_keys_and_busy_timeout(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'nested' / 'dir' / 'catalog.db'}")
     with engine.connect() as con:
-        pragmas = {name: con.exec_driver_sql(f"PRAGMA {name}").scalar() for name in
-                   ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")}
+        pragmas = {
+            name: con.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")
+        }
     engine.dispose()
     assert (tmp_path / "nested" / "dir").is_dir()
     assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30000, "synchronous": 1}
@@ -78,8 +80,16 @@ def test_open_catalog_gives_working_sessions_with_cascading_deletes(catalog) -> 
         listing = Listing(title="Cabin by the lake")
         session.add(listing)
         session.flush()
-        session.add(ListingAmenity(listing_id=listing.id, amenity="fireplace", score=0.4, seen=True,
-                                   claimed=True, status="confirmed"))
+        session.add(
+            ListingAmenity(
+                listing_id=listing.id,
+                amenity="fireplace",
+                score=0.4,
+                seen=True,
+                claimed=True,
+                status="confirmed",
+            )
+        )
         session.commit()
         listing_id = listing.id
     with Session() as session:

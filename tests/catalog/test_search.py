@@ -98,31 +98,51 @@ def _page(session: Session, query: SearchQuery) -> list[tuple[int, dict]]:
 
 def _rounded(hits: Iterable[tuple[int, dict[str, float]]]) -> list[tuple[int, dict]]:
     """Scores to 6 places: PostgreSQL's double precision and Python's floats may differ in the last bits."""
-    return [(listing_id, {slug: round(score, 6) for slug, score in scores.items()}) for listing_id, scores in hits]
+    return [
+        (listing_id, {slug: round(score, 6) for slug, score in scores.items()}) for listing_id, scores in hits
+    ]
 
 
 SMALL = {"limit": 100, "after": None}
 SMALL_CASES = [
     # (query, expected [(listing id, matched amenities)]) on LISTINGS (ids 1..7; later ids are cut by the limit)
-    pytest.param(dict(all_of=("bed",)), [(1, {"bed": 0.9}), (3, {"bed": 0.3}), (5, {"bed": 0.6})], id="one"),
-    pytest.param(dict(all_of=("bed", "sink")), [(1, {"bed": 0.9, "sink": 0.5}), (5, {"bed": 0.6, "sink": 0.4})],
-                 id="all-of"),
-    pytest.param(dict(any_of=("jacuzzi", "tree-house")),
-                 [(3, {"jacuzzi": 0.8}), (4, {"tree-house": 0.6}), (5, {"tree-house": 0.95})], id="any-of"),
-    pytest.param(dict(all_of=("bed",), any_of=("sink", "jacuzzi")),
-                 [(1, {"bed": 0.9, "sink": 0.5}), (3, {"bed": 0.3, "jacuzzi": 0.8}), (5, {"bed": 0.6, "sink": 0.4})],
-                 id="all-of-and-any-of"),
-    pytest.param(dict(all_of=("bed",), min_score=0.5), [(1, {"bed": 0.9}), (5, {"bed": 0.6})], id="min-score"),
-    pytest.param(dict(all_of=("sink",), confirmed_only=True), [(2, {"sink": 0.7}), (5, {"sink": 0.4})],
-                 id="confirmed-only"),
-    pytest.param(dict(all_of=("jacuzzi",)), [(3, {"jacuzzi": 0.8})], id="unverified-is-not-seen"),
-    pytest.param(dict(all_of=("bed", "jacuzzi", "tree-house")), [], id="empty"),
-    pytest.param(dict(all_of=("bed",), any_of=("bed", "tree-house")),
-                 [(1, {"bed": 0.9}), (3, {"bed": 0.3}), (5, {"bed": 0.6, "tree-house": 0.95})],
-                 id="any-of-already-required"),
-    pytest.param(dict(all_of=("bed", "bed")), [(1, {"bed": 0.9}), (3, {"bed": 0.3}), (5, {"bed": 0.6})],
-                 id="repeated-amenity"),
-    pytest.param(dict(all_of=("sink",), after=2), [(5, {"sink": 0.4}), (7, {"sink": 0.25})], id="cursor"),
+    pytest.param({"all_of": ("bed",)}, [(1, {"bed": 0.9}), (3, {"bed": 0.3}), (5, {"bed": 0.6})], id="one"),
+    pytest.param(
+        {"all_of": ("bed", "sink")},
+        [(1, {"bed": 0.9, "sink": 0.5}), (5, {"bed": 0.6, "sink": 0.4})],
+        id="all-of",
+    ),
+    pytest.param(
+        {"any_of": ("jacuzzi", "tree-house")},
+        [(3, {"jacuzzi": 0.8}), (4, {"tree-house": 0.6}), (5, {"tree-house": 0.95})],
+        id="any-of",
+    ),
+    pytest.param(
+        {"all_of": ("bed",), "any_of": ("sink", "jacuzzi")},
+        [(1, {"bed": 0.9, "sink": 0.5}), (3, {"bed": 0.3, "jacuzzi": 0.8}), (5, {"bed": 0.6, "sink": 0.4})],
+        id="all-of-and-any-of",
+    ),
+    pytest.param(
+        {"all_of": ("bed",), "min_score": 0.5}, [(1, {"bed": 0.9}), (5, {"bed": 0.6})], id="min-score"
+    ),
+    pytest.param(
+        {"all_of": ("sink",), "confirmed_only": True},
+        [(2, {"sink": 0.7}), (5, {"sink": 0.4})],
+        id="confirmed-only",
+    ),
+    pytest.param({"all_of": ("jacuzzi",)}, [(3, {"jacuzzi": 0.8})], id="unverified-is-not-seen"),
+    pytest.param({"all_of": ("bed", "jacuzzi", "tree-house")}, [], id="empty"),
+    pytest.param(
+        {"all_of": ("bed",), "any_of": ("bed", "tree-house")},
+        [(1, {"bed": 0.9}), (3, {"bed": 0.3}), (5, {"bed": 0.6, "tree-house": 0.95})],
+        id="any-of-already-required",
+    ),
+    pytest.param(
+        {"all_of": ("bed", "bed")},
+        [(1, {"bed": 0.9}), (3, {"bed": 0.3}), (5, {"bed": 0.6})],
+        id="repeated-amenity",
+    ),
+    pytest.param({"all_of": ("sink",), "after": 2}, [(5, {"sink": 0.4}), (7, {"sink": 0.25})], id="cursor"),
 ]
 
 
@@ -134,7 +154,18 @@ def test_search_cases(session: Session, kwargs: dict, hits: list) -> None:
 
 @pytest.mark.parametrize(
     "slug",
-    ["'; DROP TABLE listings; --", "bed' OR '1'='1", "bed%", "%", "_ed", "bed\\", "bed\"; --", "?", ":after", "%(d)s"],
+    [
+        "'; DROP TABLE listings; --",
+        "bed' OR '1'='1",
+        "bed%",
+        "%",
+        "_ed",
+        "bed\\",
+        'bed"; --',
+        "?",
+        ":after",
+        "%(d)s",
+    ],
 )
 def test_injection_looking_amenities_match_nothing(session: Session, slug: str) -> None:
     page = search_listings(session, SearchQuery(all_of=(slug,)))
@@ -144,20 +175,20 @@ def test_injection_looking_amenities_match_nothing(session: Session, slug: str) 
 
 
 RANDOM_QUERIES = [
-    dict(all_of=("bed",)),
-    dict(all_of=("bed", "sink")),
-    dict(all_of=("bed", "sink", "tree-house")),
-    dict(all_of=("jacuzzi", "bed")),
-    dict(all_of=("jacuzzi", "tree-house")),
-    dict(any_of=("jacuzzi", "tree-house")),
-    dict(any_of=("bed", "couch", "porch")),
-    dict(all_of=("bed",), any_of=("jacuzzi", "tree-house")),
-    dict(all_of=("tree-house",), any_of=("bed", "sink")),
-    dict(all_of=("couch", "sink"), any_of=("porch", "jacuzzi"), min_score=0.3),
-    dict(all_of=("bed", "couch"), min_score=0.7),
-    dict(all_of=("sink", "porch"), confirmed_only=True),
-    dict(any_of=("porch", "tree-house"), confirmed_only=True, min_score=0.2),
-    dict(all_of=("bed", "no-such-amenity")),
+    {"all_of": ("bed",)},
+    {"all_of": ("bed", "sink")},
+    {"all_of": ("bed", "sink", "tree-house")},
+    {"all_of": ("jacuzzi", "bed")},
+    {"all_of": ("jacuzzi", "tree-house")},
+    {"any_of": ("jacuzzi", "tree-house")},
+    {"any_of": ("bed", "couch", "porch")},
+    {"all_of": ("bed",), "any_of": ("jacuzzi", "tree-house")},
+    {"all_of": ("tree-house",), "any_of": ("bed", "sink")},
+    {"all_of": ("couch", "sink"), "any_of": ("porch", "jacuzzi"), "min_score": 0.3},
+    {"all_of": ("bed", "couch"), "min_score": 0.7},
+    {"all_of": ("sink", "porch"), "confirmed_only": True},
+    {"any_of": ("porch", "tree-house"), "confirmed_only": True, "min_score": 0.2},
+    {"all_of": ("bed", "no-such-amenity")},
 ]
 
 
@@ -201,21 +232,21 @@ def test_walks_the_search_index(session: Session) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(), "at least one amenity"),
-        (dict(all_of=()), "at least one amenity"),
-        (dict(all_of="bed"), "not one string"),
-        (dict(all_of=("bed", "")), "non-empty strings"),
-        (dict(any_of=("bed", None)), "non-empty strings"),
-        (dict(all_of=tuple(f"a{i}" for i in range(31))), "at most 30"),
-        (dict(all_of=("bed",), min_score=1.5), "min_score"),
-        (dict(all_of=("bed",), min_score=-0.1), "min_score"),
-        (dict(all_of=("bed",), min_score=float("nan")), "min_score"),
-        (dict(all_of=("bed",), min_score="0.5"), "min_score"),
-        (dict(all_of=("bed",), limit=0), "limit"),
-        (dict(all_of=("bed",), limit=101), "limit"),
-        (dict(all_of=("bed",), limit=True), "limit"),
-        (dict(all_of=("bed",), after=-1), "after"),
-        (dict(all_of=("bed",), after="10"), "after"),
+        ({}, "at least one amenity"),
+        ({"all_of": ()}, "at least one amenity"),
+        ({"all_of": "bed"}, "not one string"),
+        ({"all_of": ("bed", "")}, "non-empty strings"),
+        ({"any_of": ("bed", None)}, "non-empty strings"),
+        ({"all_of": tuple(f"a{i}" for i in range(31))}, "at most 30"),
+        ({"all_of": ("bed",), "min_score": 1.5}, "min_score"),
+        ({"all_of": ("bed",), "min_score": -0.1}, "min_score"),
+        ({"all_of": ("bed",), "min_score": float("nan")}, "min_score"),
+        ({"all_of": ("bed",), "min_score": "0.5"}, "min_score"),
+        ({"all_of": ("bed",), "limit": 0}, "limit"),
+        ({"all_of": ("bed",), "limit": 101}, "limit"),
+        ({"all_of": ("bed",), "limit": True}, "limit"),
+        ({"all_of": ("bed",), "after": -1}, "after"),
+        ({"all_of": ("bed",), "after": "10"}, "after"),
     ],
 )
 def test_invalid_queries_are_rejected(kwargs: dict, message: str) -> None:

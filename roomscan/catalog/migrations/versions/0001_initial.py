@@ -132,7 +132,10 @@ def upgrade() -> None:
         sa.Column("seen", sa.Boolean(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.ForeignKeyConstraint(
-            ["listing_id"], ["listings.id"], name="fk_listing_amenities_listing_id_listings", ondelete="CASCADE"
+            ["listing_id"],
+            ["listings.id"],
+            name="fk_listing_amenities_listing_id_listings",
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["model_id"], ["models.id"], name="fk_listing_amenities_model_id_models", ondelete="SET NULL"
