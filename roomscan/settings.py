@@ -41,6 +41,12 @@ class Settings:
     max_request_bytes: int = 100 * 1024 * 1024
     max_pixels: int = DEFAULT_MAX_PIXELS
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home).expanduser())
+        for name in ("max_upload_bytes", "max_request_bytes", "max_pixels", "max_files_per_upload"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"setting {name} must be positive, got {getattr(self, name)}")
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         env = os.environ

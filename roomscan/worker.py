@@ -64,7 +64,7 @@ class DetectionWorker:
         taxonomy: Taxonomy,
         *,
         batch_size: int = 4,
-        lease: timedelta = timedelta(minutes=10),
+        lease: timedelta = timedelta(minutes=3),
         max_attempts: int = 3,
     ) -> None:
         self.sessions = sessions

@@ -1,0 +1,7 @@
+"""The REST API and web page (FastAPI). ``create_app`` assembles it; routes live in ``routes/``."""
+
+from __future__ import annotations
+
+from roomscan.api.main import API_PREFIX, build_services, create_app
+
+__all__ = ["API_PREFIX", "build_services", "create_app"]

@@ -1,0 +1,142 @@
+"""Assemble the FastAPI app: routers, error handlers, limits, and the background detection worker.
+
+Example:
+    >>> from roomscan.api import create_app
+    >>> app = create_app()                      # doctest: +SKIP  (loads the default model on startup)
+    >>> # uvicorn.run(app) - or `roomscan serve`
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from roomscan import __version__
+from roomscan.api.routes import health, listings, photos, search
+from roomscan.api.services import Services
+from roomscan.api.uploads import BodySizeLimit
+from roomscan.backends._base import Detector
+from roomscan.errors import ImageError, NotFoundError, RoomscanError, TaxonomyError
+from roomscan.settings import Settings
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def build_services(settings: Settings, detector: Detector | None = None) -> Services:
+    """Open the catalog (migrating it), load the detector, register its model, queue unprocessed photos."""
+    from roomscan.backends import get_detector
+    from roomscan.catalog import store
+    from roomscan.catalog.db import open_catalog
+    from roomscan.catalog.photos import PhotoStore
+    from roomscan.taxonomy import load_taxonomy
+    from roomscan.worker import DetectionWorker
+
+    _, sessions = open_catalog(settings.resolved_database_url)
+    if detector is None:
+        detector = get_detector(settings.model, taxonomy=load_taxonomy(settings.taxonomy), device=settings.device)
+    with sessions() as session:
+        model_id = store.ensure_model(session, detector.info).id
+        queued = store.enqueue_missing_jobs(session, model_id)
+        session.commit()
+    if queued:
+        log.info("queued %d photos not yet processed by %s", queued, detector.info.key)
+    photo_store = PhotoStore(settings.photo_dir)
+    worker = DetectionWorker(sessions, photo_store, detector, model_id, detector.taxonomy)
+    return Services(settings, sessions, photo_store, detector, model_id, worker)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    detector: Detector | None = None,
+    services: Services | None = None,
+    start_worker: bool = True,
+) -> FastAPI:
+    """The roomscan web app: REST API under ``/api/v1``, pages at ``/``, health at ``/healthz``.
+
+    Args:
+        settings: limits, database, model; default from the environment (``Settings.from_env()``).
+        detector: an already-loaded detector (otherwise ``settings.model`` is loaded at startup).
+        services: fully built services (tests); overrides ``settings`` and ``detector``.
+        start_worker: run the detection worker in a background thread while the app is up.
+    """
+    settings = services.settings if services else (settings or Settings.from_env())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        built = services or build_services(settings, detector)
+        app.state.services = built
+        if start_worker:
+            built._threads.append(built.worker.start_thread())
+        try:
+            yield
+        finally:
+            for thread, stop in built._threads:
+                stop.set()
+                thread.join(timeout=30)
+            built._threads.clear()
+
+    app = FastAPI(
+        title="roomscan",
+        version=__version__,
+        description="Amenity detection for rental listings: listings, photos, amenities, search.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+
+    for router in (listings.router, photos.router, search.router):
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(health.router)
+    app.include_router(health.router, prefix=API_PREFIX)
+
+    from roomscan.api import pages
+
+    app.include_router(pages.router)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def problem(code: int, detail: str) -> JSONResponse:
+        return JSONResponse({"detail": detail}, status_code=code)
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        return problem(status.HTTP_404_NOT_FOUND, str(exc))
+
+    @app.exception_handler(ImageError)
+    async def bad_image(_: Request, exc: ImageError) -> JSONResponse:
+        return problem(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
+
+    @app.exception_handler(TaxonomyError)
+    async def bad_amenity(_: Request, exc: TaxonomyError) -> JSONResponse:
+        return problem(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
+
+    @app.exception_handler(RoomscanError)
+    async def roomscan_error(_: Request, exc: RoomscanError) -> JSONResponse:
+        return problem(status.HTTP_400_BAD_REQUEST, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # One readable sentence per problem, e.g. "body.title: Field required".
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        return JSONResponse(
+            {"detail": "; ".join(parts) or "invalid request", "errors": jsonable(exc.errors())},
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
+
+
+def jsonable(errors: object) -> object:
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(errors, custom_encoder={Exception: str, bytes: lambda b: b.decode("utf-8", "replace")})

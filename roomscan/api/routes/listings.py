@@ -1,0 +1,109 @@
+"""``/api/v1/listings``: create and read listings, read their amenities and processing state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from roomscan.api.deps import ApiKeyDep, ServicesDep, SessionDep
+from roomscan.api.schemas import (
+    AmenityOut,
+    EvidenceOut,
+    ListingAmenitiesOut,
+    ListingCreate,
+    ListingOut,
+    ListingPage,
+    ProcessingOut,
+)
+from roomscan.catalog import store
+from roomscan.catalog.models import Listing
+from roomscan.errors import TaxonomyError
+from roomscan.taxonomy import Taxonomy
+
+router = APIRouter(prefix="/listings", tags=["listings"])
+
+
+def listing_out(listing: Listing) -> ListingOut:
+    return ListingOut(
+        id=listing.id,
+        title=listing.title,
+        claimed_amenities=[c.amenity for c in listing.claims],
+        photo_ids=[lp.photo_id for lp in listing.photos],
+        created_at=listing.created_at.isoformat(),
+    )
+
+
+def resolve_amenities(taxonomy: Taxonomy, names: list[str]) -> list[str]:
+    """Slugs for amenity names/slugs; 422 naming the unknown one."""
+    try:
+        return sorted({taxonomy.resolve(n).slug for n in names})
+    except TaxonomyError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ListingOut, dependencies=[ApiKeyDep])
+def create_listing(body: ListingCreate, services: ServicesDep, session: SessionDep) -> ListingOut:
+    """Create a listing with the amenities its host claims (they start as ``unverified``)."""
+    claimed = resolve_amenities(services.taxonomy, body.claimed_amenities)
+    title = body.title.strip()
+    if not title:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "title must not be blank")
+    listing = store.create_listing(session, title, claimed)
+    store.refresh_listing_amenities(session, listing, services.model_id, services.taxonomy)
+    session.commit()
+    return listing_out(listing)
+
+
+@router.get("", response_model=ListingPage)
+def list_listings(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ListingPage:
+    """Newest listings first."""
+    listings = store.list_listings(session, limit=limit, offset=offset)
+    return ListingPage(listings=[listing_out(x) for x in listings], limit=limit, offset=offset)
+
+
+@router.get("/{listing_id}", response_model=ListingOut)
+def get_listing(listing_id: int, session: SessionDep) -> ListingOut:
+    return listing_out(store.get_listing(session, listing_id))
+
+
+@router.get("/{listing_id}/amenities", response_model=ListingAmenitiesOut)
+def get_amenities(listing_id: int, services: ServicesDep, session: SessionDep) -> ListingAmenitiesOut:
+    """The listing's amenity checklist with photo evidence, and whether its photos are still being processed."""
+    listing = store.get_listing(session, listing_id)
+    summary = store.listing_amenities(session, listing, services.model_id, services.taxonomy)
+    state = store.listing_processing_state(session, listing, services.model_id)
+    return ListingAmenitiesOut(
+        listing_id=listing.id,
+        model=services.model_key,
+        processing=ProcessingOut(
+            state=state.state,
+            total=state.total,
+            pending=state.pending,
+            running=state.running,
+            done=state.done,
+            failed=state.failed,
+        ),
+        amenities=[
+            AmenityOut(
+                slug=a.slug,
+                name=a.name,
+                group=a.group,
+                status=a.status,
+                claimed=a.claimed,
+                seen=a.seen,
+                score=a.score,
+                threshold=a.threshold,
+                photo_count=a.photo_count,
+                evidence=[EvidenceOut(photo_id=e.photo_id, box=list(e.box), score=e.score) for e in a.evidence],
+            )
+            for a in summary.amenities
+        ],
+        confirmed=[a.slug for a in summary.confirmed],
+        unverified=[a.slug for a in summary.unverified],
+        discovered=[a.slug for a in summary.discovered],
+    )

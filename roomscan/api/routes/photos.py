@@ -1,0 +1,111 @@
+"""Photo upload to a listing, and photo read-back: metadata with detections, original and annotated image."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated
+
+from fastapi import APIRouter, File, UploadFile, status
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from roomscan.api.deps import ApiKeyDep, ServicesDep, SessionDep
+from roomscan.api.schemas import DetectionOut, PhotoAccepted, PhotoOut, PhotosAccepted
+from roomscan.api.services import Services
+from roomscan.api.uploads import read_images
+from roomscan.catalog import store
+from roomscan.catalog.models import PhotoJob
+from roomscan.detection.core import detections_to_records
+from roomscan.detection.draw import annotate
+from roomscan.detection.image import load_image
+
+router = APIRouter(tags=["photos"])
+
+_MEDIA = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
+          "BMP": "image/bmp", "TIFF": "image/tiff"}
+
+
+async def accept_photos(services: Services, session, listing_id: int, files: list[UploadFile]) -> PhotosAccepted:  # type: ignore[no-untyped-def]
+    """Validate every file, then store them and queue detection, in one transaction."""
+    listing = store.get_listing(session, listing_id)  # 404 before reading any upload
+    uploads = await read_images(files, services.settings)
+    accepted = []
+    for upload in uploads:
+        added = store.add_photo(
+            session, services.photos, listing, upload.photo, model_id=services.model_id, filename=upload.filename
+        )
+        accepted.append(
+            PhotoAccepted(
+                photo_id=added.photo_id,
+                sha256=added.sha256,
+                filename=added.filename,
+                duplicate=not added.newly_attached,
+                job_state=added.job_state,
+            )
+        )
+    session.commit()
+    return PhotosAccepted(listing_id=listing.id, photos=accepted)
+
+
+@router.post(
+    "/listings/{listing_id}/photos",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=PhotosAccepted,
+    dependencies=[ApiKeyDep],
+)
+async def upload_photos(
+    listing_id: int,
+    files: Annotated[list[UploadFile], File(description="one or more photos (JPEG, PNG, WebP)")],
+    services: ServicesDep,
+    session: SessionDep,
+) -> PhotosAccepted:
+    """Add photos to a listing. Detection runs in the background: poll ``GET /listings/{id}/amenities``.
+
+    The type is sniffed from the bytes, not the file name; every file must decode, or nothing is stored.
+    Uploading a photo the listing already has is a no-op (``duplicate: true``).
+    """
+    return await accept_photos(services, session, listing_id, files)
+
+
+@router.get("/photos/{photo_id}", response_model=PhotoOut)
+def get_photo(photo_id: int, services: ServicesDep, session: SessionDep) -> PhotoOut:
+    """A photo's size, processing state and detections under the served model."""
+    photo = store.get_photo(session, photo_id)
+    job = session.scalar(
+        select(PhotoJob).where(PhotoJob.photo_id == photo_id, PhotoJob.model_id == services.model_id)
+    )
+    dets = store.photo_detections(session, [photo_id], services.model_id)[photo_id]
+    return PhotoOut(
+        id=photo.id,
+        sha256=photo.sha256,
+        format=photo.format,
+        width=photo.width,
+        height=photo.height,
+        model=services.model_key,
+        job_state=job.state if job else None,
+        error=job.error if job else None,
+        detections=[DetectionOut(label=r["label"], score=r["score"], box=r["box"]) for r in detections_to_records(dets)],
+    )
+
+
+@router.get("/photos/{photo_id}/image", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def get_photo_image(photo_id: int, services: ServicesDep, session: SessionDep) -> Response:
+    """The photo exactly as uploaded."""
+    photo = store.get_photo(session, photo_id)
+    return Response(
+        services.photos.get(photo.sha256),
+        media_type=_MEDIA.get(photo.format, "application/octet-stream"),
+        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+    )
+
+
+@router.get("/photos/{photo_id}/annotated", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+def get_annotated(photo_id: int, services: ServicesDep, session: SessionDep) -> Response:
+    """The photo (upright) with the served model's boxes and labels drawn, as JPEG."""
+    photo = store.get_photo(session, photo_id)
+    dets = store.photo_detections(session, [photo_id], services.model_id)[photo_id]
+    image = load_image(services.photos.get(photo.sha256), name=f"photo {photo_id}").image
+    drawn = annotate(image, dets, services.taxonomy)
+    buf = io.BytesIO()
+    drawn.save(buf, "JPEG", quality=88)
+    return Response(buf.getvalue(), media_type="image/jpeg", headers={"Cache-Control": "no-cache"})

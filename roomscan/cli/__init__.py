@@ -1,0 +1,46 @@
+"""The ``roomscan`` command line (Typer). One module per command group; this one assembles them.
+
+Errors a user can fix (:class:`~roomscan.errors.RoomscanError`) print one clear line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from roomscan import __version__
+from roomscan.cli import catalog_cmds, detect, models, serve
+from roomscan.cli._console import err_console
+from roomscan.errors import RoomscanError
+
+app = typer.Typer(
+    name="roomscan",
+    help="Turn listing photos into trustworthy amenity data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("detect")(detect.detect)
+app.add_typer(catalog_cmds.listings_app, name="listings")
+app.command("search")(catalog_cmds.search)
+app.command("worker")(catalog_cmds.worker)
+app.command("serve")(serve.serve)
+app.add_typer(models.app, name="models")
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name="roomscan", standalone_mode=True)
+    except RoomscanError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

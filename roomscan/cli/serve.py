@@ -1,0 +1,43 @@
+"""``roomscan serve``: the REST API, the web page and the background detection worker in one process."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import typer
+
+from roomscan.cli._common import DbOpt, DeviceOpt, ImageSizeOpt, ModelOpt, TaxonomyOpt, load_detector
+from roomscan.cli._console import err_console
+
+
+def serve(
+    model: str | None = ModelOpt,
+    taxonomy: Path | None = TaxonomyOpt,
+    device: str = DeviceOpt,
+    image_size: int | None = ImageSizeOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for all)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    db: str | None = DbOpt,
+) -> None:
+    """Serve the API (/api/v1, OpenAPI at /openapi.json) and the web page.
+
+    The model is loaded before the server starts, so a missing model fails here with instructions. Write
+    endpoints need ROOMSCAN_API_KEY; if it is unset, a random key is generated and printed for this run.
+    """
+    import uvicorn
+
+    from roomscan.api import create_app
+    from roomscan.settings import Settings
+
+    settings = Settings.from_env(database_url=db, model=model, taxonomy=str(taxonomy) if taxonomy else None)
+    if not settings.api_key:
+        key = secrets.token_urlsafe(24)
+        settings = Settings.from_env(database_url=db, model=model, api_key=key, taxonomy=settings.taxonomy)
+        err_console.print(
+            f"ROOMSCAN_API_KEY is not set; write requests need this key for this run: [bold]{key}[/]", highlight=False
+        )
+    detector = load_detector(model, taxonomy, device, image_size)
+    err_console.print(f"model {detector.info.key}; catalog {settings.resolved_database_url}", highlight=False)
+    err_console.print(f"open http://{host}:{port}/ (API docs at /docs)")
+    uvicorn.run(create_app(settings, detector=detector), host=host, port=port, log_level="info")

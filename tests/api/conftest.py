@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from api_helpers import API_KEY
+from fastapi.testclient import TestClient
+
+from roomscan.api import build_services, create_app
+from roomscan.api.services import Services
+from roomscan.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def api_detector(tiny_owlv2_dir):
+    """The real OWLv2 backend on a tiny random model; thresholds 0 so it reports amenities."""
+    from _models import tiny_taxonomy
+
+    from roomscan.backends import get_detector
+
+    return get_detector(str(tiny_owlv2_dir), taxonomy=tiny_taxonomy(), device="cpu", score_threshold=0.0)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        database_url=f"sqlite:///{tmp_path / 'catalog.db'}",
+        api_key=API_KEY,
+        max_upload_bytes=2 * 1024 * 1024,
+        max_request_bytes=8 * 1024 * 1024,
+    )
+
+
+@pytest.fixture
+def services(settings, api_detector) -> Services:
+    return build_services(settings, api_detector)
+
+
+@pytest.fixture
+def client(services) -> Iterator[TestClient]:
+    """The app without its background thread: tests run the worker explicitly (``services.worker``)."""
+    with TestClient(create_app(services=services, start_worker=False)) as c:
+        yield c
+
+
