@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _databases import BACKENDS, fresh_database
 from api_helpers import API_KEY
 from fastapi.testclient import TestClient
 
@@ -22,15 +23,17 @@ def api_detector(tiny_owlv2_dir):
     return get_detector(str(tiny_owlv2_dir), taxonomy=tiny_taxonomy(), device="cpu", score_threshold=0.0)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        home=tmp_path / "home",
-        database_url=f"sqlite:///{tmp_path / 'catalog.db'}",
-        api_key=API_KEY,
-        max_upload_bytes=2 * 1024 * 1024,
-        max_request_bytes=8 * 1024 * 1024,
-    )
+@pytest.fixture(params=BACKENDS)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Every API test runs on SQLite and on PostgreSQL: the same code serves both."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield Settings(
+            home=tmp_path / "home",
+            database_url=url,
+            api_key=API_KEY,
+            max_upload_bytes=2 * 1024 * 1024,
+            max_request_bytes=8 * 1024 * 1024,
+        )
 
 
 @pytest.fixture

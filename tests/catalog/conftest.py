@@ -11,45 +11,16 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from roomscan.catalog.db import open_catalog
 
-POSTGRES_ENV = "ROOMSCAN_TEST_POSTGRES_URL"
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-@contextmanager
-def fresh_database(backend: str, directory: Path) -> Iterator[str]:
-    """Yield the URL of a new, empty database of ``backend``; remove it afterwards."""
-    if backend == "sqlite":
-        yield f"sqlite:///{directory / 'catalog.db'}"
-        return
-    server = os.environ.get(POSTGRES_ENV)
-    if not server:
-        message = f'PostgreSQL tests need {POSTGRES_ENV} (try: export {POSTGRES_ENV}="$(scripts/postgres.sh start)")'
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; CI is set, so this is an error rather than a skip", pytrace=False)
-        pytest.skip(message)
-    import psycopg
-
-    name = f"roomscan_test_{uuid.uuid4().hex[:12]}"
-    admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as con:
-            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+from _databases import BACKENDS, POSTGRES_ENV, fresh_database  # noqa: F401
 
 
 @pytest.fixture(params=BACKENDS)
