@@ -39,7 +39,9 @@ def tiny_taxonomy() -> Taxonomy:
         (
             Amenity("bed", "Bed", group="bedroom", prompts=("a bed", "a made bed"), threshold=0.05),
             Amenity("oven", "Oven", group="kitchen", prompts=("an oven",), threshold=0.1),
-            Amenity("sink", "Sink", group="bathroom", prompts=("a sink", "a washbasin", "a basin"), threshold=0.3),
+            Amenity(
+                "sink", "Sink", group="bathroom", prompts=("a sink", "a washbasin", "a basin"), threshold=0.3
+            ),
         ),
         source="tiny",
     )
@@ -47,7 +49,11 @@ def tiny_taxonomy() -> Taxonomy:
 
 def _bytes_to_unicode() -> list[str]:
     """GPT-2/CLIP's reversible byte -> printable character table, in CLIP's order (``!`` is id 0)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -106,7 +112,9 @@ def build_clip_tokenizer(
     specials = ["<|startoftext|>", "<|endoftext|>"]
     if vocab_size is not None:
         if vocab_size < len(vocab) + len(specials):
-            raise ValueError(f"vocab_size {vocab_size} is below the {len(vocab) + 2} tokens the builder needs")
+            raise ValueError(
+                f"vocab_size {vocab_size} is below the {len(vocab) + 2} tokens the builder needs"
+            )
         for i in range(vocab_size - len(vocab) - len(specials)):
             vocab[f"<|filler{i}|>"] = len(vocab)
     for token in specials:
@@ -203,7 +211,9 @@ def build_tiny_owlv2(path: str | Path, *, image_size: int = 64, patch_size: int 
     return path
 
 
-def build_tiny_rtdetr(path: str | Path, taxonomy: Taxonomy | None = None, *, image_size: int = 64, seed: int = 0) -> Path:
+def build_tiny_rtdetr(
+    path: str | Path, taxonomy: Taxonomy | None = None, *, image_size: int = 64, seed: int = 0
+) -> Path:
     """Save a tiny fine-tuned-style RT-DETRv2 directory (weights, configs, ``taxonomy.yaml``) to ``path``.
 
     The model has one label per amenity of ``taxonomy`` (default :func:`tiny_taxonomy`), a 4-stage ResNet

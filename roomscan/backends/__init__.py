@@ -47,7 +47,11 @@ __all__ = [
 
 # backend name -> (module, class, what it loads)
 _BACKENDS: dict[str, tuple[str, str, str]] = {
-    "owlv2": ("roomscan.backends.owlv2", "Owlv2Detector", "OWLv2 open-vocabulary checkpoints (model_type owlv2)"),
+    "owlv2": (
+        "roomscan.backends.owlv2",
+        "Owlv2Detector",
+        "OWLv2 open-vocabulary checkpoints (model_type owlv2)",
+    ),
     "detr": (
         "roomscan.backends.detr",
         "DetrDetector",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -42,7 +42,9 @@ def check_images(images: Sequence[Any]) -> None:
 
     for i, image in enumerate(images):
         if not isinstance(image, Image.Image):
-            raise TypeError(f"image #{i} is a {type(image).__name__}, not a PIL image (load it with load_image)")
+            raise TypeError(
+                f"image #{i} is a {type(image).__name__}, not a PIL image (load it with load_image)"
+            )
 
 
 def class_thresholds(taxonomy: Taxonomy, score_threshold: float | None) -> np.ndarray:
@@ -97,5 +99,5 @@ def finalize(
     )
     if nms_threshold is not None and len(dets) > 1:
         dets = dets.with_nms(threshold=nms_threshold, class_agnostic=False)
-        dets = dets[np.argsort(-dets.confidence, kind="stable")]
-    return dets[:max_detections] if len(dets) > max_detections else dets
+        dets = cast(Detections, dets[np.argsort(-np.asarray(dets.confidence), kind="stable")])
+    return cast(Detections, dets[:max_detections]) if len(dets) > max_detections else dets

@@ -114,7 +114,9 @@ def hf_cache_dir() -> Path:
 
 
 def _offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def _endpoint() -> str:
@@ -176,10 +178,14 @@ def _cached_snapshot(hub_id: str) -> Path | None:
 def _download(hub_id: str, label: str) -> Path:
     """Download ``hub_id`` into the cache (tqdm progress on stderr); raise ModelUnavailableError on failure."""
     if _offline():
-        raise _missing(label, hub_id, "not in the cache, and offline mode is on (HF_HUB_OFFLINE=1)", tried_hub=False)
+        raise _missing(
+            label, hub_id, "not in the cache, and offline mode is on (HF_HUB_OFFLINE=1)", tried_hub=False
+        )
     reason = _hub_unreachable()
     if reason:
-        raise _missing(label, hub_id, f"not in the cache, and the hub cannot be reached: {reason}", tried_hub=True)
+        raise _missing(
+            label, hub_id, f"not in the cache, and the hub cannot be reached: {reason}", tried_hub=True
+        )
 
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import RepositoryNotFoundError
@@ -190,8 +196,10 @@ def _download(hub_id: str, label: str) -> Path:
         if not _has_weights(path):
             path = Path(snapshot_download(hub_id, allow_patterns=[*_DOWNLOAD_PATTERNS, "*.bin"], **kwargs))
     except RepositoryNotFoundError as exc:
-        raise _missing(label, hub_id, "the hub has no such repository (or it is private)", tried_hub=True) from exc
-    except Exception as exc:  # noqa: BLE001 - the hub client's errors (and its HTTP library) vary by version
+        raise _missing(
+            label, hub_id, "the hub has no such repository (or it is private)", tried_hub=True
+        ) from exc
+    except Exception as exc:  # the hub client's errors (and its HTTP library) vary by version
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _missing(label, hub_id, f"the download failed ({first_line})", tried_hub=True) from exc
     if not _has_weights(path):
@@ -202,7 +210,9 @@ def _download(hub_id: str, label: str) -> Path:
 def _spec_text(spec: str | os.PathLike[str]) -> str:
     text = os.fspath(spec)
     if not isinstance(text, str) or not text.strip():
-        raise ModelUnavailableError(f"empty model name; use one of {', '.join(KNOWN_MODELS)}, a hub id or a directory")
+        raise ModelUnavailableError(
+            f"empty model name; use one of {', '.join(KNOWN_MODELS)}, a hub id or a directory"
+        )
     return text.strip()
 
 
@@ -221,7 +231,9 @@ def _local_dir(text: str) -> Path | None:
             )
         return path.resolve()
     if path.exists():
-        raise ModelUnavailableError(f"{text}: is a file; --model takes a model directory, a hub id or a known name")
+        raise ModelUnavailableError(
+            f"{text}: is a file; --model takes a model directory, a hub id or a known name"
+        )
     return None
 
 

@@ -39,7 +39,9 @@ TAXONOMY_FILE = "taxonomy.yaml"
 __all__ = ["TAXONOMY_FILE", "DetrDetector", "save_model_dir"]
 
 
-def save_model_dir(model: Any, image_processor: Any, taxonomy: Taxonomy, path: str | os.PathLike[str]) -> Path:
+def save_model_dir(
+    model: Any, image_processor: Any, taxonomy: Taxonomy, path: str | os.PathLike[str]
+) -> Path:
     """Write a model directory :class:`DetrDetector` loads: weights, configs and ``taxonomy.yaml``.
 
     Sets ``config.id2label`` to the taxonomy's slugs (class ``i`` is amenity ``i``), so the model, its config and
@@ -121,7 +123,6 @@ class DetrDetector(Detector):
         nms_threshold: float | None = None,
         max_detections: int = DEFAULT_MAX_DETECTIONS,
     ) -> None:
-        import torch
         from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
         resolved = resolve_model(model)
@@ -155,17 +156,19 @@ class DetrDetector(Detector):
         try:
             self.model = AutoModelForObjectDetection.from_pretrained(str(path)).to(self.device).eval()
             self.processor = AutoImageProcessor.from_pretrained(str(path), **extra)
-        except Exception as exc:  # noqa: BLE001 - corrupt weights raise library-specific errors (SafetensorError...)
+        except Exception as exc:  # corrupt weights raise library-specific errors (SafetensorError...)
             raise ModelUnavailableError(
                 f"{resolved.name}: transformers cannot load this {config['model_type']} checkpoint ({exc})"
             ) from exc
-        self._torch = torch
         settings = f"size={image_size}" if image_size else ""
-        self.info = ModelInfo(self.backend, resolved.name, resolved.version, self.taxonomy.fingerprint(), settings)
+        self.info = ModelInfo(
+            self.backend, resolved.name, resolved.version, self.taxonomy.fingerprint(), settings
+        )
 
     def predict(self, images: Sequence[Image.Image], *, batch_size: int = 4) -> list[Detections]:
         """Detect amenities in each image; one ``Detections`` per image, in order, boxes in image pixels."""
-        torch = self._torch
+        import torch
+
         images = [im if im.mode == "RGB" else im.convert("RGB") for im in _checked(images)]
         floor = float(self.thresholds.min())
         results: list[Detections] = []

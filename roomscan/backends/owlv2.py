@@ -83,10 +83,13 @@ class Owlv2Detector(Detector):
         self.nms_threshold = nms_threshold
         self.max_detections = max_detections
         try:
-            self.model = Owlv2ForObjectDetection.from_pretrained(str(resolved.path)).to(self.device).eval()
+            loaded = Owlv2ForObjectDetection.from_pretrained(str(resolved.path))
+            self.model = loaded.to(self.device).eval()  # type: ignore[arg-type]  # transformers' .to typing
             processor = Owlv2Processor.from_pretrained(str(resolved.path))
-        except Exception as exc:  # noqa: BLE001 - corrupt weights raise library-specific errors (SafetensorError...)
-            raise ModelUnavailableError(f"{resolved.name}: cannot load an OWLv2 model and processor ({exc})") from exc
+        except Exception as exc:  # corrupt weights raise library-specific errors (SafetensorError...)
+            raise ModelUnavailableError(
+                f"{resolved.name}: cannot load an OWLv2 model and processor ({exc})"
+            ) from exc
 
         vision = self.model.config.vision_config
         self.native_size = int(vision.image_size)
@@ -115,14 +118,18 @@ class Owlv2Detector(Detector):
         self._prompt_index = torch.from_numpy(index).to(self.device)  # [n_classes, max_prompts]
 
         settings = f"size={self.image_size}" if self._interpolate else ""
-        self.info = ModelInfo(self.backend, resolved.name, resolved.version, self.taxonomy.fingerprint(), settings)
+        self.info = ModelInfo(
+            self.backend, resolved.name, resolved.version, self.taxonomy.fingerprint(), settings
+        )
 
     def _embed_prompts(self, tokenizer: Any, prompts: list[str]) -> torch.Tensor:
         """Normalised text embeddings ``[n_prompts, d]``, as ``Owlv2ForObjectDetection.forward`` computes them."""
         import torch
 
         max_length = int(self.model.config.text_config.max_position_embeddings)
-        tokens = tokenizer(prompts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+        tokens = tokenizer(
+            prompts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt"
+        )
         too_long = [p for p in prompts if len(tokenizer(p)["input_ids"]) > max_length]
         if too_long:
             log.warning("prompts longer than %d tokens are truncated: %s", max_length, "; ".join(too_long))
@@ -185,7 +192,9 @@ class Owlv2Detector(Detector):
                 scores, class_ids = class_logits.sigmoid().max(dim=-1)  # [b, n_patches]
                 cx, cy, bw, bh = boxes.unbind(-1)
                 xyxy = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1)
-            for image, s, c, bx in zip(batch, scores.cpu().numpy(), class_ids.cpu().numpy(), xyxy.cpu().numpy()):
+            for image, s, c, bx in zip(
+                batch, scores.cpu().numpy(), class_ids.cpu().numpy(), xyxy.cpu().numpy()
+            ):
                 # Boxes are relative to the padded square, whose side is the image's long side.
                 results.append(
                     finalize(

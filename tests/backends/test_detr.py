@@ -87,7 +87,9 @@ def test_labels_that_disagree_with_the_taxonomy_are_a_clear_error(model_copy):
     Taxonomy((Amenity("bed", "Bed"), Amenity("oven", "Oven"), Amenity("sauna", "Sauna")), source="x").save(
         model_copy / TAXONOMY_FILE
     )
-    with pytest.raises(ModelUnavailableError, match="disagree .*labels not in taxonomy.yaml: sink.*no label for: sauna"):
+    with pytest.raises(
+        ModelUnavailableError, match="disagree .*labels not in taxonomy.yaml: sink.*no label for: sauna"
+    ):
         get_detector(model_copy, device="cpu")
 
 
@@ -125,7 +127,12 @@ def test_save_model_dir_writes_what_the_loader_reads(tiny_rtdetr_dir, tmp_path):
     out = save_model_dir(model, processor, renamed, tmp_path / "saved")
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "bed", "1": "sauna", "2": "oven"}
-    assert {p.name for p in out.iterdir()} >= {"config.json", "model.safetensors", "preprocessor_config.json", TAXONOMY_FILE}
+    assert {p.name for p in out.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        TAXONOMY_FILE,
+    }
     assert get_detector(out, device="cpu").taxonomy.slugs == ["bed", "sauna", "oven"]
 
 

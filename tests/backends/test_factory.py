@@ -44,7 +44,12 @@ def test_owlv2_directory_picks_the_owlv2_backend(tiny_owlv2_dir):
 
 def test_options_reach_the_backend(tiny_owlv2_dir):
     detector = get_detector(
-        str(tiny_owlv2_dir), device="cpu", image_size=32, score_threshold=0.5, nms_threshold=None, max_detections=7
+        str(tiny_owlv2_dir),
+        device="cpu",
+        image_size=32,
+        score_threshold=0.5,
+        nms_threshold=None,
+        max_detections=7,
     )
     assert detector.image_size == 32 and detector.nms_threshold is None and detector.max_detections == 7
     assert set(detector.thresholds.tolist()) == {0.5}

@@ -57,7 +57,12 @@ def test_cached_text_queries_match_the_full_forward(tiny_owlv2_dir, reference, i
 def test_amenity_score_is_its_best_prompt(tiny_owlv2_dir):
     taxonomy = tiny_taxonomy()
     detector = Owlv2Detector(
-        tiny_owlv2_dir, taxonomy=taxonomy, device="cpu", score_threshold=0.0, nms_threshold=None, max_detections=10_000
+        tiny_owlv2_dir,
+        taxonomy=taxonomy,
+        device="cpu",
+        score_threshold=0.0,
+        nms_threshold=None,
+        max_detections=10_000,
     )
     image = make_image((64, 64), seed=3)  # square: no box lies wholly in the padding
     with torch.inference_mode():
@@ -74,14 +79,23 @@ def test_amenity_score_is_its_best_prompt(tiny_owlv2_dir):
 def test_boxes_match_transformers_post_processing_on_a_non_square_photo(tiny_owlv2_dir, reference, size):
     model, processor = reference
     detector = Owlv2Detector(
-        tiny_owlv2_dir, taxonomy=ONE_PROMPT, device="cpu", score_threshold=0.0, nms_threshold=None, max_detections=10_000
+        tiny_owlv2_dir,
+        taxonomy=ONE_PROMPT,
+        device="cpu",
+        score_threshold=0.0,
+        nms_threshold=None,
+        max_detections=10_000,
     )
     image = make_image(size, seed=4)
     pixels = detector.preprocess([image])
     tokens = processor(text=[["a bed", "an oven", "a sink"]], return_tensors="pt")
     with torch.inference_mode():
-        outputs = model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"], pixel_values=pixels)
-    ref = processor.post_process_grounded_object_detection(outputs, threshold=0.0, target_sizes=[image.size[::-1]])[0]
+        outputs = model(
+            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"], pixel_values=pixels
+        )
+    ref = processor.post_process_grounded_object_detection(
+        outputs, threshold=0.0, target_sizes=[image.size[::-1]]
+    )[0]
     width, height = size
     boxes = ref["boxes"].numpy().copy()
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
@@ -99,7 +113,12 @@ def test_boxes_match_transformers_post_processing_on_a_non_square_photo(tiny_owl
 def test_boxes_scale_by_the_long_side_of_the_photo(tiny_owlv2_dir):
     # The model sees the photo padded bottom/right to a square: a normalised box maps to pixels by max(w, h).
     detector = Owlv2Detector(
-        tiny_owlv2_dir, taxonomy=ONE_PROMPT, device="cpu", score_threshold=0.0, nms_threshold=None, max_detections=10_000
+        tiny_owlv2_dir,
+        taxonomy=ONE_PROMPT,
+        device="cpu",
+        score_threshold=0.0,
+        nms_threshold=None,
+        max_detections=10_000,
     )
     image = make_image((100, 40), seed=5)
     with torch.inference_mode():
@@ -144,5 +163,10 @@ def test_long_prompts_are_truncated_with_a_warning(tiny_owlv2_dir, caplog):
 def test_default_model_key_has_no_settings_suffix(tiny_owlv2_dir):
     detector = Owlv2Detector(tiny_owlv2_dir, taxonomy=ONE_PROMPT, device="cpu")
     assert detector.info.backend == "owlv2"
-    assert detector.info.key == f"owlv2:{tiny_owlv2_dir.resolve()}@{detector.info.version[:12]}+{ONE_PROMPT.fingerprint()}"
-    assert Owlv2Detector(tiny_owlv2_dir, taxonomy=ONE_PROMPT, device="cpu", image_size=32).info.key.endswith("/size=32")
+    assert (
+        detector.info.key
+        == f"owlv2:{tiny_owlv2_dir.resolve()}@{detector.info.version[:12]}+{ONE_PROMPT.fingerprint()}"
+    )
+    assert Owlv2Detector(tiny_owlv2_dir, taxonomy=ONE_PROMPT, device="cpu", image_size=32).info.key.endswith(
+        "/size=32"
+    )

@@ -14,7 +14,10 @@ from roomscan.taxonomy import default_taxonomy
 @pytest.fixture
 def dets():
     return make_detections(
-        [[10, 10, 80, 60], [100, 30, 190, 90], [5, 5, 40, 40]], [0.9, 0.31, 0.5], [10, 15, 10], ["gas-stove", "oven", "gas-stove"]
+        [[10, 10, 80, 60], [100, 30, 190, 90], [5, 5, 40, 40]],
+        [0.9, 0.31, 0.5],
+        [10, 15, 10],
+        ["gas-stove", "oven", "gas-stove"],
     )
 
 
@@ -49,5 +52,5 @@ def test_large_photo_gets_thicker_lines(dets):
     small = np.asarray(annotate(Image.new("RGB", (200, 100), (255, 255, 255)), dets))
     big_dets = make_detections(dets.xyxy * 20, dets.confidence, dets.class_id, list(dets.data["class_name"]))
     big = np.asarray(annotate(Image.new("RGB", (4000, 2000), (255, 255, 255)), big_dets))
-    thickness = lambda img, y, x0: int(np.sum(np.any(img[y, x0 - 20 : x0 + 20] != 255, axis=-1)))  # noqa: E731
+    thickness = lambda img, y, x0: int(np.sum(np.any(img[y, x0 - 20 : x0 + 20] != 255, axis=-1)))
     assert thickness(big, 1000, 200) > thickness(small, 50, 10)
