@@ -9,6 +9,8 @@ want_test=0
 [[ "${1:-}" == "--test" ]] && want_test=1
 
 apt_packages=()
+# Receipt OCR's Tesseract engine (the English model ships in tesseract-ocr-eng).
+command -v tesseract >/dev/null 2>&1 || apt_packages+=(tesseract-ocr tesseract-ocr-eng)
 if (( want_test )); then
   command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_packages+=(postgresql)
@@ -34,7 +36,7 @@ pip=(.venv/bin/python -m pip -q --disable-pip-version-check)
 # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build where a CPU build is all that is needed.
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   echo "==> installing torch==${ROOMSCAN_TORCH_VERSION:-2.13.0}"
-  "${pip[@]}" install "torch==${ROOMSCAN_TORCH_VERSION:-2.13.0}"
+  "${pip[@]}" install "torch==${ROOMSCAN_TORCH_VERSION:-2.13.0}" 2>&1 | grep -v "^WARNING: Location" || true
 fi
 extras="all"
 (( want_test )) && extras="all,test"
