@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from roomscan import __version__
 from roomscan.api.routes import health, listings, photos, search
@@ -103,25 +103,24 @@ def create_app(
     return app
 
 
+# Most specific first: the first matching class decides the status code.
+_ERROR_STATUS: tuple[tuple[type[RoomscanError], int], ...] = (
+    (NotFoundError, status.HTTP_404_NOT_FOUND),
+    (ImageError, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (TaxonomyError, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (RoomscanError, status.HTTP_400_BAD_REQUEST),
+)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
-    def problem(code: int, detail: str) -> JSONResponse:
-        return JSONResponse({"detail": detail}, status_code=code)
-
-    @app.exception_handler(NotFoundError)
-    async def not_found(_: Request, exc: NotFoundError) -> JSONResponse:
-        return problem(status.HTTP_404_NOT_FOUND, str(exc))
-
-    @app.exception_handler(ImageError)
-    async def bad_image(_: Request, exc: ImageError) -> JSONResponse:
-        return problem(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
-
-    @app.exception_handler(TaxonomyError)
-    async def bad_amenity(_: Request, exc: TaxonomyError) -> JSONResponse:
-        return problem(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
-
     @app.exception_handler(RoomscanError)
-    async def roomscan_error(_: Request, exc: RoomscanError) -> JSONResponse:
-        return problem(status.HTTP_400_BAD_REQUEST, str(exc))
+    async def roomscan_error(request: Request, exc: RoomscanError) -> Response:
+        code = next(c for cls, c in _ERROR_STATUS if isinstance(exc, cls))
+        if not request.url.path.startswith((API_PREFIX, "/healthz")):
+            from roomscan.api.pages import render_error
+
+            return render_error(request, code, str(exc))  # a person on the web page gets a page
+        return JSONResponse({"detail": str(exc)}, status_code=code)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -43,6 +43,10 @@ def _render(request: Request, name: str, code: int = 200, **context: object) -> 
     return templates.TemplateResponse(request, name, context, status_code=code)
 
 
+def render_error(request: Request, code: int, message: str) -> HTMLResponse:
+    return _render(request, "error.html", code, error=message, status=code)
+
+
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, session: SessionDep) -> HTMLResponse:
     return _render(request, "index.html", listings=store.list_listings(session, limit=50))

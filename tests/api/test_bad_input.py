@@ -131,3 +131,9 @@ def test_injection_looking_search_strings_are_just_unknown_amenities(client, val
 )
 def test_bad_search_parameters(client, params):
     assert client.get("/api/v1/search", params=params).status_code == 422
+
+
+def test_the_web_page_answers_an_unknown_listing_with_a_page(client):
+    r = client.get("/listings/999")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert "listing 999 does not exist" in r.text
