@@ -15,9 +15,10 @@ def list_() -> None:
     """Known model names, their Hugging Face ids, and whether the weights are on this machine."""
     from roomscan.backends import list_models
 
-    table = Table("name", "hub id", "backend", "local", "description")
+    table = Table("name", "backend", "local", "description")
+    table.add_column("hub id", no_wrap=True)
     for m in list_models():
-        table.add_row(m.name, m.hub_id, m.backend, "[green]yes[/]" if m.cached else "[dim]no[/]", m.description)
+        table.add_row(m.name, m.backend, "[green]yes[/]" if m.cached else "[dim]no[/]", m.description, m.hub_id)
     console.print(table)
 
 

@@ -31,13 +31,13 @@ def serve(
     from roomscan.settings import Settings
 
     settings = Settings.from_env(database_url=db, model=model, taxonomy=str(taxonomy) if taxonomy else None)
+    detector = load_detector(model, taxonomy, device, image_size)  # fails fast, with instructions, if missing
     if not settings.api_key:
         key = secrets.token_urlsafe(24)
         settings = Settings.from_env(database_url=db, model=model, api_key=key, taxonomy=settings.taxonomy)
         err_console.print(
             f"ROOMSCAN_API_KEY is not set; write requests need this key for this run: [bold]{key}[/]", highlight=False
         )
-    detector = load_detector(model, taxonomy, device, image_size)
     err_console.print(f"model {detector.info.key}; catalog {settings.resolved_database_url}", highlight=False)
     err_console.print(f"open http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(create_app(settings, detector=detector), host=host, port=port, log_level="info")
