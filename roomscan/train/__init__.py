@@ -1,0 +1,1 @@
+"""Training, evaluation and export of fine-tuned DETR-family detectors."""
