@@ -39,6 +39,7 @@ _TEXT_DATE = re.compile(r"\b(?:(\d{1,2})\s+([A-Za-z]{3})[a-z]*\.?,?\s+(\d{4})|([
 _QTY_X = re.compile(r"^\s*(\d{1,3})\s*[xX×*]\s+(.+)$")
 _QTY_AT = re.compile(r"^\s*(\d{1,3})\s*[@xX×]\s*(.+)$")
 _CENT = Decimal("0.01")
+_COLON_MONEY = re.compile(r"(?<=[$€£])\s?(\d+):(\d{2})\b|\b(\d+):(\d{2})(?=\s?[$€£])")
 
 
 def parse_amount(text: str) -> tuple[Decimal, str | None] | None:
@@ -185,7 +186,9 @@ def extract_fields(lines: list[Line], *, date_order: str | None = None) -> Recei
 
 def _money_part(line: Line) -> str:
     """The text holding a line's price: its right-most cell when there are several, else the whole line."""
-    return line.cells[-1] if len(line.cells) > 1 else line.text
+    text = line.cells[-1] if len(line.cells) > 1 else line.text
+    # OCR often reads a decimal point as a colon; fix it only next to a currency symbol (never in "10:17").
+    return _COLON_MONEY.sub(lambda m: f"{m.group(1) or m.group(3)}.{m.group(2) or m.group(4)}", text)
 
 
 def _currency(amounts: list[tuple[Decimal, str | None] | None], texts: list[str]) -> tuple[str | None, float]:
@@ -257,8 +260,10 @@ def _items(lines: list[Line], texts: list[str], amounts: list, start: int, end: 
         name = (lines[i].cells[0] if len(lines[i].cells) > 1 else _MONEY.sub("", text)).strip(" :")
         qty, unit = 1, None
         at = _QTY_AT.match(name)
-        if pending_name and at and parse_amount(at.group(2)):
-            qty, unit, name = int(at.group(1)), parse_amount(at.group(2))[0], pending_name  # type: ignore[index]
+        if pending_name and at:
+            unit_read = parse_amount(at.group(2))
+            qty, name = int(at.group(1)), pending_name
+            unit = unit_read[0] if unit_read else None
         elif m := _QTY_X.match(name):
             qty, name = int(m.group(1)), m.group(2).strip()
         if qty > 1 and unit is None:
