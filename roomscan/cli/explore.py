@@ -5,20 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
+from rich.progress import TaskID
 
 from roomscan.cli._console import console, err_console, progress
 
 
 def explore_cmd(
     dataset: Path = typer.Argument(..., help="Dataset directory (images/, annotations.json, taxonomy.yaml)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Directory for report.html and summary.json (created if needed)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Directory for report.html and summary.json (created if needed)."
+    ),
     samples_per_class: int = typer.Option(6, "--samples", min=0, max=50, help="Sample thumbnails per class."),
     near_duplicate_distance: int = typer.Option(
-        6, "--near-distance", min=0, max=64, help="Perceptual-hash bits (of 64) within which two images are near-duplicates."
+        6,
+        "--near-distance",
+        min=0,
+        max=64,
+        help="Perceptual-hash bits (of 64) within which two images are near-duplicates.",
     ),
     workers: int = typer.Option(2, "--workers", min=1, max=32, help="Threads decoding images."),
     strict: bool = typer.Option(
-        False, "--strict", help="Exit 1 when any file is unreadable, a box is degenerate or out of bounds, a size disagrees, or files are duplicated."
+        False,
+        "--strict",
+        help="Exit 1 when any file is unreadable, a box is degenerate or out of bounds, a size disagrees, or files are duplicated.",
     ),
 ) -> None:
     """Profile a dataset: class balance, box sizes, image sizes, duplicates, unreadable files, bad boxes, samples.
@@ -29,7 +39,7 @@ def explore_cmd(
     from roomscan.data.explore import explore
 
     with progress() as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def on_progress(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
@@ -44,12 +54,25 @@ def explore_cmd(
             workers=workers,
             progress=on_progress,
         )
-    err_console.print(f"[bold]{report.num_images:,} images, {report.num_boxes:,} boxes.[/] What to look at:", highlight=False)
+    err_console.print(
+        f"[bold]{report.num_images:,} images, {report.num_boxes:,} boxes.[/] What to look at:",
+        highlight=False,
+    )
     for finding in report.findings:
         err_console.print(f"  • {finding}", highlight=False, markup=False)
+    for bad in report.unreadable[:10]:
+        err_console.print(f"[yellow]unreadable[/] {escape(bad.reason)}", highlight=False, soft_wrap=True)
+    if len(report.unreadable) > 10:
+        err_console.print(
+            f"  ... and {len(report.unreadable) - 10} more unreadable files (see the report)", highlight=False
+        )
     console.print(report.report_html, highlight=False, soft_wrap=True)
     problems = (
-        report.unreadable or report.degenerate_boxes or report.out_of_bounds_boxes or report.size_mismatches or report.exact_duplicates
+        report.unreadable
+        or report.degenerate_boxes
+        or report.out_of_bounds_boxes
+        or report.size_mismatches
+        or report.exact_duplicates
     )
     if strict and problems:
         raise typer.Exit(1)
