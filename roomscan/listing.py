@@ -109,7 +109,7 @@ def roll_up(
         if len(dets) == 0:
             continue
         assert dets.confidence is not None
-        for label, score, box in zip(labels_of(dets), dets.confidence, dets.xyxy):
+        for label, score, box in zip(labels_of(dets), dets.confidence, dets.xyxy, strict=True):
             score = float(score)
             best[label] = max(best.get(label, 0.0), score)
             if score >= _threshold(taxonomy, label):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from roomscan.detection.image import DEFAULT_MAX_PIXELS
 
@@ -48,7 +49,7 @@ class Settings:
                 raise ValueError(f"setting {name} must be positive, got {getattr(self, name)}")
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
+    def from_env(cls, **overrides: Any) -> Settings:
         env = os.environ
         settings = cls(
             home=_default_home(),

@@ -99,7 +99,7 @@ class DetectionWorker:
                     .execution_options(synchronize_session=False)
                 )
                 session.commit()
-                if result.rowcount == 1:
+                if result.rowcount == 1:  # type: ignore[attr-defined]  # a CursorResult for UPDATE
                     claimed.append(job_id)
                 if len(claimed) >= limit:
                     break
@@ -139,7 +139,7 @@ class DetectionWorker:
                 for job in ready:
                     self._fail(job.id, f"{type(exc).__name__}: {exc}", final=job.attempts >= self.max_attempts)
                 return len(jobs)
-            for job, dets in zip(ready, results):
+            for job, dets in zip(ready, results, strict=True):
                 self._complete(job.id, job.photo_id, dets)
         return len(jobs)
 

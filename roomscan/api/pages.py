@@ -7,7 +7,7 @@ guests search by amenity. Writes need the API key, typed once into a form and th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -77,7 +77,7 @@ def create_listing_form(
     return _remember(RedirectResponse(f"/listings/{listing.id}", status.HTTP_303_SEE_OTHER), key)
 
 
-def _listing_context(services, session, listing_id: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _listing_context(services, session, listing_id: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     listing = store.get_listing(session, listing_id)
     summary = store.listing_amenities(session, listing, services.model_id, services.taxonomy)
     state = store.listing_processing_state(session, listing, services.model_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -52,7 +53,7 @@ def load_detector(
     settings = Settings.from_env()
     spec = model or settings.model
     tax = load_taxonomy(taxonomy if taxonomy is not None else settings.taxonomy)
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}
     if image_size is not None:
         kwargs["image_size"] = image_size
     if min_score is not None:

@@ -8,7 +8,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from roomscan.cli._common import DbOpt, DeviceOpt, ModelOpt, TaxonomyOpt, expand_inputs, load_detector, report_bad
+from roomscan.cli._common import (
+    DbOpt,
+    DeviceOpt,
+    ModelOpt,
+    TaxonomyOpt,
+    expand_inputs,
+    load_detector,
+    report_bad,
+)
 from roomscan.cli._console import console, err_console, progress
 from roomscan.errors import ImageError, RoomscanError
 

@@ -67,7 +67,7 @@ def detect(
             if not loaded:
                 continue
             outputs = detector.predict([photo.image for _, photo in loaded], batch_size=batch_size)
-            for (path, photo), dets in zip(loaded, outputs):
+            for (path, photo), dets in zip(loaded, outputs, strict=True):
                 records = detections_to_records(dets)
                 results.append(
                     {

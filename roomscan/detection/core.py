@@ -50,7 +50,7 @@ def make_detections(
     """
     boxes = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4)
     n = len(boxes)
-    data: dict[str, np.ndarray] = {LABEL_KEY: np.asarray(list(labels), dtype=object).astype(str).reshape(n)}
+    data: dict[str, Any] = {LABEL_KEY: np.asarray(list(labels), dtype=object).astype(str).reshape(n)}
     for key, value in extras.items():
         arr = np.asarray(value)
         if len(arr) != n:

@@ -153,8 +153,8 @@ def load_image(
     try:
         with Image.open(io.BytesIO(data)) as checker:
             checker.verify()  # checksums and structure (PNG CRCs, chunk layout) without decoding twice
-        image = Image.open(io.BytesIO(data))
-        image.load()
+        decoded = Image.open(io.BytesIO(data))
+        decoded.load()
     except Image.DecompressionBombError as exc:  # pragma: no cover - guarded above
         raise ImageError(f"{label}: image is too large to decode safely") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
@@ -162,8 +162,9 @@ def load_image(
         what = "truncated" if "truncated" in text.lower() else "corrupt"
         raise ImageError(f"{label}: the {fmt} data is {what} ({text}); re-export or re-upload the photo") from exc
 
+    image: Image.Image = decoded
     try:
-        image = ImageOps.exif_transpose(image)
+        image = ImageOps.exif_transpose(decoded)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not lose an otherwise good photo
         pass
     return LoadedImage(
