@@ -9,9 +9,11 @@ want_test=0
 [[ "${1:-}" == "--test" ]] && want_test=1
 
 apt_packages=()
-# Receipt OCR's Tesseract engine (the English model ships in tesseract-ocr-eng).
-command -v tesseract >/dev/null 2>&1 || apt_packages+=(tesseract-ocr tesseract-ocr-eng)
+optional=0
+# Receipt OCR's Tesseract engine (the English model ships in tesseract-ocr-eng): optional for amenity detection.
+if ! command -v tesseract >/dev/null 2>&1; then apt_packages+=(tesseract-ocr tesseract-ocr-eng); optional=1; fi
 if (( want_test )); then
+  optional=0  # the tests need every package
   command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_packages+=(postgresql)
 fi
@@ -21,6 +23,8 @@ if (( ${#apt_packages[@]} )); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends "${apt_packages[@]}" >/dev/null
+  elif (( optional )); then
+    echo "note: receipt OCR's Tesseract engine is not installed (sudo apt-get install ${apt_packages[*]})" >&2
   else
     echo "missing system packages: ${apt_packages[*]}; run: sudo apt-get install ${apt_packages[*]}" >&2
     exit 1
