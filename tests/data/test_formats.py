@@ -1,0 +1,171 @@
+"""Every dataset format reads what it writes, and meets malformed files with an error naming file, record, problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from roomscan.data.dataset import DatasetError, DetectionDataset
+from roomscan.data.formats import coco, labelstudio, openimages, voc, yolo
+from roomscan.data.synthetic import make_shapes_dataset
+from roomscan.taxonomy import default_taxonomy
+
+DIR_FORMATS = {"yolo": yolo, "voc": voc, "labelstudio": labelstudio, "openimages": openimages}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> DetectionDataset:
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), n_images=8, image_size=(120, 90), seed=3)
+
+
+def assert_same(a: DetectionDataset, b: DetectionDataset, tol: float = 0.01) -> None:
+    assert [(im.file_name, im.width, im.height) for im in a.images] == [(im.file_name, im.width, im.height) for im in b.images]
+    for (_, da), (_, db) in zip(a, b):
+        assert list(da.data["class_name"]) == list(db.data["class_name"])
+        np.testing.assert_allclose(da.xyxy, db.xyxy, atol=tol)
+    used = {s for _, d in a for s in d.data["class_name"]}
+    assert used <= set(b.taxonomy.slugs)
+
+
+def write_read(name: str, ds: DetectionDataset, out: Path) -> DetectionDataset:
+    if name == "coco":
+        coco.write(ds, out / "annotations.json")
+        return coco.read(out / "annotations.json", images_dir=ds.images_dir)
+    DIR_FORMATS[name].write(ds, out)
+    return DIR_FORMATS[name].read(out)
+
+
+@pytest.mark.parametrize("name", ["coco", *DIR_FORMATS])
+def test_write_then_read_gives_the_same_images_boxes_and_classes(name, shapes, tmp_path):
+    back = write_read(name, shapes, tmp_path)
+    assert_same(shapes, back, tol=0.01 if name != "yolo" else 0.001 * 120)
+    if name in ("coco", "yolo", "voc", "openimages"):  # formats that carry a class list keep it, in order
+        assert back.taxonomy.slugs == shapes.taxonomy.slugs
+
+
+@pytest.mark.parametrize("name", ["yolo", "voc", "openimages"])
+def test_reading_through_a_taxonomy_maps_names_and_mids(name, tmp_path, sample_photo):
+    tax = default_taxonomy()
+    (tmp_path / "src" / "images").mkdir(parents=True)
+    (tmp_path / "src" / "images" / "room.jpg").write_bytes(sample_photo((100, 80)))
+    from roomscan.data.dataset import ImageRecord
+    from roomscan.detection.core import make_detections
+
+    ds = DetectionDataset(tmp_path / "src" / "images", tax, [ImageRecord(1, "room.jpg", 100, 80)],
+                          {1: make_detections([[10, 10, 50, 40]], [1.0], [tax.index("bed")], ["bed"])})
+    DIR_FORMATS[name].write(ds, tmp_path / "out")
+    back = DIR_FORMATS[name].read(tmp_path / "out", taxonomy=tax)
+    assert back.taxonomy is tax and list(back.annotations[1].data["class_name"]) == ["bed"]
+    assert back.annotations[1].class_id.tolist() == [tax.index("bed")]
+    if name == "openimages":
+        assert "/m/03ssj5" in (tmp_path / "out" / openimages.ANNOTATIONS_FILE).read_text()  # LabelName is the MID
+
+
+def test_group_of_and_difficult_flags_survive(tmp_path, shapes):
+    dets = shapes.annotations[shapes.images[0].id]
+    dets.data["iscrowd"] = np.ones(len(dets), dtype=np.int64)
+    dets.data["difficult"] = np.ones(len(dets), dtype=np.int64)
+    try:
+        oi = openimages.read(openimages.write(shapes, tmp_path / "oi"))
+        vo = voc.read(voc.write(shapes, tmp_path / "voc"))
+        assert oi.annotations[1].data["iscrowd"].tolist() == [1] * len(dets)
+        assert vo.annotations[1].data["difficult"].tolist() == [1] * len(dets)
+    finally:
+        dets.data["iscrowd"] = np.zeros(len(dets), dtype=np.int64)
+        del dets.data["difficult"]
+
+
+def test_label_studio_percentages_rotation_and_cancelled_annotations(tmp_path, sample_photo):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").write_bytes(sample_photo((200, 100)))
+    box = {"x": 10, "y": 20, "width": 25, "height": 50, "rectanglelabels": ["Bed"]}
+    tasks = [{"id": 7, "data": {"image": "/data/local-files/?d=images/a.jpg"}, "annotations": [
+        {"was_cancelled": True, "result": []},
+        {"result": [
+            {"type": "rectanglelabels", "original_width": 200, "original_height": 100, "value": box},
+            {"type": "rectanglelabels", "original_width": 200, "original_height": 100, "value": {**box, "rotation": 90}},
+            {"type": "choices", "value": {"choices": ["indoor"]}},
+        ]}]}]
+    (tmp_path / "export.json").write_text(json.dumps(tasks))
+    ds = labelstudio.read(tmp_path / "export.json")
+    assert ds.images[0].file_name == "a.jpg" and ds.taxonomy.slugs == ["bed"]
+    np.testing.assert_allclose(ds.annotations[1].xyxy, [[20, 20, 70, 70], [0, 20, 20, 70]], atol=1e-4)
+
+
+# -- malformed input: (format, files to write relative to the dataset root, expected fragments of the message) --
+YOLO_OK = {"data.yaml": "names: [bed, oven]\n"}
+VOC_HEAD = "<annotation><filename>a.jpg</filename><size><width>100</width><height>80</height></size>"
+LS_TASK = {"data": {"image": "images/a.jpg"}, "annotations": [{"result": [
+    {"type": "rectanglelabels", "original_width": 100, "original_height": 80,
+     "value": {"x": 1, "y": 1, "width": 10, "height": 10, "rectanglelabels": ["bed"]}}]}]}
+OI_HEAD = ",".join(openimages.BOX_COLUMNS) + "\n"
+OI_CLASSES = {"class-descriptions.csv": "LabelName,DisplayName\n/m/03ssj5,Bed\n"}
+
+MALFORMED = [
+    ("yolo", {**YOLO_OK, "labels/a.txt": "0 0.5 0.5 0.2\n"}, ["a.txt", "line 1", "expected 5 values"]),
+    ("yolo", {**YOLO_OK, "labels/a.txt": "0 0.5 0.5 0.2 0.2\n1 x 0.5 0.2 0.2\n"}, ["a.txt", "line 2", "not numbers"]),
+    ("yolo", {**YOLO_OK, "labels/a.txt": "5 0.5 0.5 0.2 0.2\n"}, ["a.txt", "line 1", "class 5 is out of range"]),
+    ("yolo", {**YOLO_OK, "labels/a.txt": "0 0.9 0.5 0.5 0.2\n"}, ["a.txt", "line 1", "outside"]),
+    ("yolo", {"data.yaml": "names: 3\n"}, ["data.yaml", "names"]),
+    ("yolo", {"labels/a.txt": "0 0.5 0.5 0.2 0.2\n"}, ["data.yaml", "class names"]),
+    ("voc", {"Annotations/a.xml": VOC_HEAD + "<object><name>bed</name>"}, ["a.xml", "line 1", "not well-formed"]),
+    ("voc", {"Annotations/a.xml": VOC_HEAD + "<object><name>bed</name></object></annotation>"},
+     ["a.xml", "<object> #1", "missing <bndbox>"]),
+    ("voc", {"Annotations/a.xml": VOC_HEAD + "<object><name>bed</name><bndbox><xmin>a</xmin><ymin>1</ymin>"
+             "<xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>"}, ["a.xml", "<object> #1", "not a number"]),
+    ("voc", {"Annotations/a.xml": VOC_HEAD + "<object><name>bed</name><bndbox><xmin>50</xmin><ymin>1</ymin>"
+             "<xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>"}, ["a.xml", "<object> #1", "negative width"]),
+    ("voc", {"Annotations/a.xml": '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "y">]><annotation/>'},
+     ["a.xml", "DTD"]),
+    ("voc", {"Annotations/a.xml": "<annotation><size><width>1</width><height>1</height></size></annotation>"},
+     ["a.xml", "missing <filename>"]),
+    ("labelstudio", {"labelstudio.json": "[{"}, ["labelstudio.json", "not valid JSON", "line 1"]),
+    ("labelstudio", {"labelstudio.json": json.dumps([{"data": {}}])}, ["labelstudio.json", "task[0]", "data.image"]),
+    ("labelstudio", {"labelstudio.json": json.dumps([{**LS_TASK, "annotations": [{"result": [
+        {**LS_TASK["annotations"][0]["result"][0], "value": {"x": "?", "y": 1, "width": 1, "height": 1,
+                                                             "rectanglelabels": ["bed"]}}]}]}])},
+     ["labelstudio.json", "task[0] result[0]", "numeric x, y, width and height"]),
+    ("labelstudio", {"labelstudio.json": json.dumps([{**LS_TASK, "annotations": [{"result": [
+        {"type": "rectanglelabels", "value": {"x": 1, "y": 1, "width": 1, "height": 1, "rectanglelabels": ["bed"]}}]}]}])},
+     ["labelstudio.json", "task[0] result[0]", "original_width"]),
+    ("labelstudio", {"labelstudio.json": json.dumps({"tasks": 1})}, ["labelstudio.json", "task[0]", "data"]),
+    ("openimages", {**OI_CLASSES, "annotations-bbox.csv": "ImageID,LabelName\na,/m/03ssj5\n"},
+     ["annotations-bbox.csv", "line 1", "missing column(s) XMin"]),
+    ("openimages", {**OI_CLASSES, "annotations-bbox.csv": OI_HEAD + "a,x,/m/03ssj5,1,0.1,0.5,0.1,zz,0,0,0,0,0\n"},
+     ["annotations-bbox.csv", "line 2", "not numbers"]),
+    ("openimages", {**OI_CLASSES, "annotations-bbox.csv": OI_HEAD + "a,x,/m/03ssj5,1,0.6,0.5,0.1,0.2,0,0,0,0,0\n"},
+     ["annotations-bbox.csv", "line 2", "XMin <= XMax"]),
+    ("openimages", {**OI_CLASSES, "annotations-bbox.csv": OI_HEAD + "a,x,/m/03ssj5,1\n"},
+     ["annotations-bbox.csv", "line 2", "4 fields"]),
+    ("openimages", {**OI_CLASSES, "annotations-bbox.csv": OI_HEAD + "a,x,/m/0zzz,1,0.1,0.5,0.1,0.2,0,0,0,0,0\n"},
+     ["annotations-bbox.csv", "image a", "/m/0zzz"]),
+    ("openimages", {**OI_CLASSES, "annotations-bbox.csv": OI_HEAD + "nope,x,/m/03ssj5,1,0.1,0.5,0.1,0.2,0,0,0,0,0\n"},
+     ["image nope", "no image"]),
+    ("openimages", {"class-descriptions.csv": "/m/03ssj5\n", "annotations-bbox.csv": OI_HEAD},
+     ["class-descriptions.csv", "line 1", "mid,name"]),
+]
+
+
+@pytest.mark.parametrize(("name", "files", "expected"), MALFORMED, ids=[f"{m[0]}-{i}" for i, m in enumerate(MALFORMED)])
+def test_malformed_files_name_the_file_the_record_and_the_problem(name, files, expected, tmp_path, sample_photo):
+    root = tmp_path / "ds"
+    images = root / ("JPEGImages" if name == "voc" else "images")
+    images.mkdir(parents=True)
+    (images / "a.jpg").write_bytes(sample_photo((100, 80)))
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    with pytest.raises(DatasetError) as info:
+        DIR_FORMATS[name].read(root)
+    message = str(info.value)
+    for fragment in expected:
+        assert fragment in message, message
+
+
+@pytest.mark.parametrize("name", list(DIR_FORMATS))
+def test_a_missing_dataset_is_a_clear_error(name, tmp_path):
+    with pytest.raises(DatasetError, match="nope"):
+        DIR_FORMATS[name].read(tmp_path / "nope")
