@@ -84,7 +84,7 @@ def box_size_bars(
         ax.barh(list(names), values, left=left, label=label, color=colour)
         left += np.asarray(values, dtype=float)
     ax.invert_yaxis()
-    ax.legend(loc="lower right", fontsize="small")
+    fig.legend(loc="outside right upper", fontsize="small")
     ax.set_xlabel("boxes")
     ax.set_title("Box sizes per class (COCO area ranges, px²)")
     return _png(fig)
@@ -93,8 +93,9 @@ def box_size_bars(
 def aspect_ratio_histogram(ratios: Sequence[float] | np.ndarray) -> bytes:
     """Box width / height on a log2 axis (1 = square, 2 = twice as wide, 0.5 = twice as tall)."""
     fig, ax = _figure(7.5, 3.2)
-    values = np.log2(np.asarray(ratios, dtype=float)) if len(ratios) else np.zeros(0)
-    ax.hist(values, bins=40, color="#4c72b0", edgecolor="white")
+    # Quarter-octave bins; ratios beyond 1/16..16 land in the end bins.
+    values = np.clip(np.log2(np.asarray(ratios, dtype=float)), -4.4, 4.4) if len(ratios) else np.zeros(0)
+    ax.hist(values, bins=np.linspace(-4.5, 4.5, 37), color="#4c72b0", edgecolor="white")
     ticks = np.arange(-4, 5)
     ax.set_xticks(ticks, [f"{2.0**t:g}" for t in ticks])
     ax.set_xlim(-4.5, 4.5)
