@@ -1,0 +1,85 @@
+"""``roomscan data``: convert datasets between formats and build the Open Images amenity subset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from roomscan.cli._common import TaxonomyOpt
+from roomscan.cli._console import console, err_console, progress
+
+data_app = typer.Typer(help="Datasets: convert between formats, fetch the Open Images amenity subset.", no_args_is_help=True)
+
+FORMAT_HELP = "roomscan, coco, yolo, voc, openimages or labelstudio"
+
+
+@data_app.command("convert")
+def convert_cmd(
+    src: Path = typer.Argument(..., help="The source dataset: a folder or a COCO / Label Studio .json file."),
+    out: Path = typer.Argument(..., help="The output folder (must be empty or absent unless --force)."),
+    to: str = typer.Option(..., "--to", help=f"Output format: {FORMAT_HELP}."),
+    from_format: str | None = typer.Option(None, "--from", help=f"Source format ({FORMAT_HELP}); detected if omitted."),
+    taxonomy: Path | None = typer.Option(None, "--taxonomy", help="Map the labels onto this taxonomy YAML (default: the source's own classes)."),
+    force: bool = typer.Option(False, "--force", help="Write into a non-empty OUT."),
+) -> None:
+    """Convert a detection dataset; images are hard-linked (or copied) into OUT.
+
+    Example: roomscan data convert export.json --to yolo datasets/rooms-yolo
+    """
+    from roomscan.data.convert import convert, detect_format
+
+    fmt = from_format or detect_format(src)
+    with progress() as bar:
+        task = bar.add_task(f"{fmt} -> {to}: images", total=None)
+
+        def step(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        dataset = convert(src, to, out, from_format=fmt, taxonomy=taxonomy, force=force, on_image=step)
+    missing = sum(not dataset.path(im).is_file() for im in dataset.images)
+    if missing:
+        err_console.print(f"[yellow]warning:[/] {missing} image file(s) were missing under {dataset.images_dir}", highlight=False)
+    console.print(
+        f"wrote {len(dataset)} images, {dataset.num_boxes} boxes, {len(dataset.taxonomy)} classes as {to} to {out}",
+        highlight=False,
+    )
+
+
+@data_app.command("openimages")
+def openimages_cmd(
+    out: Path = typer.Option(..., "--out", help="Dataset folder to write (rerun to resume)."),
+    split: str = typer.Option("validation", "--split", help="train, validation or test."),
+    max_per_class: int = typer.Option(100, "--max-per-class", min=1, help="Images to pick per class."),
+    taxonomy: Path | None = TaxonomyOpt,
+    annotations: Path | None = typer.Option(None, "--annotations", help="Local box annotations CSV (skips its download)."),
+    classes: Path | None = typer.Option(None, "--classes", help="Local class descriptions CSV."),
+    images_csv: Path | None = typer.Option(None, "--images-csv", help="The split's image list CSV, for attribution.csv."),
+    workers: int = typer.Option(8, "--workers", min=1, max=64, help="Parallel image downloads."),
+    timeout: float = typer.Option(30.0, "--timeout", min=1.0, help="Seconds per request."),
+) -> None:
+    """Download the Open Images images of the taxonomy's classes into a roomscan dataset.
+
+    Example: roomscan data openimages --split validation --max-per-class 50 --out data/oi-val
+    """
+    from roomscan.data.openimages import prepare_openimages
+
+    with progress() as bar:
+        task = bar.add_task(f"Open Images {split}: images", total=None)
+
+        def step(_stage: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = prepare_openimages(
+            out, split=split, max_per_class=max_per_class, taxonomy=taxonomy, annotations=annotations,
+            classes=classes, images_csv=images_csv, workers=workers, timeout=timeout, on_progress=step,
+        )
+    for image_id, error in sorted(result.failures.items())[:10]:
+        err_console.print(f"[yellow]failed[/] {image_id}: {error}", highlight=False, soft_wrap=True)
+    if result.failed:
+        err_console.print(f"{result.failed} image(s) failed; rerun the same command to retry them", highlight=False)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.per_class.items()))
+    console.print(
+        f"{result.done} of {result.selected} images in {result.path} ({result.skipped} already present); {counts}",
+        highlight=False,
+    )
