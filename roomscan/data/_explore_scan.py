@@ -48,9 +48,21 @@ def _read_one(path: Path, name: str) -> ImageFacts:
         elif path.is_file() and path.stat().st_size == 0:
             kind = "empty"
         else:
-            kind = "truncated" if "truncated" in str(exc).lower() else "corrupt"
+            kind = _kind(str(exc))
         return ImageFacts(kind=kind, error=str(exc))
     return ImageFacts(photo.sha256, _dedup.phash(photo.image), photo.width, photo.height)
+
+
+def _kind(message: str) -> str:
+    text = message.lower()
+    for needle, kind in (
+        ("truncated", "truncated"),
+        ("megapixels", "too large"),
+        ("not an image", "not an image"),
+    ):
+        if needle in text:
+            return kind
+    return "corrupt"
 
 
 def _stamp(path: Path) -> list[int] | None:

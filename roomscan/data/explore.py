@@ -65,7 +65,10 @@ class ClassStats:
 
 @dataclass(frozen=True)
 class UnreadableImage:
-    """An image the decoder refused. ``kind``: missing, empty, truncated or corrupt; ``reason``: its message."""
+    """An image the decoder refused.
+
+    ``kind``: missing, empty, truncated, too large, not an image or corrupt; ``reason``: the decoder's message.
+    """
 
     image_id: int
     file_name: str

@@ -38,7 +38,7 @@ def _add(ds: DetectionDataset, name: str, size: tuple[int, int], boxes=(), class
 @pytest.fixture(scope="module")
 def damaged(tmp_path_factory) -> Path:
     """30 shapes images at 96 px, then: an exact copy, a resized re-encoded copy, a zero-byte file (with an HTML
-    name), a truncated JPEG, a missing file, a zero-width box, an out-of-bounds box, a wrongly declared size."""
+    name), a truncated JPEG, a missing file, a text file named .jpg, a zero-width box, an out-of-bounds box, a wrongly declared size."""
     root = tmp_path_factory.mktemp("damaged")
     ds = make_shapes_dataset(root, n_images=30, image_size=(96, 96), seed=3)
     img = ds.images_dir
@@ -52,6 +52,8 @@ def damaged(tmp_path_factory) -> Path:
     (img / "truncated.jpg").write_bytes(data[: len(data) // 2])
     _add(ds, "truncated.jpg", (96, 96))
     _add(ds, "gone.jpg", (96, 96), boxes=[[1, 1, 20, 20]], classes=[2])
+    (img / "notes.jpg").write_text("not a photo")
+    _add(ds, "notes.jpg", (96, 96))
     # A zero-width box and a box running off a 96x96 image (150x70 px: a COCO "large" box).
     bad = make_detections(
         [[20, 20, 20, 50], [50, 40, 200, 110]], [1, 1], [2, 1], [ds.taxonomy.slugs[2], ds.taxonomy.slugs[1]]
@@ -88,7 +90,7 @@ def test_class_counts_and_size_buckets_match_the_annotations(damaged, report):
             bucket[
                 names[a["category_id"]], "small" if area < 32**2 else "large" if area > 96**2 else "medium"
             ] += 1
-    assert report.num_images == len(doc["images"]) == 36
+    assert report.num_images == len(doc["images"]) == 37
     assert report.num_boxes == len(doc["annotations"])
     for c in report.classes:
         assert (c.boxes, c.images) == (boxes[c.name], images[c.name])
@@ -118,9 +120,10 @@ def test_duplicates_are_grouped(report):
 
 def test_unreadable_files_are_listed_with_the_decoder_message(report):
     by_name = {u.file_name: u for u in report.unreadable}
-    assert set(by_name) == {EVIL, "truncated.jpg", "gone.jpg"}
+    assert set(by_name) == {EVIL, "truncated.jpg", "gone.jpg", "notes.jpg"}
     assert by_name[EVIL].kind == "empty" and "0 bytes" in by_name[EVIL].reason
     assert by_name["gone.jpg"].kind == "missing" and "no such file" in by_name["gone.jpg"].reason
+    assert by_name["notes.jpg"].kind == "not an image"
     assert by_name["truncated.jpg"].kind == "truncated" and by_name["truncated.jpg"].reason.startswith(
         "truncated.jpg: "
     )
@@ -141,7 +144,7 @@ def test_bad_boxes_and_declared_sizes(report):
 def test_findings_come_first_and_name_the_problems(report):
     text = "\n".join(report.findings)
     for expected in (
-        "3 unreadable images (1 empty, 1 missing, 1 truncated)",
+        "4 unreadable images (1 empty, 1 missing, 1 not an image, 1 truncated)",
         "1 image whose declared size differs",
         "1 box with zero or negative width",
         "1 box reaching outside",
@@ -149,7 +152,7 @@ def test_findings_come_first_and_name_the_problems(report):
         "1 near-duplicate group",
     ):
         assert expected in text
-    assert report.findings[0].startswith("3 unreadable")
+    assert report.findings[0].startswith("4 unreadable")
 
 
 def test_html_is_self_contained_and_escaped(report):
@@ -168,7 +171,7 @@ def test_summary_json_holds_the_report(report):
     summary = json.loads(Path(report.summary_json).read_text())
     assert summary == json.loads(json.dumps(report.to_dict()))
     assert summary["exact_duplicates"] == [["00000.jpg", "copy-of-0.jpg"]]
-    assert {u["file_name"] for u in summary["unreadable"]} == {EVIL, "truncated.jpg", "gone.jpg"}
+    assert {u["file_name"] for u in summary["unreadable"]} == {EVIL, "truncated.jpg", "gone.jpg", "notes.jpg"}
 
 
 def test_rerun_reads_only_what_changed(damaged, tmp_path, monkeypatch):
@@ -197,7 +200,7 @@ def test_progress_reports_each_stage(damaged, tmp_path):
         samples_per_class=2,
         progress=lambda stage, done, total: seen.__setitem__(stage, (done, total)),
     )
-    assert seen["Reading images"] == (36, 36)
+    assert seen["Reading images"] == (37, 37)
     assert seen["Drawing samples"] == (6, 6)
 
 
