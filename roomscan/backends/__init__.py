@@ -57,20 +57,30 @@ _BACKENDS: dict[str, tuple[str, str, str]] = {
         "DetrDetector",
         "fine-tuned DETR-family checkpoints with a taxonomy.yaml (rt_detr_v2, rt_detr, d_fine, detr, ...)",
     ),
+    "onnx": (
+        "roomscan.backends.onnx",
+        "OnnxDetector",
+        "DETR-family models exported with `roomscan export --onnx` (a directory with model.onnx), on ONNX Runtime",
+    ),
 }
-_REQUIREMENTS = ("torch", "transformers")
+_TORCH = ("torch", "transformers")
+_REQUIREMENTS: dict[str, tuple[str, ...]] = {"owlv2": _TORCH, "detr": _TORCH, "onnx": ("onnxruntime",)}
 
 
 def available_backends() -> dict[str, str]:
     """Backends whose dependencies are installed, name -> what it loads (checked without importing them)."""
-    if not all(importlib.util.find_spec(mod) for mod in _REQUIREMENTS):
-        return {}
-    return {name: description for name, (_, _, description) in _BACKENDS.items()}
+    return {
+        name: description
+        for name, (_, _, description) in _BACKENDS.items()
+        if all(importlib.util.find_spec(mod) for mod in _REQUIREMENTS[name])
+    }
 
 
 def _backend_of(resolved: ResolvedModel) -> str:
     if resolved.backend:
         return resolved.backend
+    if (resolved.path / "model.onnx").is_file():  # an export (roomscan.train.export) keeps the source config.json
+        return "onnx"
     model_type = read_model_config(resolved.path)["model_type"]
     if model_type == "owlv2":
         return "owlv2"

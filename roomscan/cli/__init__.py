@@ -10,7 +10,7 @@ import sys
 import typer
 
 from roomscan import __version__
-from roomscan.cli import catalog_cmds, detect, models, serve
+from roomscan.cli import catalog_cmds, detect, export, models, serve
 from roomscan.cli import receipts
 from roomscan.cli._console import err_console
 from roomscan.cli.data import data_app
@@ -29,6 +29,7 @@ app.command("search")(catalog_cmds.search)
 app.command("worker")(catalog_cmds.worker)
 app.command("serve")(serve.serve)
 app.add_typer(models.app, name="models")
+app.command("export")(export.export)
 app.add_typer(data_app, name="data")
 app.add_typer(receipts.app, name="receipt")
 

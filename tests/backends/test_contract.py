@@ -14,12 +14,15 @@ from _models import make_image, tiny_taxonomy
 from roomscan.backends import Detector, ModelInfo, get_detector
 from roomscan.detection import labels_of
 
-BACKENDS = ["owlv2", "rtdetr"]
+BACKENDS = ["owlv2", "rtdetr", "onnx"]
 
 
 @pytest.fixture(scope="module")
-def model_dirs(tiny_owlv2_dir, tiny_rtdetr_dir) -> dict[str, str]:
-    return {"owlv2": str(tiny_owlv2_dir), "rtdetr": str(tiny_rtdetr_dir)}
+def model_dirs(tiny_owlv2_dir, tiny_rtdetr_dir, tmp_path_factory) -> dict[str, str]:
+    from roomscan.train.export import export_onnx
+
+    onnx_dir = export_onnx(tiny_rtdetr_dir, tmp_path_factory.mktemp("contract-onnx") / "tiny-onnx").path
+    return {"owlv2": str(tiny_owlv2_dir), "rtdetr": str(tiny_rtdetr_dir), "onnx": str(onnx_dir)}
 
 
 @pytest.fixture(scope="module")

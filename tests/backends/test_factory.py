@@ -32,7 +32,7 @@ def test_public_surface():
 
 
 def test_available_backends_lists_installed_ones():
-    assert set(available_backends()) == {"owlv2", "detr"}
+    assert set(available_backends()) == {"owlv2", "detr", "onnx"}
 
 
 def test_owlv2_directory_picks_the_owlv2_backend(tiny_owlv2_dir):

@@ -1,0 +1,372 @@
+"""DETR-family detectors exported to ONNX, served with ONNX Runtime: no torch or transformers at inference.
+
+An ONNX model directory is what :func:`roomscan.train.export.export_onnx` writes: ``model.onnx`` (inputs
+``pixel_values [batch, 3, height, width]``, outputs ``logits [batch, queries, classes]`` and
+``pred_boxes [batch, queries, 4]`` as normalised cx, cy, w, h), the image processor's
+``preprocessor_config.json``, the source ``config.json`` (for ``id2label``), ``taxonomy.yaml`` and
+``roomscan_onnx.json`` (source model, input size, opset, int8). Pre- and post-processing are numpy/PIL twins of the
+RT-DETR image processor's (resize, rescale, optional normalise; sigmoid scores, top-k over queries x classes), so
+a detector here reports what :class:`~roomscan.backends.detr.DetrDetector` reports on the source checkpoint.
+
+Example:
+    >>> detector = get_detector("runs/rtdetr-v2/best-onnx")  # doctest: +SKIP
+    >>> detector.info.backend, detector.providers  # doctest: +SKIP
+    ('onnx', ['CPUExecutionProvider'])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from roomscan.backends._base import Detector, ModelInfo
+from roomscan.backends._common import (
+    DEFAULT_MAX_DETECTIONS,
+    check_images,
+    chunks,
+    class_thresholds,
+    finalize,
+)
+from roomscan.backends._hub import ResolvedModel, read_model_config, resolve_model
+from roomscan.backends.detr import TAXONOMY_FILE, _label_map
+from roomscan.detection.core import Detections
+from roomscan.errors import ModelUnavailableError, TaxonomyError
+from roomscan.taxonomy import Taxonomy, load_taxonomy
+
+ONNX_FILE = "model.onnx"
+METADATA_FILE = "roomscan_onnx.json"
+PROCESSOR_FILE = "preprocessor_config.json"
+METADATA_FORMAT = 1
+
+__all__ = [
+    "METADATA_FILE",
+    "ONNX_FILE",
+    "OnnxDetector",
+    "OnnxMetadata",
+    "Preprocessing",
+    "postprocess",
+    "read_metadata",
+]
+
+
+@dataclass(frozen=True)
+class OnnxMetadata:
+    """What ``roomscan_onnx.json`` records about an export.
+
+    Attributes:
+        source_model: the key of the model it was exported from (backend, name, weights hash, taxonomy).
+        model_type: the transformers ``model_type`` (``rt_detr_v2``, ``d_fine``...).
+        input_size: ``(height, width)`` the model was exported and checked at; the default input size.
+        dynamic_size: whether the graph accepts other input sizes (checked at export on a second size).
+        opset: ONNX opset version.
+        int8: whether the weights are int8-quantised.
+        quantization: ``dynamic``, ``static`` or ``""``.
+        checks: export-time measurements (max abs differences vs PyTorch, int8 vs fp32...).
+    """
+
+    source_model: str
+    model_type: str
+    input_size: tuple[int, int]
+    dynamic_size: bool
+    opset: int
+    int8: bool = False
+    quantization: str = ""
+    checks: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": METADATA_FORMAT,
+            "source_model": self.source_model,
+            "model_type": self.model_type,
+            "input_size": list(self.input_size),
+            "dynamic_size": self.dynamic_size,
+            "opset": self.opset,
+            "int8": self.int8,
+            "quantization": self.quantization,
+            "checks": self.checks or {},
+        }
+
+
+def read_metadata(path: str | os.PathLike[str]) -> OnnxMetadata:
+    """Read an export's ``roomscan_onnx.json``.
+
+    Raises:
+        ModelUnavailableError: the file is missing, not JSON, or lacks a field.
+    """
+    file = Path(path) / METADATA_FILE
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+        if raw.get("format") != METADATA_FORMAT:
+            raise ValueError(f"unknown format {raw.get('format')!r} (expected {METADATA_FORMAT})")
+        height, width = (int(v) for v in raw["input_size"])
+        return OnnxMetadata(
+            source_model=str(raw["source_model"]),
+            model_type=str(raw["model_type"]),
+            input_size=(height, width),
+            dynamic_size=bool(raw["dynamic_size"]),
+            opset=int(raw["opset"]),
+            int8=bool(raw.get("int8", False)),
+            quantization=str(raw.get("quantization", "")),
+            checks=dict(raw.get("checks") or {}),
+        )
+    except FileNotFoundError as exc:
+        raise ModelUnavailableError(
+            f"{path}: no {METADATA_FILE}; write ONNX model directories with `roomscan export MODEL_DIR --onnx`"
+        ) from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise ModelUnavailableError(f"{file}: not a readable JSON file ({exc})") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelUnavailableError(f"{file}: malformed export metadata ({exc!r})") from exc
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The RT-DETR image processor's steps on one image: resize to ``size``, rescale, optionally normalise.
+
+    Matches ``RTDetrImageProcessor`` (PIL backend) to float32 rounding: PIL resize of the uint8 image, then
+    ``x * rescale_factor`` in float64, cast to float32.
+    """
+
+    size: tuple[int, int]  # (height, width)
+    resample: int = 2  # PIL.Image.BILINEAR
+    do_resize: bool = True
+    do_rescale: bool = True
+    rescale_factor: float = 1 / 255
+    do_normalize: bool = False
+    image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    image_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @classmethod
+    def from_file(cls, file: Path, size: tuple[int, int] | None = None) -> Preprocessing:
+        """Read ``preprocessor_config.json``; ``size`` (height, width) overrides its size.
+
+        Raises:
+            ModelUnavailableError: unreadable, or a resize mode other than a fixed height and width.
+        """
+        try:
+            raw = json.loads(file.read_text(encoding="utf-8"))
+            if raw.get("do_pad") and raw.get("pad_size"):
+                raise ValueError("padding to pad_size is not supported")
+            if size is None:
+                size = (int(raw["size"]["height"]), int(raw["size"]["width"]))
+            return cls(
+                size=size,
+                resample=int(raw.get("resample", 2)),
+                do_resize=bool(raw.get("do_resize", True)),
+                do_rescale=bool(raw.get("do_rescale", True)),
+                rescale_factor=float(raw.get("rescale_factor", 1 / 255)),
+                do_normalize=bool(raw.get("do_normalize", False)),
+                image_mean=tuple(float(v) for v in raw.get("image_mean", cls.image_mean)),  # type: ignore[arg-type]
+                image_std=tuple(float(v) for v in raw.get("image_std", cls.image_std)),  # type: ignore[arg-type]
+            )
+        except FileNotFoundError as exc:
+            raise ModelUnavailableError(f"{file.parent}: no {PROCESSOR_FILE} in the ONNX model directory") from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelUnavailableError(f"{file}: not a readable JSON file ({exc})") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelUnavailableError(
+                f"{file}: unsupported image processor settings ({exc!r}); the ONNX backend needs a fixed "
+                "size {'height': H, 'width': W}"
+            ) from exc
+
+    def __call__(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """RGB images -> ``pixel_values`` float32 ``[batch, 3, height, width]``."""
+        height, width = self.size
+        out = np.empty((len(images), 3, height, width), dtype=np.float32)
+        for i, image in enumerate(images):
+            if self.do_resize and image.size != (width, height):
+                image = image.resize((width, height), resample=self.resample)  # type: ignore[arg-type]
+            arr = np.asarray(image, dtype=np.uint8)
+            if arr.shape != (height, width, 3):
+                raise ValueError(f"image #{i} is {arr.shape} after resizing, expected {(height, width, 3)}")
+            pixels = arr.astype(np.float64) * self.rescale_factor if self.do_rescale else arr.astype(np.float64)
+            pixels = pixels.astype(np.float32)
+            if self.do_normalize:
+                mean = np.asarray(self.image_mean, dtype=np.float32)
+                std = np.asarray(self.image_std, dtype=np.float32)
+                pixels = (pixels - mean) / std
+            out[i] = pixels.transpose(2, 0, 1)  # HWC -> CHW
+        return out
+
+
+def postprocess(
+    logits: np.ndarray, boxes: np.ndarray, sizes: Sequence[tuple[int, int]], threshold: float
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """RT-DETR/D-FINE post-processing (``post_process_object_detection`` with focal loss) in numpy.
+
+    Args:
+        logits: ``[batch, queries, classes]``.
+        boxes: ``[batch, queries, 4]`` normalised (cx, cy, w, h).
+        sizes: each image's ``(height, width)`` in pixels.
+        threshold: keep scores strictly above this.
+
+    Returns:
+        Per image ``(xyxy [n, 4] pixels, scores [n], class ids [n])``, highest score first.
+    """
+    batch, queries, classes = logits.shape
+    scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float32).reshape(batch, -1)))  # [batch, queries * classes]
+    cx, cy, w, h = np.moveaxis(boxes.astype(np.float32), -1, 0)
+    xyxy = np.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=-1)  # [batch, queries, 4]
+    results = []
+    for b, (height, width) in enumerate(sizes):
+        # Top `queries` of the flattened queries x classes scores, as torch.topk picks them.
+        top = np.argsort(-scores[b], kind="stable")[:queries]
+        top_scores = scores[b, top]
+        keep = top_scores > threshold
+        top, top_scores = top[keep], top_scores[keep]
+        scale = np.array([width, height, width, height], dtype=np.float32)
+        results.append((xyxy[b, top // classes] * scale, top_scores, top % classes))
+    return results
+
+
+def _session(path: Path, device: str, intra_op_threads: int | None) -> tuple[Any, list[str]]:
+    """An ONNX Runtime session on ``device`` (``cuda`` uses the CUDA provider, falling back to CPU)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ModelUnavailableError(
+            "the onnx backend needs onnxruntime: pip install 'roomscan[train]' (or onnxruntime-gpu for CUDA)"
+        ) from exc
+    available = ort.get_available_providers()
+    has_cuda = "CUDAExecutionProvider" in available
+    if device.startswith("cuda") and not has_cuda:
+        raise ValueError(
+            f"device {device!r} was requested but onnxruntime has no CUDA provider (install onnxruntime-gpu); "
+            "use --device cpu"
+        )
+    use_cuda = (has_cuda and device in ("auto", "")) or device.startswith("cuda")
+    providers = (["CUDAExecutionProvider"] if use_cuda else []) + ["CPUExecutionProvider"]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if intra_op_threads is not None:
+        if intra_op_threads < 0:
+            raise ValueError(f"intra_op_threads must be 0 (all cores) or more, got {intra_op_threads}")
+        options.intra_op_num_threads = intra_op_threads
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own (InvalidProtobuf, Fail, ...) for corrupt files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelUnavailableError(
+            f"{path}: ONNX Runtime cannot load this model ({first}); re-export it with `roomscan export --onnx`"
+        ) from exc
+    names = {o.name for o in session.get_outputs()}
+    if {i.name for i in session.get_inputs()} != {"pixel_values"} or not {"logits", "pred_boxes"} <= names:
+        raise ModelUnavailableError(
+            f"{path}: not a roomscan detector export (needs input pixel_values, outputs logits and pred_boxes)"
+        )
+    return session, list(session.get_providers())
+
+
+class OnnxDetector(Detector):
+    """Detector for a DETR-family model exported to ONNX (see :mod:`roomscan.train.export`).
+
+    Args:
+        model: an ONNX model directory.
+        taxonomy: the taxonomy to report in; defaults to the directory's ``taxonomy.yaml``.
+        device: ``cpu``, ``cuda`` (ONNX Runtime's CUDA provider) or ``auto``.
+        image_size: square input side; only for exports with a dynamic input size.
+        score_threshold: one minimum score for every amenity, instead of each amenity's ``threshold``.
+        nms_threshold: IoU for class-aware NMS; ``None`` (default) keeps DETR's NMS-free output.
+        max_detections: keep at most this many boxes per image, highest scores first.
+        intra_op_threads: ONNX Runtime threads per operator (``None``: one per core).
+
+    Raises:
+        ModelUnavailableError: missing or corrupt ``model.onnx``, metadata, processor config or taxonomy.
+        ValueError: an ``image_size`` the export does not accept, or ``cuda`` without a CUDA provider.
+    """
+
+    backend = "onnx"
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | ResolvedModel,
+        *,
+        taxonomy: Taxonomy | str | os.PathLike[str] | None = None,
+        device: str = "auto",
+        image_size: int | None = None,
+        score_threshold: float | None = None,
+        nms_threshold: float | None = None,
+        max_detections: int = DEFAULT_MAX_DETECTIONS,
+        intra_op_threads: int | None = None,
+    ) -> None:
+        resolved = resolve_model(model)
+        path = resolved.path
+        if not (path / ONNX_FILE).is_file():
+            raise ModelUnavailableError(f"{resolved.name}: no {ONNX_FILE} in the model directory")
+        self.metadata = read_metadata(path)
+        if not (path / TAXONOMY_FILE).is_file():
+            raise ModelUnavailableError(
+                f"{resolved.name}: no {TAXONOMY_FILE} in the ONNX model directory; re-export it with "
+                "`roomscan export MODEL_DIR --onnx`"
+            )
+        try:
+            trained = load_taxonomy(path / TAXONOMY_FILE)
+        except TaxonomyError as exc:
+            raise ModelUnavailableError(f"{resolved.name}: its {TAXONOMY_FILE} is invalid: {exc}") from exc
+        id2label = _label_map(read_model_config(path), trained, path)
+        self.taxonomy = trained if taxonomy is None else load_taxonomy(taxonomy)
+        missing = [slug for slug in id2label.values() if slug not in self.taxonomy]
+        if missing:
+            raise TaxonomyError(
+                f"the taxonomy {self.taxonomy.source} lacks amenities the model detects: {', '.join(missing)}"
+            )
+        self._to_taxonomy = np.full(max(id2label) + 1, -1, dtype=np.int64)
+        for class_id, slug in id2label.items():
+            self._to_taxonomy[class_id] = self.taxonomy.index(slug)
+        size = None
+        if image_size is not None:
+            size = (int(image_size), int(image_size))
+            if size != self.metadata.input_size and not self.metadata.dynamic_size:
+                raise ValueError(
+                    f"{resolved.name} was exported for {self.metadata.input_size[0]}x"
+                    f"{self.metadata.input_size[1]} inputs only; re-export with --image-size {image_size}"
+                )
+        self.preprocess = Preprocessing.from_file(path / PROCESSOR_FILE, size)
+        self.image_size = self.preprocess.size
+        self.session, self.providers = _session(path / ONNX_FILE, str(device or "auto"), intra_op_threads)
+        self.device = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
+        self.thresholds = class_thresholds(self.taxonomy, score_threshold)
+        self.nms_threshold = nms_threshold
+        self.max_detections = max_detections
+        settings = f"size={image_size}" if image_size else ""
+        self.info = ModelInfo(
+            self.backend, resolved.name, resolved.version, self.taxonomy.fingerprint(), settings
+        )
+
+    def forward(self, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the graph: ``pixel_values [b, 3, h, w]`` -> ``(logits [b, q, c], pred_boxes [b, q, 4])``."""
+        logits, boxes = self.session.run(["logits", "pred_boxes"], {"pixel_values": pixel_values})
+        return logits, boxes
+
+    def predict(self, images: Sequence[Image.Image], *, batch_size: int = 4) -> list[Detections]:
+        """Detect amenities in each image; one ``Detections`` per image, in order, boxes in image pixels."""
+        images = list(images)
+        check_images(images)
+        images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
+        floor = float(self.thresholds.min())
+        results: list[Detections] = []
+        for batch in chunks(images, batch_size):
+            logits, boxes = self.forward(self.preprocess(batch))
+            sizes = [(im.height, im.width) for im in batch]
+            for image, (xyxy, scores, labels) in zip(batch, postprocess(logits, boxes, sizes, floor)):
+                results.append(
+                    finalize(
+                        xyxy,
+                        scores,
+                        self._to_taxonomy[labels],
+                        taxonomy=self.taxonomy,
+                        thresholds=self.thresholds,
+                        image_size=image.size,
+                        model_key=self.info.key,
+                        nms_threshold=self.nms_threshold,
+                        max_detections=self.max_detections,
+                    )
+                )
+        return results
