@@ -167,7 +167,9 @@ class Preprocessing:
                 image_std=tuple(float(v) for v in raw.get("image_std", cls.image_std)),  # type: ignore[arg-type]
             )
         except FileNotFoundError as exc:
-            raise ModelUnavailableError(f"{file.parent}: no {PROCESSOR_FILE} in the ONNX model directory") from exc
+            raise ModelUnavailableError(
+                f"{file.parent}: no {PROCESSOR_FILE} in the ONNX model directory"
+            ) from exc
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelUnavailableError(f"{file}: not a readable JSON file ({exc})") from exc
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -186,7 +188,9 @@ class Preprocessing:
             arr = np.asarray(image, dtype=np.uint8)
             if arr.shape != (height, width, 3):
                 raise ValueError(f"image #{i} is {arr.shape} after resizing, expected {(height, width, 3)}")
-            pixels = arr.astype(np.float64) * self.rescale_factor if self.do_rescale else arr.astype(np.float64)
+            pixels = (
+                arr.astype(np.float64) * self.rescale_factor if self.do_rescale else arr.astype(np.float64)
+            )
             pixels = pixels.astype(np.float32)
             if self.do_normalize:
                 mean = np.asarray(self.image_mean, dtype=np.float32)

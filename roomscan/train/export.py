@@ -34,7 +34,14 @@ import numpy as np
 from roomscan.backends.onnx import METADATA_FILE, ONNX_FILE, OnnxMetadata
 from roomscan.errors import RoomscanError
 
-__all__ = ["SUPPORTED_MODEL_TYPES", "ExportConfig", "ExportError", "ExportResult", "export_onnx", "quantize_int8"]
+__all__ = [
+    "SUPPORTED_MODEL_TYPES",
+    "ExportConfig",
+    "ExportError",
+    "ExportResult",
+    "export_onnx",
+    "quantize_int8",
+]
 
 # Types whose processor post-processes with sigmoid scores and top-k (RTDetrImageProcessor), as the backend does.
 SUPPORTED_MODEL_TYPES = ("rt_detr", "rt_detr_v2", "d_fine")
@@ -209,7 +216,9 @@ def _resized(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _pixels(processor: Any, images: Sequence[Any]) -> np.ndarray:
-    return np.ascontiguousarray(processor(images=list(images), return_tensors="np")["pixel_values"], np.float32)
+    return np.ascontiguousarray(
+        processor(images=list(images), return_tensors="np")["pixel_values"], np.float32
+    )
 
 
 def quantize_int8(
@@ -260,7 +269,11 @@ def _calibration_pixels(processor: Any, files: Sequence[Path]) -> np.ndarray:
 
 
 def _destination(source: Path, out_dir: str | os.PathLike[str] | None, int8: bool) -> Path:
-    out = Path(out_dir).expanduser() if out_dir else source.with_name(source.name + ("-onnx-int8" if int8 else "-onnx"))
+    out = (
+        Path(out_dir).expanduser()
+        if out_dir
+        else source.with_name(source.name + ("-onnx-int8" if int8 else "-onnx"))
+    )
     if out.resolve() == source.resolve():
         raise ExportError(f"{out}: the export directory must differ from the model directory")
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / METADATA_FILE).is_file())):
@@ -302,7 +315,9 @@ def export_onnx(
     model, processor = detector.model, detector.processor
     size = (processor.size.get("height"), processor.size.get("width"))
     if not all(size):
-        raise ExportError(f"{source}: the image processor has no fixed size ({processor.size}); pass --image-size")
+        raise ExportError(
+            f"{source}: the image processor has no fixed size ({processor.size}); pass --image-size"
+        )
     size = (int(size[0]), int(size[1]))
     # Check inputs: three photos of different aspect ratios, as one batch.
     pixels = _pixels(processor, _sample_images(size))
@@ -323,7 +338,9 @@ def export_onnx(
             other_diff = _diffs(_ort_outputs(file, other_pixels), _torch_outputs(model, other_pixels))
             checks["onnx_vs_torch_other_size"] = {"size": list(other_size), **other_diff}
             if max(other_diff["logits_max_abs"], other_diff["pred_boxes_max_abs"]) > config.tolerance:
-                _say(progress, "the graph does not generalise to other input sizes: exporting at a fixed size")
+                _say(
+                    progress, "the graph does not generalise to other input sizes: exporting at a fixed size"
+                )
                 dynamic = False
                 _export_graph(model, file, size, config.opset, dynamic)
                 checks = {"onnx_vs_torch": _diffs(_ort_outputs(file, pixels), expected)}
