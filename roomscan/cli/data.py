@@ -65,10 +65,13 @@ def openimages_cmd(
     from roomscan.data.openimages import prepare_openimages
 
     with progress() as bar:
-        task = bar.add_task(f"Open Images {split}: images", total=None)
+        tasks: dict[str, object] = {}
 
-        def step(_stage: str, done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+        def step(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                label = "annotations CSV (bytes)" if stage == "annotations" else "images"
+                tasks[stage] = bar.add_task(f"Open Images {split}: {label}", total=None)
+            bar.update(tasks[stage], completed=done, total=total or None)  # type: ignore[arg-type]
 
         result = prepare_openimages(
             out, split=split, max_per_class=max_per_class, taxonomy=taxonomy, annotations=annotations,

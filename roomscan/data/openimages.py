@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import threading
 import time
 import urllib.error
@@ -85,17 +84,36 @@ def _offline_hint(what: str, url: str, reason: object) -> DownloadError:
     )
 
 
-def _fetch_file(url: str, dest: Path, what: str, *, timeout: float) -> Path:
-    """Download ``url`` to ``dest`` via ``dest.part`` (renamed when complete); an existing ``dest`` is reused."""
+def _fetch_file(
+    url: str, dest: Path, what: str, *, timeout: float, on_bytes: Callable[[int, int | None], None] | None = None
+) -> Path:
+    """Download ``url`` to ``dest`` via ``dest.part``, renamed when complete; an existing ``dest`` is reused.
+
+    An interrupted download resumes from the ``.part`` file's length when the server honours ``Range`` (Google
+    storage does); otherwise it starts over.
+    """
     if dest.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, part.open("wb") as fh:
-            shutil.copyfileobj(resp, fh, 1 << 20)
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            resumed = have > 0 and resp.status == 206
+            length = resp.headers.get("Content-Length")
+            total = (int(length) + (have if resumed else 0)) if length and length.isdigit() else None
+            done = have if resumed else 0
+            with part.open("ab" if resumed else "wb") as fh:
+                while chunk := resp.read(1 << 20):
+                    fh.write(chunk)
+                    done += len(chunk)
+                    if on_bytes is not None:
+                        on_bytes(done, total)
     except (TimeoutError, urllib.error.URLError, OSError) as exc:
         raise _offline_hint(what, url, getattr(exc, "reason", exc)) from exc
+    if total is not None and done != total:
+        raise DownloadError(f"{url}: the download stopped at {done} of {total} bytes; run the command again to resume")
     os.replace(part, dest)
     return dest
 
@@ -250,7 +268,8 @@ def prepare_openimages(
         base_url, images_url: where the CSVs and images live (default Google storage and the CVDF S3 bucket).
         cache_dir: where downloaded CSVs are kept (default ``out/.cache``).
         timeout: seconds per request.
-        on_progress: ``on_progress(stage, done, total)``; stages ``download``.
+        on_progress: ``on_progress(stage, done, total)``: stage ``annotations`` counts bytes of the CSV download
+            (total 0 when unknown), stage ``images`` counts images.
 
     Raises:
         DownloadError: a CSV could not be fetched, or no image could be (offline); the message says what to do.
@@ -273,7 +292,10 @@ def prepare_openimages(
 
     if annotations is None:
         url = f"{base}/{ANNOTATION_PATHS[split]}"
-        annotations = _fetch_file(url, cache / Path(url).name, f"the {split} box annotations", timeout=timeout)
+        annotations = _fetch_file(
+            url, cache / Path(url).name, f"the {split} box annotations", timeout=timeout,
+            on_bytes=(lambda done, total: on_progress("annotations", done, total or 0)) if on_progress else None,
+        )
         if classes is None:
             url = f"{base}/{CLASSES_PATH}"
             classes = _fetch_file(url, cache / Path(url).name, "the class descriptions", timeout=timeout)
@@ -300,7 +322,7 @@ def prepare_openimages(
     total, done_n = len(selected), skipped
     network_failures = 0
     if on_progress:
-        on_progress("download", done_n, total)
+        on_progress("images", done_n, total)
     try:
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             futures = {
@@ -318,7 +340,7 @@ def prepare_openimages(
                     manifest.set(image_id, entry)
                     done_n += 1
                     if on_progress:
-                        on_progress("download", done_n, total)
+                        on_progress("images", done_n, total)
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from roomscan.data.dataset import DatasetError, DetectionDataset
 from roomscan.data.formats import coco, labelstudio, openimages, voc, yolo
@@ -76,6 +77,32 @@ def test_group_of_and_difficult_flags_survive(tmp_path, shapes):
     finally:
         dets.data["iscrowd"] = np.zeros(len(dets), dtype=np.int64)
         del dets.data["difficult"]
+
+
+def test_label_studio_upload_paths_find_the_original_file(tmp_path, sample_photo):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "kitchen.jpg").write_bytes(sample_photo((64, 48)))
+    tasks = [{"data": {"image": "/data/upload/3/8f2a1b3c-kitchen.jpg"}, "annotations": []},
+             {"data": {"image": "/data/upload/3/0badc0de-bath.jpg"}, "annotations": [{"result": [
+                 {"original_width": 64, "original_height": 48,
+                  "value": {"x": 0, "y": 0, "width": 50, "height": 50, "rectanglelabels": ["oven"]}}]}]}]
+    (tmp_path / "export.json").write_text(json.dumps(tasks))
+    ds = labelstudio.read(tmp_path / "export.json")
+    assert (ds.images[0].file_name, ds.images[0].width, ds.images[0].height) == ("kitchen.jpg", 64, 48)
+    assert ds.images[1].file_name == "bath.jpg" and ds.taxonomy.slugs == ["oven"]  # absent file: size from the box
+
+
+def test_yolo_sizes_follow_exif_rotation(tmp_path, sample_image):
+    (tmp_path / "images").mkdir()
+    exif = Image.Exif()
+    exif[274] = 6  # rotate 90: shown as portrait
+    sample_image((80, 40)).save(tmp_path / "images" / "p.jpg", exif=exif)
+    (tmp_path / "data.yaml").write_text("names: [bed]\n")
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "p.txt").write_text("0 0.5 0.5 1 1\n")
+    ds = yolo.read(tmp_path)
+    assert (ds.images[0].width, ds.images[0].height) == (40, 80)
+    np.testing.assert_allclose(ds.annotations[1].xyxy, [[0, 0, 40, 80]])
 
 
 def test_label_studio_percentages_rotation_and_cancelled_annotations(tmp_path, sample_photo):

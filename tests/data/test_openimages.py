@@ -46,7 +46,7 @@ class Server:
     """A 127.0.0.1 HTTP server over ``root``; records paths requested; ``behaviour[path]`` = fail | slow | corrupt."""
 
     def __init__(self, root: Path) -> None:
-        self.root, self.requests, self.behaviour = root, [], {}
+        self.root, self.requests, self.behaviour, self.ranges = root, [], {}, []
         server = self
 
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -64,6 +64,14 @@ class Server:
                 elif mode == "slow":
                     time.sleep(1.5)
                     self.send_error(503)
+                elif self.headers.get("Range") and self.path.endswith(".csv"):
+                    start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-"))
+                    server.ranges.append((self.path, start))
+                    body = (root / self.path.lstrip("/")).read_bytes()[start:]
+                    self.send_response(206)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
                 elif mode == "corrupt":
                     body = jpeg(1)[:300]
                     self.send_response(200)
@@ -146,7 +154,7 @@ def test_an_interrupted_run_resumes_without_downloading_finished_images(server, 
 
     def stop_after_three(stage, done, total):
         seen.append(done)
-        if done == 3:
+        if stage == "images" and done == 3:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -208,3 +216,26 @@ def test_offline_says_what_could_not_be_fetched_and_how_to_proceed(server, tmp_p
     with pytest.raises(DownloadError, match="images"):
         prepare_openimages(tmp_path / "oi", taxonomy=TAX, images_url=dead, timeout=1.0,
                            annotations=server.root / "v5" / "validation-annotations-bbox.csv")
+
+
+def test_an_interrupted_csv_download_resumes_with_a_range_request(server, tmp_path):
+    full = (server.root / "v5" / "validation-annotations-bbox.csv").read_bytes()
+    cache = tmp_path / "oi" / ".cache"
+    cache.mkdir(parents=True)
+    (cache / "validation-annotations-bbox.csv.part").write_bytes(full[:100])
+    stages = set()
+    result = run(server, tmp_path / "oi", on_progress=lambda stage, done, total: stages.add(stage))
+    assert server.ranges == [("/v5/validation-annotations-bbox.csv", 100)]
+    assert (cache / "validation-annotations-bbox.csv").read_bytes() == full
+    assert result.done == 11 and stages == {"annotations", "images"}
+
+
+def test_the_image_list_gives_an_attribution_file(server, tmp_path):
+    images_csv = tmp_path / "validation-images-with-rotation.csv"
+    images_csv.write_text("ImageID,Subset,OriginalURL,OriginalLandingURL,License,AuthorProfileURL,Author,Title,"
+                          "OriginalSize,OriginalMD5,Thumbnail300KURL,Rotation\n"
+                          + "".join(f"{i},validation,https://farm.example/{i}.jpg,https://flickr.example/{i},"
+                                    f"https://creativecommons.org/licenses/by/2.0/,,Ann {i},T,1,x,,0\n" for i in IMAGES))
+    run(server, tmp_path / "oi", images_csv=images_csv)
+    text = (tmp_path / "oi" / "attribution.csv").read_text()
+    assert text.startswith("ImageID,OriginalURL") and "Ann b000" in text and "p000" not in text

@@ -8,7 +8,8 @@
 ``x``/``y``/``width``/``height`` are percentages of the original image size. Per task, the first annotation that
 was not cancelled counts (a ``ground_truth`` one first); rotated rectangles become their enclosing box.
 ``data.image`` (an upload path, a ``?d=`` local-files path, a URL or a relative path) is matched to a file by
-its relative path or, failing that, its base name under ``images_dir``. Labels are written as amenity slugs.
+its relative path or, failing that, its base name under ``images_dir`` (without the ``1a2b3c4d-`` prefix Label
+Studio gives uploads). Labels are written as amenity slugs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -36,6 +38,8 @@ from roomscan.taxonomy import Taxonomy
 EXPORT_FILE = "labelstudio.json"
 IMAGES_DIR = "images"
 
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
+
 __all__ = ["EXPORT_FILE", "IMAGES_DIR", "read", "write"]
 
 
@@ -52,13 +56,15 @@ def _resolve_file(ref: str, json_dir: Path, images_dir: Path) -> tuple[str, Path
     parts = [p for p in Path(ref).parts if p not in ("/", "..")]
     rel = Path(*parts) if parts else Path(ref)
     stripped = Path(*rel.parts[1:]) if rel.parts[:1] == (IMAGES_DIR,) and len(rel.parts) > 1 else rel
-    for candidate in (images_dir / stripped, images_dir / rel, json_dir / rel, images_dir / rel.name):
+    # Uploaded files are renamed "<8 hex>-<original name>" by Label Studio.
+    original = _UPLOAD_PREFIX.sub("", rel.name)
+    for candidate in (images_dir / stripped, images_dir / rel, json_dir / rel, images_dir / rel.name, images_dir / original):
         if candidate.is_file():
             try:
                 return candidate.resolve().relative_to(images_dir.resolve()).as_posix(), candidate
             except ValueError:
                 return rel.name, candidate
-    return rel.name, None
+    return original, None
 
 
 def _pick_annotation(task: dict[str, Any], path: Path, where: str) -> list[Any]:
