@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from roomscan import __version__
-from roomscan.api.routes import health, listings, photos, search
+from roomscan.api.routes import health, listings, photos, receipts, search
 from roomscan.api.services import Services
 from roomscan.api.uploads import BodySizeLimit
 from roomscan.backends._base import Detector
@@ -91,14 +91,15 @@ def create_app(
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
 
-    for router in (listings.router, photos.router, search.router):
+    for router in (listings.router, photos.router, search.router, receipts.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(health.router, prefix=API_PREFIX)
 
-    from roomscan.api import pages
+    from roomscan.api import pages, receipt_pages
 
     app.include_router(pages.router)
+    app.include_router(receipt_pages.router)
     _install_error_handlers(app)
     return app
 

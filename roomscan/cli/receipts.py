@@ -14,8 +14,22 @@ from roomscan.errors import RoomscanError
 app = typer.Typer(help="Receipt photos to structured expense data (offline OCR).", no_args_is_help=True)
 
 ENGINE_HELP = "OCR engine: rapidocr (PP-OCR, most accurate) or tesseract (fastest). Default: rapidocr."
-CSV_COLUMNS = ("file", "merchant", "date", "time", "currency", "subtotal", "tax", "tip", "total", "payment_method",
-               "items", "total_ok", "total_confidence", "error")
+CSV_COLUMNS = (
+    "file",
+    "merchant",
+    "date",
+    "time",
+    "currency",
+    "subtotal",
+    "tax",
+    "tip",
+    "total",
+    "payment_method",
+    "items",
+    "total_ok",
+    "total_confidence",
+    "error",
+)
 
 
 def _reader(engine: str | None, date_order: str | None, no_preprocess: bool = False):  # type: ignore[no-untyped-def]
@@ -32,8 +46,12 @@ def read(
     photos: list[Path] = typer.Argument(..., help="Receipt photos (JPEG, PNG, WebP...)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per photo, in a list)."),
     engine: str | None = typer.Option(None, "--engine", "-e", help=ENGINE_HELP),
-    debug_dir: Path | None = typer.Option(None, "--debug-dir", help="Save each pre-processing step's image here."),
-    date_order: str | None = typer.Option(None, "--date-order", help="dmy or mdy for ambiguous dates like 03/04/25."),
+    debug_dir: Path | None = typer.Option(
+        None, "--debug-dir", help="Save each pre-processing step's image here."
+    ),
+    date_order: str | None = typer.Option(
+        None, "--date-order", help="dmy or mdy for ambiguous dates like 03/04/25."
+    ),
     no_preprocess: bool = typer.Option(False, "--no-preprocess", help="OCR the photo as is (a clean scan)."),
 ) -> None:
     """Read receipts and print their fields (merchant, date, items, totals, and whether they add up)."""
@@ -61,17 +79,34 @@ def _print_receipt(receipt) -> None:  # type: ignore[no-untyped-def]
     d = receipt.to_dict()
     conf = d["confidence"]
     console.print(f"[bold]{d['source']}[/] ({d['engine']})", highlight=False)
-    for name in ("merchant", "address", "phone", "date", "time", "currency", "subtotal", "tax", "tip", "total",
-                 "payment_method"):
+    for name in (
+        "merchant",
+        "address",
+        "phone",
+        "date",
+        "time",
+        "currency",
+        "subtotal",
+        "tax",
+        "tip",
+        "total",
+        "payment_method",
+    ):
         value = d[name]
         c = conf.get("taxes" if name == "tax" else name, 0.0)
-        console.print(f"  {name:15} {value if value is not None else '-'}  [dim]({c:.2f})[/]", highlight=False)
+        console.print(
+            f"  {name:15} {value if value is not None else '-'}  [dim]({c:.2f})[/]", highlight=False
+        )
     for item in d["items"]:
-        console.print(f"    {item['quantity']} x {item['name']:28} {item['unit_price']:>9} {item['amount']:>9}",
-                      highlight=False)
+        console.print(
+            f"    {item['quantity']} x {item['name']:28} {item['unit_price']:>9} {item['amount']:>9}",
+            highlight=False,
+        )
     check = d["check"]
     verdict = {True: "[green]adds up[/]", False: "[red]does not add up[/]", None: "[yellow]not checked[/]"}
-    console.print(f"  check           {verdict[check['total_ok']]} {'; '.join(check['notes'])}", highlight=False)
+    console.print(
+        f"  check           {verdict[check['total_ok']]} {'; '.join(check['notes'])}", highlight=False
+    )
 
 
 @app.command("batch")
@@ -110,7 +145,9 @@ def batch(
                 err_console.print(f"[yellow]skipped[/] {exc}", highlight=False, soft_wrap=True)
             writer.writerow(row)
             bar.advance(task)
-    err_console.print(f"wrote {out}: {len(photos) - failed} read, {failed} skipped", highlight=False)
+    err_console.print(
+        f"wrote {out}: {len(photos) - failed} read, {failed} skipped", highlight=False, soft_wrap=True
+    )
 
 
 @app.command("evaluate")
@@ -142,7 +179,9 @@ def synth(
     folder: Path = typer.Argument(..., help="Where to write generated receipts (+ ground-truth JSON)."),
     n: int = typer.Option(40, "--n", min=1, help="How many receipts."),
     seed: int = typer.Option(0, "--seed"),
-    degraded: bool = typer.Option(False, "--degraded", help="Photograph-like damage (table, rotation, blur...)."),
+    degraded: bool = typer.Option(
+        False, "--degraded", help="Photograph-like damage (table, rotation, blur...)."
+    ),
 ) -> None:
     """Generate receipts with exact ground truth, for `roomscan receipt evaluate`."""
     from roomscan.receipts.synth import write_receipts

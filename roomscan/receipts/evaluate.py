@@ -26,8 +26,19 @@ from roomscan.receipts.pipeline import ReceiptReader
 
 __all__ = ["EVAL_FIELDS", "EvalReport", "cer", "evaluate_folder", "find_pairs"]
 
-EVAL_FIELDS = ("merchant", "phone", "date", "time", "currency", "subtotal", "tax", "tip", "total", "payment_method",
-               "items")
+EVAL_FIELDS = (
+    "merchant",
+    "phone",
+    "date",
+    "time",
+    "currency",
+    "subtotal",
+    "tax",
+    "tip",
+    "total",
+    "payment_method",
+    "items",
+)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -43,8 +54,13 @@ class EvalReport:
     misses: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
-        return {"n": self.n, "accuracy": self.accuracy, "cer": self.cer,
-                "seconds_per_receipt": self.seconds_per_receipt, "failures": list(self.failures)}
+        return {
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "cer": self.cer,
+            "seconds_per_receipt": self.seconds_per_receipt,
+            "failures": list(self.failures),
+        }
 
 
 def levenshtein(a: str, b: str) -> int:
@@ -87,16 +103,22 @@ def find_pairs(folder: str | Path) -> list[tuple[Path, Path]]:
     """(image, truth JSON) pairs in ``folder``, sorted by name. Images without a JSON are skipped."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise RoomscanError(f"{folder}: not a folder; give a folder of receipt images with <name>.json beside each")
-    pairs = [(p, p.with_suffix(".json")) for p in sorted(folder.iterdir())
-             if p.suffix.lower() in IMAGE_SUFFIXES and p.with_suffix(".json").exists()]
+        raise RoomscanError(
+            f"{folder}: not a folder; give a folder of receipt images with <name>.json beside each"
+        )
+    pairs = [
+        (p, p.with_suffix(".json"))
+        for p in sorted(folder.iterdir())
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.with_suffix(".json").exists()
+    ]
     if not pairs:
         raise RoomscanError(f"{folder}: no receipt images with ground truth (<name>.json beside each image)")
     return pairs
 
 
-def evaluate_folder(folder: str | Path, reader: ReceiptReader, *,
-                    on_progress: Callable[[Path], None] | None = None) -> EvalReport:
+def evaluate_folder(
+    folder: str | Path, reader: ReceiptReader, *, on_progress: Callable[[Path], None] | None = None
+) -> EvalReport:
     """Read every receipt in ``folder`` and score it against its JSON; unreadable files count as failures."""
     hits: dict[str, list[bool]] = {name: [] for name in EVAL_FIELDS}
     misses: dict[str, list[str]] = {name: [] for name in EVAL_FIELDS}

@@ -22,21 +22,42 @@ _MONEY = re.compile(
     r"(?P<num>\d{1,3}(?:[,. ]\d{3})*[.,]\d{2}|\d+[.,]\d{2})(?!\d)\s?(?P<post>[$€£]|USD|EUR|GBP)?"
 )
 _SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "USD": "USD", "EUR": "EUR", "GBP": "GBP"}
-_SUBTOTAL = re.compile(r"\bsub[\s\-]?total\b|\bnet\s+amount\b", re.I)
-_TOTAL = re.compile(r"\b(grand\s+)?total\b|\bamount\s+due\b|\bbalance(\s+due)?\b|\bto\s+pay\b|\bsumme\b", re.I)
-_TAX = re.compile(r"\b(tax|vat|gst|hst|pst|mwst|tva)\b", re.I)
-_TIP = re.compile(r"\b(tip|gratuity|service\s+charge)\b", re.I)
-_PAYMENTS = {"visa": "visa", "mastercard": "mastercard", "master card": "mastercard", "amex": "amex",
-             "american express": "amex", "debit": "debit", "credit": "credit", "cash": "cash",
-             "apple pay": "apple pay", "google pay": "google pay", "maestro": "maestro"}
-_PAYMENT = re.compile(r"\b(" + "|".join(_PAYMENTS) + r")\b", re.I)
-_NON_ITEM = re.compile(r"\b(change|tender(ed)?|card|auth|approval|balance|rounding|discount\s+total)\b", re.I)
+_SUBTOTAL = re.compile(r"\bsub[\s\-]?total\b|\bnet\s+amount\b", re.IGNORECASE)
+_TOTAL = re.compile(
+    r"\b(grand\s+)?total\b|\bamount\s+due\b|\bbalance(\s+due)?\b|\bto\s+pay\b|\bsumme\b", re.IGNORECASE
+)
+_TAX = re.compile(r"\b(tax|vat|gst|hst|pst|mwst|tva)\b", re.IGNORECASE)
+_TIP = re.compile(r"\b(tip|gratuity|service\s+charge)\b", re.IGNORECASE)
+_PAYMENTS = {
+    "visa": "visa",
+    "mastercard": "mastercard",
+    "master card": "mastercard",
+    "amex": "amex",
+    "american express": "amex",
+    "debit": "debit",
+    "credit": "credit",
+    "cash": "cash",
+    "apple pay": "apple pay",
+    "google pay": "google pay",
+    "maestro": "maestro",
+}
+_PAYMENT = re.compile(r"\b(" + "|".join(_PAYMENTS) + r")\b", re.IGNORECASE)
+_NON_ITEM = re.compile(
+    r"\b(change|tender(ed)?|card|auth|approval|balance|rounding|discount\s+total)\b", re.IGNORECASE
+)
 _PHONE = re.compile(r"(\+?\(?\d[\d\s().\-/]{7,}\d)")
-_TIME = re.compile(r"\b([01]?\d|2[0-3])[:.]([0-5]\d)(?::([0-5]\d))?\s*([ap]\.?m\.?)?(?![\d.])", re.I)
+_TIME = re.compile(r"\b([01]?\d|2[0-3])[:.]([0-5]\d)(?::([0-5]\d))?\s*([ap]\.?m\.?)?(?![\d.])", re.IGNORECASE)
 _NUM_DATE = re.compile(r"\b(\d{1,4})[/.\-](\d{1,2})[/.\-](\d{2,4})\b")
-_MONTHS = {m: i + 1 for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))}
-_TEXT_DATE = re.compile(r"\b(?:(\d{1,2})\s+([A-Za-z]{3})[a-z]*\.?,?\s+(\d{4})|([A-Za-z]{3})[a-z]*\.?\s+(\d{1,2}),?\s+(\d{4}))\b")
-_QTY_X = re.compile(r"^\s*(\d{1,3})\s*[xX×*]\s+(.+)$")
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+    )
+}
+_TEXT_DATE = re.compile(
+    r"\b(?:(\d{1,2})\s+([A-Za-z]{3})[a-z]*\.?,?\s+(\d{4})|([A-Za-z]{3})[a-z]*\.?\s+(\d{1,2}),?\s+(\d{4}))\b"
+)
+_QTY_X = re.compile(r"^\s*(\d{1,3})\s*[xX×*]\s*([A-Za-z].+)$")
 _QTY_AT = re.compile(r"^\s*(\d{1,3})\s*[@xX×]\s*(.+)$")
 _CENT = Decimal("0.01")
 _COLON_MONEY = re.compile(r"(?<=[$€£])\s?(\d+):(\d{2})\b|\b(\d+):(\d{2})(?=\s?[$€£])")
@@ -72,7 +93,9 @@ def parse_date(text: str, prefer: str | None = None, evidence: str | None = None
     """
     m = _TEXT_DATE.search(text)
     if m:
-        day, mon, year = (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(5), m.group(4), m.group(6))
+        day, mon, year = (
+            (m.group(1), m.group(2), m.group(3)) if m.group(1) else (m.group(5), m.group(4), m.group(6))
+        )
         month = _MONTHS.get(mon.lower()[:3])
         return _safe_date(int(year), month, int(day)) if month else None
     m = _NUM_DATE.search(text)
@@ -83,7 +106,14 @@ def parse_date(text: str, prefer: str | None = None, evidence: str | None = None
         return _safe_date(int(a), int(b), int(c))
     year = int(c) + (2000 if len(c) == 2 else 0)
     first, second = int(a), int(b)
-    order = "dmy" if first > 12 else "mdy" if second > 12 else (prefer or evidence or "mdy")
+    dotted = "." in m.group(0)  # 05.03.2024: dotted numeric dates are day-first where they are written
+    order = (
+        "dmy"
+        if first > 12
+        else "mdy"
+        if second > 12
+        else (prefer or evidence or ("dmy" if dotted else "mdy"))
+    )
     return _safe_date(year, second, first) if order == "dmy" else _safe_date(year, first, second)
 
 
@@ -134,8 +164,11 @@ def extract_fields(lines: list[Line], *, date_order: str | None = None) -> Recei
     total_i = first(_TOTAL, exclude=_SUBTOTAL, start=sub_i + 1 if sub_i is not None else 0)
     if total_i is None:
         total_i = first(_TOTAL, exclude=_SUBTOTAL)
-    tax_is = [i for i in range(len(lines)) if _TAX.search(texts[i]) and amounts[i] and i not in (sub_i, total_i)
-              and not _TOTAL.search(texts[i])]
+    tax_is = [
+        i
+        for i in range(len(lines))
+        if _TAX.search(texts[i]) and amounts[i] and i not in (sub_i, total_i) and not _TOTAL.search(texts[i])
+    ]
     tip_i = first(_TIP)
 
     def value(i: int | None, name: str) -> Decimal | None:
@@ -170,7 +203,10 @@ def extract_fields(lines: list[Line], *, date_order: str | None = None) -> Recei
     conf["date"] = conf["time"] = 0.0
     for line in lines:
         if when is None and (d := parse_date(line.text, date_order, evidence)):
-            when, conf["date"] = d, round(line.confidence * (1.0 if _unambiguous(line.text) or date_order else 0.8), 3)
+            when, conf["date"] = (
+                d,
+                round(line.confidence * (1.0 if _unambiguous(line.text) or date_order else 0.8), 3),
+            )
         if when_t is None and (t := _parse_time(line.text)):
             when_t, conf["time"] = t, round(line.confidence, 3)
 
@@ -178,9 +214,21 @@ def extract_fields(lines: list[Line], *, date_order: str | None = None) -> Recei
     if total is not None and check.total_ok is False:
         conf["total"] = round(conf["total"] * 0.6, 3)
     return Receipt(
-        merchant=merchant, address=address, phone=phone, date=when, time=when_t, currency=currency,
-        items=items, subtotal=subtotal, taxes=taxes, tip=tip, total=total, payment_method=payment,
-        check=check, confidence=conf, raw_text="\n".join(texts),
+        merchant=merchant,
+        address=address,
+        phone=phone,
+        date=when,
+        time=when_t,
+        currency=currency,
+        items=items,
+        subtotal=subtotal,
+        taxes=taxes,
+        tip=tip,
+        total=total,
+        payment_method=payment,
+        check=check,
+        confidence=conf,
+        raw_text="\n".join(texts),
     )
 
 
@@ -228,8 +276,11 @@ def _header(lines: list[Line]) -> tuple[str | None, str | None, str | None, dict
         text = line.text.strip()
         digits = re.sub(r"\D", "", text)
         m = _PHONE.search(text)
-        if phone is None and m and 7 <= len(re.sub(r"\D", "", m.group(1))) <= 15 and (
-            re.search(r"\b(tel|phone|ph)\b", text, re.I) or len(digits) >= 10
+        if (
+            phone is None
+            and m
+            and 7 <= len(re.sub(r"\D", "", m.group(1))) <= 15
+            and (re.search(r"\b(tel|phone|ph)\b", text, re.IGNORECASE) or len(digits) >= 10)
         ):
             phone, conf["phone"] = m.group(1).strip(), round(line.confidence, 3)
         elif merchant is None and sum(c.isalpha() for c in text) >= 3:
@@ -242,7 +293,9 @@ def _header(lines: list[Line]) -> tuple[str | None, str | None, str | None, dict
     return merchant, address, phone, conf
 
 
-def _items(lines: list[Line], texts: list[str], amounts: list, start: int, end: int) -> tuple[tuple[LineItem, ...], float]:  # type: ignore[type-arg]
+def _items(
+    lines: list[Line], texts: list[str], amounts: list, start: int, end: int
+) -> tuple[tuple[LineItem, ...], float]:  # type: ignore[type-arg]
     items: list[LineItem] = []
     confs: list[float] = []
     pending_name: str | None = None
@@ -271,7 +324,9 @@ def _items(lines: list[Line], texts: list[str], amounts: list, start: int, end: 
         pending_name = None
         if not name or sum(c.isalpha() for c in name) < 2:
             continue
-        items.append(LineItem(name=name, quantity=qty, unit_price=unit if unit is not None else amount, amount=amount))
+        items.append(
+            LineItem(name=name, quantity=qty, unit_price=unit if unit is not None else amount, amount=amount)
+        )
         confs.append(lines[i].confidence)
     return tuple(items), round(min(confs, default=0.0), 3)
 
@@ -291,7 +346,7 @@ def _parse_time(text: str) -> time | None:
             hour += 12
         elif suffix == "am" and hour == 12:
             hour = 0
-        if not suffix and not re.search(r"\b(time|at)\b|:", text, re.I):
+        if not suffix and not re.search(r"\b(time|at)\b|:", text, re.IGNORECASE):
             continue
         if ":" not in m.group(0) and not suffix:
             continue  # "12.50" is a price, not half past twelve
@@ -299,8 +354,13 @@ def _parse_time(text: str) -> time | None:
     return None
 
 
-def _check(items: tuple[LineItem, ...], subtotal: Decimal | None, taxes: tuple[TaxLine, ...], tip: Decimal | None,
-           total: Decimal | None) -> ArithmeticCheck:
+def _check(
+    items: tuple[LineItem, ...],
+    subtotal: Decimal | None,
+    taxes: tuple[TaxLine, ...],
+    tip: Decimal | None,
+    total: Decimal | None,
+) -> ArithmeticCheck:
     items_sum = sum((i.amount for i in items), Decimal(0)) if items else None
     items_ok = None if items_sum is None or subtotal is None else abs(items_sum - subtotal) <= _CENT
     base = subtotal if subtotal is not None else items_sum
@@ -314,5 +374,10 @@ def _check(items: tuple[LineItem, ...], subtotal: Decimal | None, taxes: tuple[T
         notes.append(f"subtotal + tax + tip = {expected}, the total says {total}")
     if total is None:
         notes.append("no total found")
-    return ArithmeticCheck(items_sum=items_sum, items_match_subtotal=items_ok, expected_total=expected,
-                           total_ok=total_ok, notes=tuple(notes))
+    return ArithmeticCheck(
+        items_sum=items_sum,
+        items_match_subtotal=items_ok,
+        expected_total=expected,
+        total_ok=total_ok,
+        notes=tuple(notes),
+    )

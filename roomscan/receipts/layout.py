@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -43,21 +44,26 @@ class Line:
         return min((w.confidence for w in self.words), default=0.0)
 
 
-def estimate_angle(words: list[Word]) -> float:
+def estimate_angle(words: list[Word], max_angle: float = 15.0) -> float:
     """The page's text angle in degrees (image y down, so positive means lines fall to the right)."""
     angles = [w.angle for w in words if w.angle is not None and len(w.text) >= 3]
     if len(angles) >= 3:
         return float(np.median(angles))
-    slopes = []
-    for a in words:
-        (ax, ay), ah = a.centre, a.height
-        for b in words:
-            (bx, by) = b.centre
-            gap = b.box[0] - a.box[2]
-            if b is a or not 0 <= gap < 20 * ah or abs(by - ay) > 0.8 * ah:
-                continue
-            slopes.append(math.degrees(math.atan2(by - ay, bx - ax)))
-    return float(np.median(slopes)) if len(slopes) >= 3 else 0.0
+    if len(words) < 2:
+        return 0.0
+    # No engine angles: the angle at which the words fall into the fewest, tightest lines.
+    centres = np.array([w.centre for w in words])  # [n_words, 2]
+    typical = float(np.median([w.height for w in words])) or 1.0
+
+    def cost(angle: float) -> tuple[int, float]:
+        theta = math.radians(angle)
+        y = np.sort(-centres[:, 0] * math.sin(theta) + centres[:, 1] * math.cos(theta))
+        breaks = np.diff(y) > 0.5 * typical
+        spread = float(np.diff(y)[~breaks].sum()) if len(y) > 1 else 0.0
+        return int(breaks.sum()), spread
+
+    coarse = min(np.arange(-max_angle, max_angle + 0.01, 0.5), key=lambda a: (*cost(a), abs(a)))
+    return float(min(np.arange(coarse - 0.5, coarse + 0.51, 0.1), key=lambda a: (*cost(a), abs(a))))
 
 
 def group_lines(words: list[Word], angle: float | None = None, gap_factor: float = 1.5) -> list[Line]:
@@ -74,7 +80,9 @@ def group_lines(words: list[Word], angle: float | None = None, gap_factor: float
     theta = math.radians(angle)
     cos, sin = math.cos(theta), math.sin(theta)
     # Coordinates in the page's frame: rotate every centre by -angle so lines are level.
-    levelled = [(w, w.centre[0] * cos + w.centre[1] * sin, -w.centre[0] * sin + w.centre[1] * cos) for w in words]
+    levelled = [
+        (w, w.centre[0] * cos + w.centre[1] * sin, -w.centre[0] * sin + w.centre[1] * cos) for w in words
+    ]
     levelled.sort(key=lambda t: t[2])
     heights = np.array([w.height for w in words])
     typical = float(np.median(heights)) or 1.0
@@ -93,7 +101,7 @@ def group_lines(words: list[Word], angle: float | None = None, gap_factor: float
     for row in rows:
         row.sort(key=lambda t: t[1])
         cells: list[list[str]] = [[row[0][0].text]]
-        for (prev, px, _), (word, x, _) in zip(row, row[1:], strict=False):
+        for (prev, px, _), (word, x, _) in itertools.pairwise(row):
             if _gap(prev, px, word, x) > gap_factor * typical:
                 cells.append([word.text])
             else:

@@ -31,8 +31,10 @@ class RapidOcrEngine(OcrEngine):
         }
         try:
             self._ocr = RapidOCR(params=params)
-        except Exception as exc:  # noqa: BLE001 - a broken install shows as many exception types
-            raise OcrError(f"rapidocr could not load its models ({exc}); reinstall it: pip install rapidocr") from exc
+        except Exception as exc:
+            raise OcrError(
+                f"rapidocr could not load its models ({exc}); reinstall it: pip install rapidocr"
+            ) from exc
 
     def read(self, image: np.ndarray) -> list[Word]:
         result = self._ocr(np.ascontiguousarray(image[..., ::-1]))  # RapidOCR expects OpenCV's BGR
@@ -43,7 +45,9 @@ class RapidOcrEngine(OcrEngine):
             text = str(text).strip()
             if not text:
                 continue
-            quad = np.asarray(quad, dtype=np.float64)  # [4, 2]: top-left, top-right, bottom-right, bottom-left
+            quad = np.asarray(
+                quad, dtype=np.float64
+            )  # [4, 2]: top-left, top-right, bottom-right, bottom-left
             (x0, y0), (x1, y1) = quad.min(axis=0), quad.max(axis=0)
             dx, dy = quad[1] - quad[0]
             angle = math.degrees(math.atan2(dy, dx)) if dx > 0 else None

@@ -27,7 +27,9 @@ class TesseractEngine(OcrEngine):
         try:
             import pytesseract
         except ImportError as exc:
-            raise OcrError("the tesseract engine needs pytesseract: pip install 'roomscan[receipts]'") from exc
+            raise OcrError(
+                "the tesseract engine needs pytesseract: pip install 'roomscan[receipts]'"
+            ) from exc
         if shutil.which(pytesseract.pytesseract.tesseract_cmd) is None:
             raise OcrError(f"the tesseract program is not installed; {INSTALL_HINT}")
         self._tess = pytesseract

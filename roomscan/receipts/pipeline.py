@@ -67,13 +67,21 @@ class ReceiptReader:
         self.date_order = date_order
         self.max_pixels = max_pixels
 
-    def read(self, source: str | os.PathLike[str] | bytes | LoadedImage | Image.Image, *,
-             debug_dir: str | Path | None = None) -> Receipt:
+    def read(
+        self,
+        source: str | os.PathLike[str] | bytes | LoadedImage | Image.Image,
+        *,
+        debug_dir: str | Path | None = None,
+    ) -> Receipt:
         """Read one receipt; see :meth:`scan` for the arguments and errors."""
         return self.scan(source, debug_dir=debug_dir).receipt
 
-    def scan(self, source: str | os.PathLike[str] | bytes | LoadedImage | Image.Image, *,
-             debug_dir: str | Path | None = None) -> Scan:
+    def scan(
+        self,
+        source: str | os.PathLike[str] | bytes | LoadedImage | Image.Image,
+        *,
+        debug_dir: str | Path | None = None,
+    ) -> Scan:
         """Read one receipt and keep the intermediate results.
 
         Args:
@@ -89,7 +97,9 @@ class ReceiptReader:
         if isinstance(source, Image.Image):
             image, name = source.convert("RGB"), None
         else:
-            loaded = source if isinstance(source, LoadedImage) else load_image(source, max_pixels=self.max_pixels)
+            loaded = (
+                source if isinstance(source, LoadedImage) else load_image(source, max_pixels=self.max_pixels)
+            )
             image, name = loaded.image, loaded.name
         prepared = preprocess(np.asarray(image), self.preprocess, debug_dir=debug_dir)
         words = [w for w in self.engine.read(prepared.image) if w.text.strip()]
@@ -111,6 +121,12 @@ def annotate_words(image: np.ndarray, words: list[Word] | tuple[Word, ...]) -> I
     out = Image.fromarray(image).convert("RGB")
     draw = ImageDraw.Draw(out)
     for word in words:
-        colour = (26, 127, 55) if word.confidence >= 0.8 else (179, 89, 0) if word.confidence >= 0.5 else (207, 34, 46)
+        colour = (
+            (26, 127, 55)
+            if word.confidence >= 0.8
+            else (179, 89, 0)
+            if word.confidence >= 0.5
+            else (207, 34, 46)
+        )
         draw.rectangle(word.box, outline=colour, width=2)
     return out

@@ -48,7 +48,9 @@ class Preprocessed:
     steps: tuple[str, ...]
 
 
-def preprocess(image: np.ndarray, config: PreprocessConfig | None = None, debug_dir: str | Path | None = None) -> Preprocessed:
+def preprocess(
+    image: np.ndarray, config: PreprocessConfig | None = None, debug_dir: str | Path | None = None
+) -> Preprocessed:
     """Run the enabled steps on an RGB photo; see the module docstring."""
     import cv2
 
@@ -58,7 +60,9 @@ def preprocess(image: np.ndarray, config: PreprocessConfig | None = None, debug_
     h, w = rgb.shape[:2]
     if max(h, w) > config.max_side:
         scale = config.max_side / max(h, w)
-        rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        rgb = cv2.resize(
+            rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+        )
     saver.save("input", rgb)
     steps: list[str] = []
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
@@ -116,7 +120,9 @@ def find_paper(gray: np.ndarray) -> np.ndarray | None:
 def _order(points: np.ndarray) -> np.ndarray:
     """Corners as top-left, top-right, bottom-right, bottom-left."""
     s, d = points.sum(axis=1), np.diff(points, axis=1).ravel()
-    return np.array([points[s.argmin()], points[d.argmin()], points[s.argmax()], points[d.argmax()]], np.float32)
+    return np.array(
+        [points[s.argmin()], points[d.argmin()], points[s.argmax()], points[d.argmax()]], np.float32
+    )
 
 
 def _warp(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
@@ -127,7 +133,9 @@ def _warp(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
     height = int(max(np.linalg.norm(bl - tl), np.linalg.norm(br - tr)))
     target = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float32)
     matrix = cv2.getPerspectiveTransform(quad, target)
-    return cv2.warpPerspective(gray, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpPerspective(
+        gray, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def estimate_skew(gray: np.ndarray, max_skew: float = 15.0) -> float:
@@ -141,7 +149,9 @@ def estimate_skew(gray: np.ndarray, max_skew: float = 15.0) -> float:
     h, w = gray.shape
     scale = min(1.0, 500 / max(h, w))
     small = cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale)))) if scale < 1 else gray
-    ink = cv2.adaptiveThreshold(small, 1, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, 25, 15).astype(np.float32)
+    ink = cv2.adaptiveThreshold(small, 1, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, 25, 15).astype(
+        np.float32
+    )
     if ink.sum() < 50:
         return 0.0
 
@@ -174,7 +184,9 @@ def normalise(gray: np.ndarray) -> np.ndarray:
     import cv2
 
     size = max(15, (min(gray.shape) // 20) | 1)
-    background = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+    background = cv2.morphologyEx(
+        gray, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    )
     flat = cv2.divide(gray, np.maximum(background, 1), scale=255)
     lo, hi = np.percentile(flat, (1, 99.5))
     if hi - lo < 10:

@@ -11,8 +11,20 @@ from typing import Any
 __all__ = ["FIELDS", "ArithmeticCheck", "LineItem", "Receipt", "TaxLine"]
 
 # Fields carrying a confidence in Receipt.confidence.
-FIELDS = ("merchant", "address", "phone", "date", "time", "currency", "items", "subtotal", "taxes", "tip", "total",
-          "payment_method")
+FIELDS = (
+    "merchant",
+    "address",
+    "phone",
+    "date",
+    "time",
+    "currency",
+    "items",
+    "subtotal",
+    "taxes",
+    "tip",
+    "total",
+    "payment_method",
+)
 
 
 @dataclass(frozen=True)
@@ -109,12 +121,23 @@ class Receipt:
             "time": self.time.isoformat(timespec="minutes") if self.time else None,
             "currency": self.currency,
             "items": [
-                {"name": i.name, "quantity": i.quantity, "unit_price": money(i.unit_price), "amount": money(i.amount)}
+                {
+                    "name": i.name,
+                    "quantity": i.quantity,
+                    "unit_price": money(i.unit_price),
+                    "amount": money(i.amount),
+                }
                 for i in self.items
             ],
             "subtotal": money(self.subtotal),
-            "taxes": [{"label": t.label, "amount": money(t.amount), "rate": str(t.rate) if t.rate is not None else None}
-                      for t in self.taxes],
+            "taxes": [
+                {
+                    "label": t.label,
+                    "amount": money(t.amount),
+                    "rate": str(t.rate) if t.rate is not None else None,
+                }
+                for t in self.taxes
+            ],
             "tax": money(self.tax),
             "tip": money(self.tip),
             "total": money(self.total),

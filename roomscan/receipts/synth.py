@@ -33,14 +33,68 @@ FONT_FILES = (
     "DejaVuSansCondensed.ttf",
     "LiberationSansNarrow-Regular.ttf",
 )
-MERCHANTS = ("GREEN LEAF CAFE", "CORNER MARKET", "BLUE BOTTLE BAKERY", "CITY HARDWARE", "SUNRISE DINER",
-             "MAPLE GROCERY", "RIVERSIDE PHARMACY", "THE BOOK NOOK", "GOLDEN WOK", "NORTH STAR FUEL")
-STREETS = ("Main St", "Oak Avenue", "High Street", "Market Rd", "Elm St", "Station Road", "King St", "Park Lane")
-CITIES = ("Springfield, IL 62701", "Portland, OR 97205", "London SW1A 1AA", "Berlin 10115", "Austin, TX 78701",
-          "Dublin D02 X285", "Denver, CO 80202", "Paris 75002")
-ITEMS = ("Coffee", "Latte", "Croissant", "Bagel", "Orange Juice", "Milk 1L", "Bread", "Eggs 12pk", "Apples",
-         "Bananas", "Cheddar", "Pasta", "Tomatoes", "Olive Oil", "Screws 50pk", "Tape", "Notebook", "Pen Set",
-         "Sandwich", "Soup", "Salad", "Tea", "Muffin", "Water 500ml", "Chocolate", "Yogurt", "Rice 1kg", "Soap")
+MERCHANTS = (
+    "GREEN LEAF CAFE",
+    "CORNER MARKET",
+    "BLUE BOTTLE BAKERY",
+    "CITY HARDWARE",
+    "SUNRISE DINER",
+    "MAPLE GROCERY",
+    "RIVERSIDE PHARMACY",
+    "THE BOOK NOOK",
+    "GOLDEN WOK",
+    "NORTH STAR FUEL",
+)
+STREETS = (
+    "Main St",
+    "Oak Avenue",
+    "High Street",
+    "Market Rd",
+    "Elm St",
+    "Station Road",
+    "King St",
+    "Park Lane",
+)
+CITIES = (
+    "Springfield, IL 62701",
+    "Portland, OR 97205",
+    "London SW1A 1AA",
+    "Berlin 10115",
+    "Austin, TX 78701",
+    "Dublin D02 X285",
+    "Denver, CO 80202",
+    "Paris 75002",
+)
+ITEMS = (
+    "Coffee",
+    "Latte",
+    "Croissant",
+    "Bagel",
+    "Orange Juice",
+    "Milk 1L",
+    "Bread",
+    "Eggs 12pk",
+    "Apples",
+    "Bananas",
+    "Cheddar",
+    "Pasta",
+    "Tomatoes",
+    "Olive Oil",
+    "Screws 50pk",
+    "Tape",
+    "Notebook",
+    "Pen Set",
+    "Sandwich",
+    "Soup",
+    "Salad",
+    "Tea",
+    "Muffin",
+    "Water 500ml",
+    "Chocolate",
+    "Yogurt",
+    "Rice 1kg",
+    "Soap",
+)
 CURRENCIES = (("USD", "$", "{s}{v}"), ("EUR", "€", "{v} {s}"), ("GBP", "£", "{s}{v}"), ("USD", "", "{v}"))
 DATE_FORMATS = ("%m/%d/%Y", "%d/%m/%Y", "%Y-%m-%d", "%d.%m.%Y", "%b %d, %Y", "%d %b %Y", "%m-%d-%y")
 PAYMENTS = ("VISA", "MASTERCARD", "CASH", "AMEX", "DEBIT")
@@ -84,7 +138,9 @@ def make_receipt(rng: random.Random) -> SynthReceipt:
     for name in rng.sample(ITEMS, rng.randrange(2, 8)):
         qty = rng.choice((1, 1, 1, 2, 3))
         unit = Decimal(rng.randrange(99, 2500)) / 100
-        items.append({"name": name, "quantity": qty, "unit_price": f"{unit:.2f}", "amount": f"{unit * qty:.2f}"})
+        items.append(
+            {"name": name, "quantity": qty, "unit_price": f"{unit:.2f}", "amount": f"{unit * qty:.2f}"}
+        )
     subtotal = sum(Decimal(i["amount"]) for i in items)
     rate = rng.choice((Decimal("0.05"), Decimal("0.08"), Decimal("0.10"), Decimal("0.20")))
     tax = (subtotal * rate).quantize(Decimal("0.01"))
@@ -189,11 +245,14 @@ def degrade(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], dtype=np.float32)
     dst = corners @ rot.T + [cx, cy]
     dst += rng.uniform(-0.04, 0.04, size=dst.shape).astype(np.float32) * [w, h]  # perspective: corners pulled
-    matrix = cv2.getPerspectiveTransform(np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32),
-                                         dst.astype(np.float32))
+    matrix = cv2.getPerspectiveTransform(
+        np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32), dst.astype(np.float32)
+    )
     table = _background(rng, (canvas_w, canvas_h))
     warped = cv2.warpPerspective(paper, matrix, (canvas_w, canvas_h), flags=cv2.INTER_LINEAR)
-    mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), matrix, (canvas_w, canvas_h))[..., None] / 255.0
+    mask = (
+        cv2.warpPerspective(np.full((h, w), 255, np.uint8), matrix, (canvas_w, canvas_h))[..., None] / 255.0
+    )
     photo = warped * mask + table * (1 - mask)
     # Uneven light: a linear gradient plus a soft shadow blob.
     yy, xx = np.mgrid[0:canvas_h, 0:canvas_w].astype(np.float32)
