@@ -1,4 +1,5 @@
-"""``roomscan data``: convert datasets between formats and build the Open Images amenity subset."""
+"""``roomscan data``: convert datasets between formats, build the Open Images amenity subset, and ``explore``
+(the data report, :mod:`roomscan.cli.explore`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import typer
 
 from roomscan.cli._common import TaxonomyOpt
 from roomscan.cli._console import console, err_console, progress
+from roomscan.cli.explore import explore_cmd
 
-data_app = typer.Typer(help="Datasets: convert between formats, fetch the Open Images amenity subset.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: convert between formats, fetch the Open Images amenity subset, profile a dataset.", no_args_is_help=True)
 
 FORMAT_HELP = "roomscan, coco, yolo, voc, openimages or labelstudio"
 
@@ -86,3 +88,6 @@ def openimages_cmd(
         f"{result.done} of {result.selected} images in {result.path} ({result.skipped} already present); {counts}",
         highlight=False,
     )
+
+
+data_app.command("explore")(explore_cmd)

@@ -105,3 +105,9 @@ def test_openimages_with_local_csvs_and_a_mirror(capsys, tmp_path, monkeypatch):
     assert code == 0, err
     assert "2 of 2 images" in out and "bed 1" in out and "sink 1" in out
     assert len(DetectionDataset.load(tmp_path / "oi")) == 2
+
+
+@pytest.mark.parametrize("command", ["convert", "openimages", "explore"])
+def test_data_commands_are_registered(capsys, command):
+    code, out, _ = run(capsys, "data", command, "--help")
+    assert code == 0 and "Usage" in out
