@@ -13,7 +13,7 @@ from roomscan.errors import RoomscanError
 
 app = typer.Typer(help="Receipt photos to structured expense data (offline OCR).", no_args_is_help=True)
 
-ENGINE_HELP = "OCR engine: rapidocr (PP-OCR, most accurate) or tesseract (fastest). Default: rapidocr."
+ENGINE_HELP = "OCR engine: tesseract (default, fastest) or rapidocr (PP-OCR, lowest character error rate, slower)."
 CSV_COLUMNS = (
     "file",
     "merchant",
