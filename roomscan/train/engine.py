@@ -1,0 +1,514 @@
+"""Fine-tune a DETR-family detector (RT-DETRv2, D-FINE) through transformers: read top to bottom.
+
+``build_model`` -> ``train_one_epoch`` / ``predict`` -> ``fit`` (the whole run: split, cache, checkpoints,
+resume, early stopping, metrics) and ``overfit_batch`` (the sanity check). Both model families go through
+``AutoModelForObjectDetection`` with labels ``[{class_labels, boxes (normalised cxcywh)}]``.
+
+Example:
+    >>> from roomscan.train import TrainConfig, fit
+    >>> run_dir = fit(TrainConfig(data="data/amenities", model="PekingU/rtdetr_v2_r18vd", epochs=12))  # doctest: +SKIP
+    >>> get_detector(run_dir / "model")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from roomscan.data.dataset import DatasetError, DetectionDataset
+from roomscan.detection.core import Detections, make_detections
+from roomscan.errors import ModelUnavailableError, RoomscanError
+from roomscan.taxonomy import Taxonomy
+from roomscan.train import runs
+from roomscan.train.config import CONFIG_FILE, TrainConfig
+from roomscan.train.data import Batch, ImageCache, default_cache_dir, iter_batches
+from roomscan.train.evaluate import evaluate_predictions
+
+Log = Callable[[str], None]
+ARCH_DIR = "arch"  # the model's config.json and processor config: enough to rebuild it on resume
+
+__all__ = ["TrainingError", "build_model", "expected_initial_vfl", "fit", "overfit_batch", "predict", "train_one_epoch"]
+
+
+class TrainingError(RoomscanError):
+    """Training cannot go on (a non-finite loss, an existing run directory...); the message says what to do."""
+
+
+# -- the model ---------------------------------------------------------------------------------------------------
+def _r18vd_config(num_labels: int) -> Any:
+    """RT-DETRv2 with a ResNet-18-vd backbone (``PekingU/rtdetr_v2_r18vd``'s architecture, about 20M parameters)."""
+    from transformers import RTDetrV2Config
+
+    backbone = {
+        "model_type": "rt_detr_resnet", "embedding_size": 64, "hidden_sizes": [64, 128, 256, 512],
+        "depths": [2, 2, 2, 2], "layer_type": "basic", "out_features": ["stage2", "stage3", "stage4"],
+    }
+    return RTDetrV2Config(
+        backbone_config=backbone, encoder_in_channels=[128, 256, 512], hidden_expansion=0.5, decoder_layers=3,
+        num_labels=num_labels, use_pretrained_backbone=False,
+    )
+
+
+def _dfine_nano_config(num_labels: int) -> Any:
+    """D-FINE-N (``ustc-community/dfine_nano_coco``'s architecture: HGNetV2-B0 backbone, 2 feature levels, d 128)."""
+    from transformers import DFineConfig
+
+    config = DFineConfig(num_labels=num_labels)
+    bb = config.backbone_config
+    bb.hidden_sizes = [128, 256, 512, 1024]
+    bb.stem_channels = [3, 16, 16]
+    bb.stage_in_channels = [16, 64, 256, 512]
+    bb.stage_mid_channels = [16, 32, 64, 128]
+    bb.stage_out_channels = [64, 256, 512, 1024]
+    bb.stage_num_blocks = [1, 1, 2, 1]
+    bb.stage_downsample = [False, True, True, True]
+    bb.stage_light_block = [False, False, True, True]
+    bb.stage_kernel_size = [3, 3, 5, 5]
+    bb.stage_numb_of_layers = [3, 3, 3, 3]
+    bb.out_indices = [3, 4]
+    bb.use_learnable_affine_block = True
+    for key, value in {
+        "num_feature_levels": 2, "encoder_ffn_dim": 512, "encode_proj_layers": [1], "d_model": 128,
+        "encoder_hidden_dim": 128, "decoder_ffn_dim": 512, "encoder_in_channels": [512, 1024],
+        "decoder_n_points": [6, 6], "decoder_in_channels": [128, 128], "feat_strides": [16, 32],
+        "depth_mult": 0.5, "decoder_layers": 3, "hidden_expansion": 0.34,
+    }.items():
+        setattr(config, key, value)
+    return config
+
+
+# Architectures `--scratch` can build offline, by hub id or short name.
+SCRATCH_ARCHITECTURES: dict[str, Callable[[int], Any]] = {
+    "PekingU/rtdetr_v2_r18vd": _r18vd_config,
+    "rtdetr_v2_r18vd": _r18vd_config,
+    "ustc-community/dfine_nano_coco": _dfine_nano_config,
+    "dfine_nano": _dfine_nano_config,
+}
+
+
+def build_model(config: TrainConfig, taxonomy: Taxonomy) -> tuple[Any, Any]:
+    """The model (one label per amenity) and its image processor, at ``config.image_size``.
+
+    Without ``scratch``, a hub checkpoint (or local directory) is loaded with a new classification head
+    (``ignore_mismatched_sizes``). With ``scratch``, the architecture is built from its config with random
+    weights and nothing is downloaded: a name in :data:`SCRATCH_ARCHITECTURES`, or a local model directory's
+    ``config.json``.
+
+    Raises:
+        ModelUnavailableError: the checkpoint is not available (offline...), or ``--scratch`` names an
+            architecture roomscan does not know.
+    """
+    import torch
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection, RTDetrImageProcessor
+
+    labels = {"num_labels": len(taxonomy), "id2label": dict(enumerate(taxonomy.slugs)),
+              "label2id": {s: i for i, s in enumerate(taxonomy.slugs)}}
+    size = {"height": config.image_size, "width": config.image_size}
+    local = Path(config.model).expanduser()
+    torch.manual_seed(config.seed)
+    if config.scratch:
+        if config.model in SCRATCH_ARCHITECTURES:
+            model_config = SCRATCH_ARCHITECTURES[config.model](len(taxonomy))
+            processor = RTDetrImageProcessor(size=size)
+        elif (local / "config.json").is_file():
+            model_config = AutoConfig.from_pretrained(str(local))
+            processor = (AutoImageProcessor.from_pretrained(str(local), size=size)
+                         if (local / "preprocessor_config.json").is_file() else RTDetrImageProcessor(size=size))
+        else:
+            raise ModelUnavailableError(
+                f"--scratch: unknown architecture {config.model!r}; use one of {', '.join(SCRATCH_ARCHITECTURES)} "
+                "or a local model directory with a config.json"
+            )
+        for key, value in labels.items():
+            setattr(model_config, key, value)
+        for key in ("use_pretrained_backbone", "use_timm_backbone"):
+            if hasattr(model_config, key):
+                setattr(model_config, key, False)
+        return AutoModelForObjectDetection.from_config(model_config), processor
+    from roomscan.backends._hub import resolve_model
+
+    try:
+        resolved = resolve_model(config.model)
+    except ModelUnavailableError as exc:
+        raise ModelUnavailableError(
+            f"{exc} Or train from random initialisation without downloading anything: add --scratch "
+            f"(architectures: {', '.join(SCRATCH_ARCHITECTURES)})."
+        ) from exc
+    model = AutoModelForObjectDetection.from_pretrained(str(resolved.path), ignore_mismatched_sizes=True, **labels)
+    processor = AutoImageProcessor.from_pretrained(str(resolved.path), size=size)
+    return model, processor
+
+
+def _rebuild(run_dir: Path) -> tuple[Any, Any]:
+    """The run's architecture and processor from ``ARCH_DIR`` (weights come from the checkpoint)."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection
+
+    arch = run_dir / ARCH_DIR
+    model = AutoModelForObjectDetection.from_config(AutoConfig.from_pretrained(str(arch)))
+    return model, AutoImageProcessor.from_pretrained(str(arch))
+
+
+def _pixel_transform(processor: Any) -> dict[str, Any]:
+    rescale = float(processor.rescale_factor) if getattr(processor, "do_rescale", True) else 1.0
+    if getattr(processor, "do_normalize", False):
+        return {"rescale": rescale, "mean": list(processor.image_mean), "std": list(processor.image_std)}
+    return {"rescale": rescale, "mean": None, "std": None}
+
+
+def expected_initial_vfl(model: Any, n_images: int, n_boxes: int) -> tuple[float, float] | None:
+    """Expected varifocal loss of one decoder output at initialisation, and the prior ``p`` it follows from.
+
+    DETR-family heads initialise the class bias to ``b = -log((1 - p) / p)`` with ``p = 1 / (C + 1)``, so every
+    query scores every class about ``p``. VFL weighs each negative (query, class) pair by ``alpha * p^gamma``
+    and charges ``-log(1 - p)``; the ``Q*C - M`` negatives of a batch, summed and divided by its ``M`` boxes,
+    give ``weight * (B*Q*C - M) * alpha * p^gamma * -log(1 - p) / M``. Matched pairs add little at init (their
+    target is their IoU, near 0). ``p`` is read from the model's own class-head bias, not assumed.
+    """
+    import torch
+
+    cfg = model.config
+    if not getattr(cfg, "use_focal_loss", False) or n_boxes == 0:
+        return None
+    heads = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "class_embed" in n
+             and m.out_features == cfg.num_labels and m.bias is not None]
+    if not heads:
+        return None
+    p = float(torch.sigmoid(heads[-1].bias.detach().float().mean()))
+    alpha, gamma = float(cfg.focal_loss_alpha), float(cfg.focal_loss_gamma)
+    negatives = n_images * cfg.num_queries * cfg.num_labels - n_boxes
+    per_layer = float(cfg.weight_loss_vfl) * negatives * alpha * p**gamma * -math.log(1 - p) / n_boxes
+    return per_layer, p
+
+
+# -- one epoch, prediction -------------------------------------------------------------------------------------
+def _loss_groups(loss_dict: dict[str, Any]) -> dict[str, float]:
+    """Sum each loss over decoder layers, encoder and denoising: ``loss_vfl_aux_0`` counts to ``loss_vfl``."""
+    groups: dict[str, float] = defaultdict(float)
+    for key, value in loss_dict.items():
+        base = key.split("_aux")[0].split("_enc")[0].split("_dn")[0]
+        groups[base] += float(value.detach()) if hasattr(value, "detach") else float(value)
+    return dict(groups)
+
+
+def train_one_epoch(
+    model: Any, optimizer: Any, lr_scheduler: Any, scaler: Any, batches: Iterable[Batch], *,
+    device: str, amp: bool, clip_grad: float, print_every: int, log: Log, epoch: int,
+) -> dict[str, float]:
+    """One pass over ``batches``; returns mean losses, the last learning rate, image count and seconds."""
+    import torch
+
+    model.train()
+    sums: dict[str, float] = defaultdict(float)
+    steps = images = 0
+    start = time.perf_counter()
+    for batch in batches:
+        batch = batch.to(device)
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
+            outputs = model(pixel_values=batch.pixel_values, labels=batch.labels)
+        loss = outputs.loss
+        value = loss.detach().item()
+        if not math.isfinite(value):
+            raise TrainingError(f"epoch {epoch} step {steps}: the loss is {value}; lower --lr or disable amp")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if clip_grad > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        lr_scheduler.step()
+        sums["loss"] += value
+        for key, value in _loss_groups(outputs.loss_dict).items():
+            sums[key] += value
+        steps += 1
+        images += len(batch.image_ids)
+        if steps % print_every == 0:
+            log(f"epoch {epoch} step {steps}: loss {value:.4f}  lr {optimizer.param_groups[0]['lr']:.2e}")
+    seconds = time.perf_counter() - start
+    out = {k: v / max(steps, 1) for k, v in sums.items()}
+    out.update(lr=optimizer.param_groups[0]["lr"], images=images, seconds=seconds)
+    return out
+
+
+def predict(model: Any, processor: Any, dataset: DetectionDataset, cache: ImageCache, *, batch_size: int,
+            device: str, amp: bool = False) -> dict[int, Detections]:
+    """The model's detections on every image of ``dataset`` (no score threshold: all queries, for AP)."""
+    import torch
+
+    model.eval()
+    slugs = np.array(dataset.taxonomy.slugs, dtype=object)
+    out: dict[int, Detections] = {}
+    for batch in iter_batches(dataset, cache, batch_size=batch_size, shuffle=False, **_pixel_transform(processor)):
+        with torch.inference_mode(), torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
+            outputs = model(pixel_values=batch.pixel_values.to(device))
+        outputs.logits, outputs.pred_boxes = outputs.logits.float(), outputs.pred_boxes.float()
+        results = processor.post_process_object_detection(outputs, threshold=0.0, target_sizes=batch.sizes)
+        for image_id, found in zip(batch.image_ids, results):
+            labels = found["labels"].cpu().numpy()
+            out[image_id] = make_detections(found["boxes"].cpu().numpy(), found["scores"].cpu().numpy(), labels,
+                                            slugs[labels] if len(labels) else [])
+    return out
+
+
+# -- the run ---------------------------------------------------------------------------------------------------
+def _datasets(config: TrainConfig) -> tuple[DetectionDataset, DetectionDataset, str]:
+    train = DetectionDataset.load(config.data)
+    if len(train) == 0:
+        raise DatasetError(f"{config.data}: the dataset has no images")
+    if config.subset < 1.0:
+        train = train.subset(config.subset, seed=config.seed)
+    if config.val_data:
+        val = DetectionDataset.load(config.val_data)
+        if val.taxonomy.slugs != train.taxonomy.slugs:
+            raise DatasetError(f"{config.val_data}: its taxonomy differs from {config.data}'s (same amenities, same order needed)")
+        return train, val, "val dataset"
+    if config.val_fraction == 0 or len(train) < 2:
+        return train, train, "training set (no held-out validation)"
+    order = list(range(len(train)))
+    random.Random(config.seed).shuffle(order)
+    n_val = max(1, round(len(train) * config.val_fraction))
+    pick = lambda idx: DetectionDataset(train.images_dir, train.taxonomy, [train.images[i] for i in sorted(idx)],  # noqa: E731
+                                        {train.images[i].id: train.annotations[train.images[i].id] for i in idx})
+    return pick(order[n_val:]), pick(order[:n_val]), f"{n_val} held-out images"
+
+
+def _optimizer(model: Any, config: TrainConfig, total_steps: int) -> tuple[Any, Any]:
+    import torch
+
+    groups: dict[tuple[bool, bool], list[Any]] = defaultdict(list)
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups[("backbone" in name, param.ndim > 1)].append(param)
+    param_groups = [
+        {"params": params, "lr": config.lr * (config.backbone_lr_mult if backbone else 1.0),
+         "weight_decay": config.weight_decay if decay else 0.0}
+        for (backbone, decay), params in sorted(groups.items())
+    ]
+    optimizer = torch.optim.AdamW(param_groups, lr=config.lr)
+    warmup = config.warmup_steps
+
+    def factor(step: int) -> float:  # linear warm-up, then cosine to 1% of the peak
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _rng_state() -> dict[str, Any]:
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _new_run_dir(config: TrainConfig) -> Path:
+    name = config.name or f"{Path(config.model).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(config.out) / name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise TrainingError(f"{run_dir}: run directory exists; continue it with --resume {run_dir} or pick another --name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _log_initial_loss(model: Any, batch: Batch, device: str, log: Log) -> dict[str, float]:
+    import torch
+
+    model.eval()  # eval: no BatchNorm statistics updated, no denoising queries drawn
+    with torch.no_grad():
+        outputs = model(pixel_values=batch.pixel_values.to(device), labels=batch.to(device).labels)
+    groups = _loss_groups(outputs.loss_dict)
+    n_boxes = sum(len(t["class_labels"]) for t in batch.labels)
+    expected = expected_initial_vfl(model, len(batch.image_ids), n_boxes)
+    log(f"initial loss {float(outputs.loss):.3f} ({', '.join(f'{k} {v:.3f}' for k, v in sorted(groups.items()))})")
+    if expected is not None and "loss_vfl" in outputs.loss_dict:
+        per_layer, p = expected
+        log(f"initial loss_vfl of the last decoder layer {float(outputs.loss_dict['loss_vfl']):.3f}; expected "
+            f"about {per_layer:.3f} from the class prior p={p:.4f} (C={model.config.num_labels}, "
+            f"Q={model.config.num_queries}): every query scoring every class at p. Far above it means the class "
+            "head is not at its prior (e.g. re-initialised weights).")
+    return {"init_loss": float(outputs.loss), "init_loss_vfl": float(outputs.loss_dict.get("loss_vfl", float("nan"))),
+            "expected_init_loss_vfl": expected[0] if expected else float("nan")}
+
+
+def fit(config: TrainConfig | None = None, *, resume: str | Path | None = None, log: Log = print) -> Path:
+    """Train per ``config`` (or continue the run at ``resume``) and return the run directory.
+
+    Each epoch appends a row to ``metrics.jsonl`` and rewrites ``checkpoint.pt`` atomically; the best epoch (by
+    validation AP) is written to ``model/``. A resumed run restores model, optimizer, scheduler, scaler and RNG
+    states, and the data order depends only on ``seed`` and the epoch, so it ends where an uninterrupted one would.
+
+    Raises:
+        TrainingError, DatasetError, ModelUnavailableError, RunError: named, actionable problems.
+    """
+    import torch
+
+    from roomscan.backends._common import resolve_device
+    from roomscan.backends.detr import save_model_dir
+
+    state: dict[str, Any] | None = None
+    if resume is not None:
+        run_dir = Path(resume)
+        state = runs.load_checkpoint(run_dir)
+        config = TrainConfig.from_dict(state["config"], where=str(run_dir / runs.CHECKPOINT_FILE))
+    elif config is None:
+        raise ValueError("fit needs a config or a run directory to resume")
+    if config.overfit_batch:
+        return overfit_batch(config, log=log)
+    try:
+        device = resolve_device(config.device)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+    amp = config.amp and device.startswith("cuda")
+    train_ds, val_ds, val_desc = _datasets(config)
+    cache = ImageCache((config.cache_dir or default_cache_dir()) if config.cache else None, config.image_size)
+    if state is None:
+        run_dir = _new_run_dir(config)
+        config.save(run_dir / CONFIG_FILE)
+        _seed_everything(config.seed)
+        model, processor = build_model(config, train_ds.taxonomy)
+        model.config.save_pretrained(str(run_dir / ARCH_DIR))
+        processor.save_pretrained(str(run_dir / ARCH_DIR))
+        runs.update_info(run_dir, status="running", started=runs.now(), git_commit=runs.git_commit(),
+                         train_fingerprint=train_ds.fingerprint(), val_fingerprint=val_ds.fingerprint(),
+                         train_images=len(train_ds), val_images=len(val_ds), validation=val_desc,
+                         torch=torch.__version__, transformers=__import__("transformers").__version__)
+    else:
+        model, processor = _rebuild(run_dir)
+        model.load_state_dict(state["model"])
+        runs.truncate_metrics(run_dir, state["epoch"])
+        runs.update_info(run_dir, status="running", resumed=runs.now())
+    model.to(device)
+    pixels = _pixel_transform(processor)
+    steps_per_epoch = math.ceil(len(train_ds) / config.batch_size)
+    optimizer, lr_scheduler = _optimizer(model, config, config.epochs * steps_per_epoch)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    start_epoch, best_ap, best_epoch = 0, -1.0, -1
+    init_row: dict[str, float] = {}
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        lr_scheduler.load_state_dict(state["lr_scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, best_ap, best_epoch = state["epoch"] + 1, state["best_metric"], state["best_epoch"]
+        _set_rng_state(state["rng"])
+        log(f"resuming {run_dir} at epoch {start_epoch} (best val AP so far {best_ap:.4f})")
+    else:
+        log(f"run {run_dir}: {len(train_ds)} training images, validation on the {val_desc} ({len(val_ds)})")
+        first = next(iter_batches(train_ds, cache, batch_size=config.batch_size, epoch=0, seed=config.seed, **pixels))
+        init_row = _log_initial_loss(model, first, device, log)
+        _set_rng_state(_rng_state_after_seed(config.seed))
+    tracker = runs.Tracker(config.to_dict(), run_dir.name)
+    for epoch in range(start_epoch, config.epochs):
+        batches = iter_batches(train_ds, cache, batch_size=config.batch_size, epoch=epoch, seed=config.seed,
+                               hflip=config.hflip, num_workers=config.num_workers, **pixels)
+        stats = train_one_epoch(model, optimizer, lr_scheduler, scaler, batches, device=device, amp=amp,
+                                clip_grad=config.clip_grad, print_every=config.print_every, log=log, epoch=epoch)
+        t0 = time.perf_counter()
+        report = evaluate_predictions(val_ds, predict(model, processor, val_ds, cache, batch_size=config.eval_batch_size,
+                                                      device=device, amp=amp))
+        row = {"epoch": epoch, **{k: v for k, v in stats.items() if k not in ("images", "seconds")},
+               "val_ap": report.ap, "val_ap50": report.ap50, "val_ap75": report.ap75,
+               "train_seconds": round(stats["seconds"], 3), "val_seconds": round(time.perf_counter() - t0, 3),
+               "images_per_s": round(stats["images"] / max(stats["seconds"], 1e-9), 2), **init_row}
+        init_row = {}
+        improved = report.ap > best_ap
+        if improved:
+            best_ap, best_epoch = report.ap, epoch
+            tmp = run_dir / f"{runs.MODEL_DIR}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            save_model_dir(model, processor, train_ds.taxonomy, tmp)
+            shutil.rmtree(run_dir / runs.MODEL_DIR, ignore_errors=True)
+            tmp.rename(run_dir / runs.MODEL_DIR)
+        runs.save_checkpoint(run_dir, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "config": config.to_dict(), "epoch": epoch, "best_metric": best_ap,
+            "best_epoch": best_epoch, "rng": _rng_state(),
+        })
+        runs.append_metrics(run_dir, row)
+        tracker.log(row, epoch)
+        log(f"epoch {epoch}: loss {row['loss']:.4f}  val AP {report.ap:.4f}  AP50 {report.ap50:.4f}  "
+            f"{row['images_per_s']:.1f} img/s{'  (best)' if improved else ''}")
+        if config.patience and epoch - best_epoch >= config.patience:
+            log(f"early stop: no better val AP for {config.patience} epochs (best {best_ap:.4f} at epoch {best_epoch})")
+            break
+    tracker.close()
+    runs.update_info(run_dir, status="finished", finished=runs.now(), best_ap=best_ap, best_epoch=best_epoch)
+    return run_dir
+
+
+def _rng_state_after_seed(seed: int) -> dict[str, Any]:
+    """The RNG state right after seeding: the initial-loss probe must not shift what training draws."""
+    _seed_everything(seed + 1)
+    return _rng_state()
+
+
+def overfit_batch(config: TrainConfig, *, log: Log = print) -> Path:
+    """Train on one batch for ``config.overfit_steps`` steps (no augmentation); the loss must fall toward zero.
+
+    Writes ``config.yaml`` and a ``metrics.jsonl`` row per printed step in a new run directory, returned.
+    """
+    import torch
+
+    from roomscan.backends._common import resolve_device
+
+    device = resolve_device(config.device)
+    train = DetectionDataset.load(config.data)
+    if config.subset < 1.0:
+        train = train.subset(config.subset, seed=config.seed)
+    run_dir = _new_run_dir(config)
+    config.save(run_dir / CONFIG_FILE)
+    runs.update_info(run_dir, status="running", mode="overfit-batch", started=runs.now(), git_commit=runs.git_commit(),
+                     train_fingerprint=train.fingerprint())
+    _seed_everything(config.seed)
+    model, processor = build_model(config, train.taxonomy)
+    model.to(device)
+    cache = ImageCache((config.cache_dir or default_cache_dir()) if config.cache else None, config.image_size)
+    indices = list(range(min(config.batch_size, len(train))))
+    batch = next(iter_batches(train, cache, batch_size=config.batch_size, shuffle=False, indices=indices,
+                              **_pixel_transform(processor)))
+    _log_initial_loss(model, batch, device, log)
+    # A constant learning rate after warm-up: the question is whether the loss can reach zero, not how fast.
+    optimizer, lr_scheduler = _optimizer(model, config, 10**9)
+    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.startswith("cuda"))
+    first = last = float("nan")
+    for step in range(1, config.overfit_steps + 1):
+        stats = train_one_epoch(model, optimizer, lr_scheduler, scaler, [batch], device=device,
+                                amp=config.amp and device.startswith("cuda"), clip_grad=config.clip_grad,
+                                print_every=10**9, log=log, epoch=0)
+        last = stats["loss"]
+        first = last if step == 1 else first
+        if step % config.print_every == 0 or step == 1 or step == config.overfit_steps:
+            log(f"overfit step {step}: loss {last:.4f}")
+            runs.append_metrics(run_dir, {"step": step, **{k: v for k, v in stats.items() if k != "images"}})
+    log(f"overfit-batch: loss {first:.4f} -> {last:.4f} ({first / max(last, 1e-12):.1f}x lower) in {config.overfit_steps} steps")
+    runs.update_info(run_dir, status="finished", finished=runs.now(), first_loss=first, last_loss=last)
+    return run_dir
