@@ -268,12 +268,17 @@ def _header_end(texts: list[str]) -> int:
     return min(len(texts), 4)
 
 
+def _clean_header(text: str) -> str:
+    """Drop the edge debris OCR reads from the paper's border or a fold (``|``, ``_``, stray quotes)."""
+    return re.sub(r"^[\s|_'\"`~]+|[\s|_'\"`~]+$", "", text)
+
+
 def _header(lines: list[Line]) -> tuple[str | None, str | None, str | None, dict[str, float]]:
     merchant = address = phone = None
     conf = {"merchant": 0.0, "address": 0.0, "phone": 0.0}
     rest: list[Line] = []
     for line in lines:
-        text = line.text.strip()
+        text = _clean_header(line.text)
         digits = re.sub(r"\D", "", text)
         m = _PHONE.search(text)
         if (
@@ -288,7 +293,7 @@ def _header(lines: list[Line]) -> tuple[str | None, str | None, str | None, dict
         elif merchant is not None:
             rest.append(line)
     if rest:
-        address = ", ".join(line.text.strip() for line in rest[:3])
+        address = ", ".join(_clean_header(line.text) for line in rest[:3])
         conf["address"] = round(min(line.confidence for line in rest[:3]) * 0.8, 3)
     return merchant, address, phone, conf
 

@@ -144,3 +144,11 @@ def test_to_dict_is_json_ready():
     d = extract_fields(RECEIPT).to_dict()
     assert json.loads(json.dumps(d))["total"] == "17.12"
     assert d["date"] == "2024-03-04" and d["time"] == "14:15"
+
+
+def test_header_edge_debris_from_the_paper_border_is_dropped():
+    from roomscan.receipts.fields import _clean_header
+
+    assert _clean_header("THE BOOK NOOK |") == "THE BOOK NOOK"
+    assert _clean_header("| 415 Elm St _") == "415 Elm St"
+    assert _clean_header("Joe's Diner") == "Joe's Diner"
