@@ -71,7 +71,7 @@ class ImageCache:
                 f"{path}: image id {record.id} is {loaded.width}x{loaded.height} (upright) but annotations.json "
                 f"says {record.width}x{record.height}; boxes would be misplaced. Fix the record's width/height."
             )
-        resized = loaded.image.resize((self.image_size, self.image_size), Image.BILINEAR)
+        resized = loaded.image.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
         return np.asarray(resized, dtype=np.uint8)
 
     def get(self, path: str | os.PathLike[str], record: ImageRecord) -> np.ndarray:

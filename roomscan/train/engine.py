@@ -25,167 +25,20 @@ import numpy as np
 
 from roomscan.data.dataset import DatasetError, DetectionDataset
 from roomscan.detection.core import Detections, make_detections
-from roomscan.errors import ModelUnavailableError, RoomscanError
-from roomscan.taxonomy import Taxonomy
+from roomscan.errors import RoomscanError
 from roomscan.train import runs
 from roomscan.train.config import CONFIG_FILE, TrainConfig
 from roomscan.train.data import Batch, ImageCache, default_cache_dir, iter_batches
 from roomscan.train.evaluate import evaluate_predictions
+from roomscan.train.model import ARCH_DIR, build_model, expected_initial_vfl, pixel_transform, rebuild
 
 Log = Callable[[str], None]
-ARCH_DIR = "arch"  # the model's config.json and processor config: enough to rebuild it on resume
 
-__all__ = ["TrainingError", "build_model", "expected_initial_vfl", "fit", "overfit_batch", "predict", "train_one_epoch"]
+__all__ = ["TrainingError", "build_model", "fit", "overfit_batch", "predict", "train_one_epoch"]
 
 
 class TrainingError(RoomscanError):
     """Training cannot go on (a non-finite loss, an existing run directory...); the message says what to do."""
-
-
-# -- the model ---------------------------------------------------------------------------------------------------
-def _r18vd_config(num_labels: int) -> Any:
-    """RT-DETRv2 with a ResNet-18-vd backbone (``PekingU/rtdetr_v2_r18vd``'s architecture, about 20M parameters)."""
-    from transformers import RTDetrV2Config
-
-    backbone = {
-        "model_type": "rt_detr_resnet", "embedding_size": 64, "hidden_sizes": [64, 128, 256, 512],
-        "depths": [2, 2, 2, 2], "layer_type": "basic", "out_features": ["stage2", "stage3", "stage4"],
-    }
-    return RTDetrV2Config(
-        backbone_config=backbone, encoder_in_channels=[128, 256, 512], hidden_expansion=0.5, decoder_layers=3,
-        num_labels=num_labels, use_pretrained_backbone=False,
-    )
-
-
-def _dfine_nano_config(num_labels: int) -> Any:
-    """D-FINE-N (``ustc-community/dfine_nano_coco``'s architecture: HGNetV2-B0 backbone, 2 feature levels, d 128)."""
-    from transformers import DFineConfig
-
-    config = DFineConfig(num_labels=num_labels)
-    bb = config.backbone_config
-    bb.hidden_sizes = [128, 256, 512, 1024]
-    bb.stem_channels = [3, 16, 16]
-    bb.stage_in_channels = [16, 64, 256, 512]
-    bb.stage_mid_channels = [16, 32, 64, 128]
-    bb.stage_out_channels = [64, 256, 512, 1024]
-    bb.stage_num_blocks = [1, 1, 2, 1]
-    bb.stage_downsample = [False, True, True, True]
-    bb.stage_light_block = [False, False, True, True]
-    bb.stage_kernel_size = [3, 3, 5, 5]
-    bb.stage_numb_of_layers = [3, 3, 3, 3]
-    bb.out_indices = [3, 4]
-    bb.use_learnable_affine_block = True
-    for key, value in {
-        "num_feature_levels": 2, "encoder_ffn_dim": 512, "encode_proj_layers": [1], "d_model": 128,
-        "encoder_hidden_dim": 128, "decoder_ffn_dim": 512, "encoder_in_channels": [512, 1024],
-        "decoder_n_points": [6, 6], "decoder_in_channels": [128, 128], "feat_strides": [16, 32],
-        "depth_mult": 0.5, "decoder_layers": 3, "hidden_expansion": 0.34,
-    }.items():
-        setattr(config, key, value)
-    return config
-
-
-# Architectures `--scratch` can build offline, by hub id or short name.
-SCRATCH_ARCHITECTURES: dict[str, Callable[[int], Any]] = {
-    "PekingU/rtdetr_v2_r18vd": _r18vd_config,
-    "rtdetr_v2_r18vd": _r18vd_config,
-    "ustc-community/dfine_nano_coco": _dfine_nano_config,
-    "dfine_nano": _dfine_nano_config,
-}
-
-
-def build_model(config: TrainConfig, taxonomy: Taxonomy) -> tuple[Any, Any]:
-    """The model (one label per amenity) and its image processor, at ``config.image_size``.
-
-    Without ``scratch``, a hub checkpoint (or local directory) is loaded with a new classification head
-    (``ignore_mismatched_sizes``). With ``scratch``, the architecture is built from its config with random
-    weights and nothing is downloaded: a name in :data:`SCRATCH_ARCHITECTURES`, or a local model directory's
-    ``config.json``.
-
-    Raises:
-        ModelUnavailableError: the checkpoint is not available (offline...), or ``--scratch`` names an
-            architecture roomscan does not know.
-    """
-    import torch
-    from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection, RTDetrImageProcessor
-
-    labels = {"num_labels": len(taxonomy), "id2label": dict(enumerate(taxonomy.slugs)),
-              "label2id": {s: i for i, s in enumerate(taxonomy.slugs)}}
-    size = {"height": config.image_size, "width": config.image_size}
-    local = Path(config.model).expanduser()
-    torch.manual_seed(config.seed)
-    if config.scratch:
-        if config.model in SCRATCH_ARCHITECTURES:
-            model_config = SCRATCH_ARCHITECTURES[config.model](len(taxonomy))
-            processor = RTDetrImageProcessor(size=size)
-        elif (local / "config.json").is_file():
-            model_config = AutoConfig.from_pretrained(str(local))
-            processor = (AutoImageProcessor.from_pretrained(str(local), size=size)
-                         if (local / "preprocessor_config.json").is_file() else RTDetrImageProcessor(size=size))
-        else:
-            raise ModelUnavailableError(
-                f"--scratch: unknown architecture {config.model!r}; use one of {', '.join(SCRATCH_ARCHITECTURES)} "
-                "or a local model directory with a config.json"
-            )
-        for key, value in labels.items():
-            setattr(model_config, key, value)
-        for key in ("use_pretrained_backbone", "use_timm_backbone"):
-            if hasattr(model_config, key):
-                setattr(model_config, key, False)
-        return AutoModelForObjectDetection.from_config(model_config), processor
-    from roomscan.backends._hub import resolve_model
-
-    try:
-        resolved = resolve_model(config.model)
-    except ModelUnavailableError as exc:
-        raise ModelUnavailableError(
-            f"{exc} Or train from random initialisation without downloading anything: add --scratch "
-            f"(architectures: {', '.join(SCRATCH_ARCHITECTURES)})."
-        ) from exc
-    model = AutoModelForObjectDetection.from_pretrained(str(resolved.path), ignore_mismatched_sizes=True, **labels)
-    processor = AutoImageProcessor.from_pretrained(str(resolved.path), size=size)
-    return model, processor
-
-
-def _rebuild(run_dir: Path) -> tuple[Any, Any]:
-    """The run's architecture and processor from ``ARCH_DIR`` (weights come from the checkpoint)."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection
-
-    arch = run_dir / ARCH_DIR
-    model = AutoModelForObjectDetection.from_config(AutoConfig.from_pretrained(str(arch)))
-    return model, AutoImageProcessor.from_pretrained(str(arch))
-
-
-def _pixel_transform(processor: Any) -> dict[str, Any]:
-    rescale = float(processor.rescale_factor) if getattr(processor, "do_rescale", True) else 1.0
-    if getattr(processor, "do_normalize", False):
-        return {"rescale": rescale, "mean": list(processor.image_mean), "std": list(processor.image_std)}
-    return {"rescale": rescale, "mean": None, "std": None}
-
-
-def expected_initial_vfl(model: Any, n_images: int, n_boxes: int) -> tuple[float, float] | None:
-    """Expected varifocal loss of one decoder output at initialisation, and the prior ``p`` it follows from.
-
-    DETR-family heads initialise the class bias to ``b = -log((1 - p) / p)`` with ``p = 1 / (C + 1)``, so every
-    query scores every class about ``p``. VFL weighs each negative (query, class) pair by ``alpha * p^gamma``
-    and charges ``-log(1 - p)``; the ``Q*C - M`` negatives of a batch, summed and divided by its ``M`` boxes,
-    give ``weight * (B*Q*C - M) * alpha * p^gamma * -log(1 - p) / M``. Matched pairs add little at init (their
-    target is their IoU, near 0). ``p`` is read from the model's own class-head bias, not assumed.
-    """
-    import torch
-
-    cfg = model.config
-    if not getattr(cfg, "use_focal_loss", False) or n_boxes == 0:
-        return None
-    heads = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "class_embed" in n
-             and m.out_features == cfg.num_labels and m.bias is not None]
-    if not heads:
-        return None
-    p = float(torch.sigmoid(heads[-1].bias.detach().float().mean()))
-    alpha, gamma = float(cfg.focal_loss_alpha), float(cfg.focal_loss_gamma)
-    negatives = n_images * cfg.num_queries * cfg.num_labels - n_boxes
-    per_layer = float(cfg.weight_loss_vfl) * negatives * alpha * p**gamma * -math.log(1 - p) / n_boxes
-    return per_layer, p
 
 
 # -- one epoch, prediction -------------------------------------------------------------------------------------
@@ -246,7 +99,7 @@ def predict(model: Any, processor: Any, dataset: DetectionDataset, cache: ImageC
     model.eval()
     slugs = np.array(dataset.taxonomy.slugs, dtype=object)
     out: dict[int, Detections] = {}
-    for batch in iter_batches(dataset, cache, batch_size=batch_size, shuffle=False, **_pixel_transform(processor)):
+    for batch in iter_batches(dataset, cache, batch_size=batch_size, shuffle=False, **pixel_transform(processor)):
         with torch.inference_mode(), torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
             outputs = model(pixel_values=batch.pixel_values.to(device))
         outputs.logits, outputs.pred_boxes = outputs.logits.float(), outputs.pred_boxes.float()
@@ -275,8 +128,11 @@ def _datasets(config: TrainConfig) -> tuple[DetectionDataset, DetectionDataset, 
     order = list(range(len(train)))
     random.Random(config.seed).shuffle(order)
     n_val = max(1, round(len(train) * config.val_fraction))
-    pick = lambda idx: DetectionDataset(train.images_dir, train.taxonomy, [train.images[i] for i in sorted(idx)],  # noqa: E731
-                                        {train.images[i].id: train.annotations[train.images[i].id] for i in idx})
+
+    def pick(idx: list[int]) -> DetectionDataset:
+        images = [train.images[i] for i in sorted(idx)]
+        return DetectionDataset(train.images_dir, train.taxonomy, images, {im.id: train.annotations[im.id] for im in images})
+
     return pick(order[n_val:]), pick(order[:n_val]), f"{n_val} held-out images"
 
 
@@ -403,12 +259,12 @@ def fit(config: TrainConfig | None = None, *, resume: str | Path | None = None, 
                          train_images=len(train_ds), val_images=len(val_ds), validation=val_desc,
                          torch=torch.__version__, transformers=__import__("transformers").__version__)
     else:
-        model, processor = _rebuild(run_dir)
+        model, processor = rebuild(run_dir)
         model.load_state_dict(state["model"])
         runs.truncate_metrics(run_dir, state["epoch"])
         runs.update_info(run_dir, status="running", resumed=runs.now())
     model.to(device)
-    pixels = _pixel_transform(processor)
+    pixels = pixel_transform(processor)
     steps_per_epoch = math.ceil(len(train_ds) / config.batch_size)
     optimizer, lr_scheduler = _optimizer(model, config, config.epochs * steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -494,7 +350,7 @@ def overfit_batch(config: TrainConfig, *, log: Log = print) -> Path:
     cache = ImageCache((config.cache_dir or default_cache_dir()) if config.cache else None, config.image_size)
     indices = list(range(min(config.batch_size, len(train))))
     batch = next(iter_batches(train, cache, batch_size=config.batch_size, shuffle=False, indices=indices,
-                              **_pixel_transform(processor)))
+                              **pixel_transform(processor)))
     _log_initial_loss(model, batch, device, log)
     # A constant learning rate after warm-up: the question is whether the loss can reach zero, not how fast.
     optimizer, lr_scheduler = _optimizer(model, config, 10**9)

@@ -9,8 +9,9 @@ import yaml
 
 from roomscan.data.dataset import DetectionDataset
 from roomscan.train import runs
-from roomscan.train.engine import build_model, fit, overfit_batch, predict
+from roomscan.train.engine import fit, overfit_batch, predict
 from roomscan.train.evaluate import evaluate_detector, evaluate_predictions
+from roomscan.train.model import build_model
 
 
 @pytest.fixture(scope="module")

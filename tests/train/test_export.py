@@ -35,6 +35,7 @@ def test_the_export_directory_holds_what_the_backend_needs(exported, tiny_rtdetr
     for check in ("onnx_vs_torch", "onnx_vs_torch_other_size"):
         assert meta.checks[check]["logits_max_abs"] <= 1e-3
         assert meta.checks[check]["pred_boxes_max_abs"] <= 1e-3
+        assert meta.checks[check]["set_max_abs"] <= meta.checks[check]["logits_max_abs"] + 1e-3
 
 
 def test_a_second_export_replaces_the_first(exported, tiny_rtdetr_dir, tmp_path):
@@ -129,7 +130,12 @@ def test_cli_exports_int8_at_another_size(capsys, tiny_rtdetr_dir, tmp_path):
     meta = json.loads(out)
     assert meta["path"] == str(out_dir) and meta["input_size"] == [96, 96]
     assert meta["int8"] and meta["quantization"] == "dynamic"
-    assert set(meta["checks"]["int8_vs_fp32"]) == {"logits_max_abs", "pred_boxes_max_abs", "scores_max_abs"}
+    assert set(meta["checks"]["int8_vs_fp32"]) == {
+        "logits_max_abs",
+        "pred_boxes_max_abs",
+        "scores_max_abs",
+        "set_max_abs",
+    }
     processor = json.loads((out_dir / "preprocessor_config.json").read_text())
     assert processor["size"] == {"height": 96, "width": 96}
     detector = get_detector(out_dir, device="cpu", score_threshold=0.0)
