@@ -42,7 +42,12 @@ def _dfine_nano_config(num_labels: int) -> Any:
     """D-FINE-N (``ustc-community/dfine_nano_coco``'s architecture: HGNetV2-B0 backbone, 2 feature levels, d 128)."""
     from transformers import DFineConfig
 
-    config = DFineConfig(num_labels=num_labels)
+    config = DFineConfig(
+        num_labels=num_labels, num_feature_levels=2, encoder_ffn_dim=512, encode_proj_layers=[1], d_model=128,
+        encoder_hidden_dim=128, decoder_ffn_dim=512, encoder_in_channels=[512, 1024], decoder_n_points=[6, 6],
+        decoder_in_channels=[128, 128], feat_strides=[16, 32], depth_mult=0.5, decoder_layers=3,
+        hidden_expansion=0.34,
+    )
     bb: Any = config.backbone_config
     bb.hidden_sizes = [128, 256, 512, 1024]
     bb.stem_channels = [3, 16, 16]
@@ -56,13 +61,6 @@ def _dfine_nano_config(num_labels: int) -> Any:
     bb.stage_numb_of_layers = [3, 3, 3, 3]
     bb.out_indices = [3, 4]
     bb.use_learnable_affine_block = True
-    for key, value in {
-        "num_feature_levels": 2, "encoder_ffn_dim": 512, "encode_proj_layers": [1], "d_model": 128,
-        "encoder_hidden_dim": 128, "decoder_ffn_dim": 512, "encoder_in_channels": [512, 1024],
-        "decoder_n_points": [6, 6], "decoder_in_channels": [128, 128], "feat_strides": [16, 32],
-        "depth_mult": 0.5, "decoder_layers": 3, "hidden_expansion": 0.34,
-    }.items():
-        setattr(config, key, value)
     return config
 
 
@@ -113,6 +111,7 @@ def build_model(config: TrainConfig, taxonomy: Taxonomy) -> tuple[Any, Any]:
         for key in ("use_pretrained_backbone", "use_timm_backbone"):
             if hasattr(model_config, key):
                 setattr(model_config, key, False)
+        _check_queries(model_config, config.image_size)
         return AutoModelForObjectDetection.from_config(model_config), processor
     from roomscan.backends._hub import resolve_model
 
@@ -124,8 +123,24 @@ def build_model(config: TrainConfig, taxonomy: Taxonomy) -> tuple[Any, Any]:
             f"(architectures: {', '.join(SCRATCH_ARCHITECTURES)})."
         ) from exc
     model = AutoModelForObjectDetection.from_pretrained(str(resolved.path), ignore_mismatched_sizes=True, **labels)
+    _check_queries(model.config, config.image_size)
     processor = AutoImageProcessor.from_pretrained(str(resolved.path), size=size)
     return model, processor
+
+
+def _check_queries(model_config: Any, image_size: int) -> None:
+    """The encoder proposes one anchor per feature-map cell and the decoder keeps the top ``num_queries``."""
+    from roomscan.train.config import ConfigError
+
+    strides = getattr(model_config, "feat_strides", None) or []
+    anchors = sum((image_size // s) ** 2 for s in strides)
+    queries = int(getattr(model_config, "num_queries", 0) or 0)
+    if strides and anchors < queries:
+        smallest = next(s for s in range(32, 4097, 32) if sum((s // t) ** 2 for t in strides) >= queries)
+        raise ConfigError(
+            f"image_size {image_size} gives {anchors} anchor positions at strides {list(strides)}, fewer than the "
+            f"model's {queries} queries; use --image-size {smallest} or more"
+        )
 
 
 def rebuild(run_dir: Path) -> tuple[Any, Any]:

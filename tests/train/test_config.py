@@ -60,3 +60,22 @@ def test_bad_config_files_are_named(tmp_path, text, message):
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("/nonexistent/train.yaml")
+
+
+def test_importing_the_training_package_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, roomscan.train, roomscan.cli.train; print('torch' in sys.modules, 'pycocotools' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+@pytest.mark.parametrize(("model", "size", "message"), [("dfine_nano", 128, "--image-size 256")])
+def test_an_image_size_too_small_for_the_queries_is_named(tmp_path, model, size, message):
+    from roomscan.taxonomy import Amenity, Taxonomy
+    from roomscan.train.model import build_model
+
+    taxonomy = Taxonomy((Amenity("bed", "Bed"),), source="t")
+    with pytest.raises(ConfigError, match=message):
+        build_model(TrainConfig(data="d", model=model, scratch=True, image_size=size), taxonomy)
