@@ -52,7 +52,7 @@ def bench_model(name: str, dataset, data_dir: Path, *, image_size: int, batch_si
     optimizer, scheduler = _optimizer(model, config, 10**6)
     amp = device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    kwargs = dict(device=device, amp=amp, clip_grad=0.1, print_every=10**9, log=lambda s: None, epoch=0)
+    kwargs = {"device": device, "amp": amp, "clip_grad": 0.1, "print_every": 10**9, "log": lambda s: None, "epoch": 0}
     train_one_epoch(model, optimizer, scheduler, scaler, batches[:1], **kwargs)  # warm-up
     if amp:
         torch.cuda.synchronize()

@@ -94,9 +94,8 @@ def predictions_to_coco(dataset: DetectionDataset, predictions: Mapping[int, Det
         if len(dets) == 0:
             continue
         names = dets.data.get(LABEL_KEY)
-        classes = (
-            [index.get(str(n), -1) for n in names] if names is not None else [int(c) for c in dets.class_id]
-        )
+        ids: Any = dets.class_id if dets.class_id is not None else np.full(len(dets), -1)
+        classes = [index.get(str(n), -1) for n in names] if names is not None else [int(c) for c in ids]
         scores = dets.confidence if dets.confidence is not None else np.ones(len(dets))
         for box, cls, score in zip(dets.xyxy, classes, scores):
             if not 0 <= cls < len(index):
@@ -228,24 +227,25 @@ def confusion_matrix(
         dets = predictions.get(record.id)
         gt_cls = np.asarray(gt.class_id, dtype=int) if len(gt) else np.zeros(0, int)
         if dets is None or len(dets) == 0:
-            np.add.at(matrix, (gt_cls, n), 1)
+            matrix[:, n] += np.bincount(gt_cls, minlength=n + 1)
             continue
         names = dets.data.get(LABEL_KEY)
         cls = np.array([index.get(str(s), -1) for s in names] if names is not None else dets.class_id, dtype=int)
-        keep = (dets.confidence >= score_threshold) & (cls >= 0)
-        boxes, cls, scores = dets.xyxy[keep], cls[keep], dets.confidence[keep]
+        confidence: Any = dets.confidence if dets.confidence is not None else np.ones(len(dets))
+        keep = (confidence >= score_threshold) & (cls >= 0)
+        boxes, cls, scores = dets.xyxy[keep], cls[keep], confidence[keep]
         order = np.argsort(-scores, kind="stable")
         ious = _iou_matrix(boxes[order], gt.xyxy) if len(gt) else np.zeros((len(order), 0))
         taken = np.zeros(len(gt), dtype=bool)
         for row, k in enumerate(order):
-            candidates = np.where(~taken & (ious[row] >= iou_threshold))[0] if len(gt) else []
+            candidates = np.where(~taken & (ious[row] >= iou_threshold))[0]
             if len(candidates):
                 j = candidates[np.argmax(ious[row, candidates])]
                 taken[j] = True
                 matrix[gt_cls[j], cls[k]] += 1
             else:
                 matrix[n, cls[k]] += 1
-        np.add.at(matrix, (gt_cls[~taken], n), 1)
+        matrix[:, n] += np.bincount(gt_cls[~taken], minlength=n + 1)
     return matrix
 
 

@@ -32,7 +32,7 @@ def _r18vd_config(num_labels: int) -> Any:
         "model_type": "rt_detr_resnet", "embedding_size": 64, "hidden_sizes": [64, 128, 256, 512],
         "depths": [2, 2, 2, 2], "layer_type": "basic", "out_features": ["stage2", "stage3", "stage4"],
     }
-    return RTDetrV2Config(
+    return RTDetrV2Config(  # type: ignore[call-arg]  # num_labels etc. go through PreTrainedConfig's kwargs
         backbone_config=backbone, encoder_in_channels=[128, 256, 512], hidden_expansion=0.5, decoder_layers=3,
         num_labels=num_labels, use_pretrained_backbone=False,
     )
@@ -42,7 +42,7 @@ def _dfine_nano_config(num_labels: int) -> Any:
     """D-FINE-N (``ustc-community/dfine_nano_coco``'s architecture: HGNetV2-B0 backbone, 2 feature levels, d 128)."""
     from transformers import DFineConfig
 
-    config = DFineConfig(
+    config = DFineConfig(  # type: ignore[call-arg]
         num_labels=num_labels, num_feature_levels=2, encoder_ffn_dim=512, encode_proj_layers=[1], d_model=128,
         encoder_hidden_dim=128, decoder_ffn_dim=512, encoder_in_channels=[512, 1024], decoder_n_points=[6, 6],
         decoder_in_channels=[128, 128], feat_strides=[16, 32], depth_mult=0.5, decoder_layers=3,
