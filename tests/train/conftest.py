@@ -49,11 +49,11 @@ def tiny_config(shapes_dir: Path, tiny_arch_dir: Path):
     return lambda out, **changes: _tiny_config(shapes_dir, tiny_arch_dir, out, **changes)
 
 
-def _tiny_config(data: Path, model: Path, out: Path, **changes):
+def _tiny_config(data: Path, arch: Path, out: Path, **changes):
     from roomscan.train import TrainConfig
 
     base = {
-        "data": str(data), "model": str(model), "scratch": True, "epochs": 16, "batch_size": 4, "lr": 3e-3,
+        "data": str(data), "model": str(arch), "scratch": True, "epochs": 16, "batch_size": 4, "lr": 3e-3,
         "image_size": IMAGE_SIZE, "val_fraction": 0.0, "cache_dir": str(out / "cache"), "out": str(out / "runs"),
         "warmup_steps": 5, "clip_grad": 1.0, "hflip": 0.0, "patience": 0, "num_workers": 0, "print_every": 1000,
         "eval_batch_size": 8,
