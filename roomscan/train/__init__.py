@@ -2,6 +2,8 @@
 
 * :class:`TrainConfig` (``config.py``): one run's settings, validated, saved as ``config.yaml``.
 * :func:`fit`, :func:`train_one_epoch`, :func:`overfit_batch` (``engine.py``): the training loop.
+* ``model.py``: hub checkpoints and offline ``--scratch`` architectures (RT-DETRv2-R18, D-FINE-N), init prior.
+* ``data.py``: dataset -> batches, the decoded-image cache.
 * :func:`evaluate_predictions`, :func:`evaluate_detector` (``evaluate.py``): COCO metrics, PR curves, confusion.
 * ``runs.py``: self-describing run directories (list, show, compare, checkpoints).
 

@@ -336,7 +336,10 @@ def overfit_batch(config: TrainConfig, *, log: Log = print) -> Path:
 
     from roomscan.backends._common import resolve_device
 
-    device = resolve_device(config.device)
+    try:
+        device = resolve_device(config.device)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
     train = DetectionDataset.load(config.data)
     if config.subset < 1.0:
         train = train.subset(config.subset, seed=config.seed)
