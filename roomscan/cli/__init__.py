@@ -12,6 +12,7 @@ import typer
 from roomscan import __version__
 from roomscan.cli import catalog_cmds, detect, export, models, serve
 from roomscan.cli import receipts
+from roomscan.cli import sweep as sweep_cmds
 from roomscan.cli import train as train_cmds
 from roomscan.cli._console import err_console
 from roomscan.cli.data import data_app
@@ -36,6 +37,7 @@ app.add_typer(receipts.app, name="receipt")
 app.command("train")(train_cmds.train)
 app.command("evaluate")(train_cmds.evaluate)
 app.add_typer(train_cmds.runs_app, name="runs")
+app.add_typer(sweep_cmds.app, name="sweep")
 
 
 @app.callback()
