@@ -88,6 +88,7 @@ def test_errors_are_one_line_and_exit_2(tmp_path: Path, storage: str) -> None:
             capture_output=True,
             text=True,
             timeout=60,
+            check=False,
         )
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr and needle in proc.stderr
