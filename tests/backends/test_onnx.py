@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -163,3 +165,15 @@ def test_cuda_without_a_cuda_provider_is_a_clear_error(onnx_dir):
         pytest.skip("this machine has the CUDA provider")
     with pytest.raises(ValueError, match="no CUDA provider"):
         OnnxDetector(onnx_dir, device="cuda")
+
+
+def test_serving_an_export_imports_neither_torch_nor_transformers(onnx_dir):
+    code = (
+        "import sys; from PIL import Image; from roomscan.backends import get_detector; "
+        f"d = get_detector({str(onnx_dir)!r}, device='cpu'); d.predict_one(Image.new('RGB', (80, 60))); "
+        "print(','.join(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip() == ""
