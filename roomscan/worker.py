@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from roomscan.backends._base import Detector
 from roomscan.catalog import store
-from roomscan.catalog.models import ListingPhoto, Photo, PhotoJob
+from roomscan.catalog.models import Listing, ListingPhoto, Photo, PhotoJob
 from roomscan.catalog.photos import PhotoStore
 from roomscan.detection.image import load_image
 from roomscan.errors import RoomscanError
@@ -78,29 +78,43 @@ class DetectionWorker:
         self.stats = WorkerStats()
 
     # -- claiming -----------------------------------------------------------------------------------------------
-    def claim(self, limit: int) -> list[int]:
-        """Atomically take up to ``limit`` jobs (pending, or running with an expired lease)."""
+    def claim(self, limit: int) -> list[tuple[int, int]]:
+        """Atomically take up to ``limit`` jobs (pending, or running with an expired lease).
+
+        Returns ``(job_id, attempt)`` pairs: the attempt number is this worker's token, so a worker whose lease ran
+        out and was taken over cannot complete or fail a job that now belongs to another.
+        """
         now = _now()
-        claimable = or_(PhotoJob.state == "pending", (PhotoJob.state == "running") & (PhotoJob.leased_until < now))
-        claimed: list[int] = []
+        expired = (PhotoJob.state == "running") & (PhotoJob.leased_until < now)
+        claimable = or_(PhotoJob.state == "pending", expired & (PhotoJob.attempts < self.max_attempts))
+        claimed: list[tuple[int, int]] = []
         with self.sessions() as session:
-            candidates = session.scalars(
-                select(PhotoJob.id)
+            # A job whose worker died on every attempt (a photo that kills the process) stops here.
+            session.execute(
+                update(PhotoJob)
+                .where(PhotoJob.model_id == self.model_id, expired, PhotoJob.attempts >= self.max_attempts)
+                .values(state="failed", leased_until=None, error="the worker stopped while detecting this photo, "
+                        f"{self.max_attempts} times; `roomscan worker --retry-failed` tries again")
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+            candidates = session.execute(
+                select(PhotoJob.id, PhotoJob.attempts)
                 .where(PhotoJob.model_id == self.model_id, claimable)
                 .order_by(PhotoJob.id)
                 .limit(limit * 2)
             ).all()
-            for job_id in candidates:
+            for job_id, attempts in candidates:
                 # Conditional update: only one worker's UPDATE matches, even under concurrency.
                 result = session.execute(
                     update(PhotoJob)
-                    .where(PhotoJob.id == job_id, claimable)
-                    .values(state="running", leased_until=now + self.lease, attempts=PhotoJob.attempts + 1)
+                    .where(PhotoJob.id == job_id, PhotoJob.attempts == attempts, claimable)
+                    .values(state="running", leased_until=now + self.lease, attempts=attempts + 1)
                     .execution_options(synchronize_session=False)
                 )
                 session.commit()
                 if result.rowcount == 1:  # type: ignore[attr-defined]  # a CursorResult for UPDATE
-                    claimed.append(job_id)
+                    claimed.append((job_id, attempts + 1))
                 if len(claimed) >= limit:
                     break
         return claimed
@@ -116,49 +130,69 @@ class DetectionWorker:
     # -- processing ---------------------------------------------------------------------------------------------
     def process_once(self) -> int:
         """Claim and process one batch. Returns how many jobs were processed (0 when there was no work)."""
-        job_ids = self.claim(self.batch_size)
-        if not job_ids:
+        claimed = self.claim(self.batch_size)
+        if not claimed:
             return 0
+        attempt_of = dict(claimed)
         with self.sessions() as session:
-            jobs = session.scalars(select(PhotoJob).where(PhotoJob.id.in_(job_ids))).all()
-            sha_by_photo = dict(session.execute(select(Photo.id, Photo.sha256).where(Photo.id.in_([j.photo_id for j in jobs]))).all())
+            jobs = session.scalars(select(PhotoJob).where(PhotoJob.id.in_(attempt_of))).all()
+            sha_by_photo = dict(
+                session.execute(select(Photo.id, Photo.sha256).where(Photo.id.in_([j.photo_id for j in jobs]))).all()
+            )
         images, ready = [], []
         for job in jobs:
             try:
                 loaded = load_image(self.photos.get(sha_by_photo[job.photo_id]), name=f"photo {job.photo_id}")
             except RoomscanError as exc:
-                self._fail(job.id, str(exc), final=True)
+                self._fail(job.id, attempt_of[job.id], str(exc), final=True)
                 continue
             images.append(loaded.image)
             ready.append(job)
-        if ready:
+        if not ready:
+            return len(jobs)
+        try:
+            results = self.detector.predict(images, batch_size=self.batch_size)
+        except Exception as exc:  # noqa: BLE001 - recorded on the jobs; the worker keeps going
+            log.exception("detection failed for jobs %s", [j.id for j in ready])
+            for job in ready:
+                attempt = attempt_of[job.id]
+                self._fail(job.id, attempt, f"{type(exc).__name__}: {exc}", final=attempt >= self.max_attempts)
+            return len(jobs)
+        for job, dets in zip(ready, results, strict=True):
+            attempt = attempt_of[job.id]
             try:
-                results = self.detector.predict(images, batch_size=self.batch_size)
-            except Exception as exc:  # noqa: BLE001 - recorded on the jobs; the worker keeps going
-                log.exception("detection failed for jobs %s", [j.id for j in ready])
-                for job in ready:
-                    self._fail(job.id, f"{type(exc).__name__}: {exc}", final=job.attempts >= self.max_attempts)
-                return len(jobs)
-            for job, dets in zip(ready, results, strict=True):
-                self._complete(job.id, job.photo_id, dets)
+                self._complete(job.id, attempt, job.photo_id, dets)
+            except Exception as exc:  # noqa: BLE001 - e.g. the database went away: retry this job later
+                log.exception("storing the detections of job %s failed", job.id)
+                self._fail(job.id, attempt, f"{type(exc).__name__}: {exc}", final=attempt >= self.max_attempts)
         return len(jobs)
 
-    def _complete(self, job_id: int, photo_id: int, dets) -> None:  # type: ignore[no-untyped-def]
+    def _owned(self, session: Session, job_id: int, attempt: int) -> PhotoJob | None:
+        """The job, locked, if this worker still holds it (running, with our attempt number)."""
+        job = session.scalars(select(PhotoJob).where(PhotoJob.id == job_id).with_for_update()).first()
+        if job is None or job.state != "running" or job.attempts != attempt:
+            return None  # lost the lease to another worker, which will store its own result
+        return job
+
+    def _complete(self, job_id: int, attempt: int, photo_id: int, dets) -> None:  # type: ignore[no-untyped-def]
         with self.sessions() as session, session.begin():
-            job = session.get(PhotoJob, job_id)
-            if job is None or job.state != "running":
-                return  # lost the lease to another worker, which will store its own result
+            job = self._owned(session, job_id, attempt)
+            if job is None:
+                return
             store.save_detections(session, photo_id, self.model_id, dets)
             job.state, job.error, job.leased_until = "done", None, None
-            listing_ids = session.scalars(select(ListingPhoto.listing_id).where(ListingPhoto.photo_id == photo_id)).all()
+            listing_ids = session.scalars(
+                select(ListingPhoto.listing_id).where(ListingPhoto.photo_id == photo_id).order_by(ListingPhoto.listing_id)
+            ).all()
             for listing_id in listing_ids:
-                listing = store.get_listing(session, listing_id)
+                # Lock the listing: two workers finishing two of its photos must not interleave their roll-ups.
+                listing = session.scalars(select(Listing).where(Listing.id == listing_id).with_for_update()).one()
                 store.refresh_listing_amenities(session, listing, self.model_id, self.taxonomy)
         self.stats.done += 1
 
-    def _fail(self, job_id: int, error: str, *, final: bool) -> None:
+    def _fail(self, job_id: int, attempt: int, error: str, *, final: bool) -> None:
         with self.sessions() as session, session.begin():
-            job = session.get(PhotoJob, job_id)
+            job = self._owned(session, job_id, attempt)
             if job is None:
                 return
             job.error = error[:2000]

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,6 +46,7 @@ __all__ = [
     "listing_processing_state",
     "photo_detections",
     "refresh_listing_amenities",
+    "retry_failed_jobs",
     "save_detections",
     "set_claims",
 ]
@@ -211,8 +212,13 @@ def save_detections(session: Session, photo_id: int, model_id: int, dets: Detect
     session.flush()
 
 
-def photo_detections(session: Session, photo_ids: Sequence[int], model_id: int) -> dict[int, Detections]:
-    """Stored detections of each photo by one model (photos without detections map to empty ``Detections``)."""
+def photo_detections(
+    session: Session, photo_ids: Sequence[int], model_id: int, taxonomy: Taxonomy | None = None
+) -> dict[int, Detections]:
+    """Stored detections of each photo by one model (photos without detections map to empty ``Detections``).
+
+    With ``taxonomy``, ``class_id`` is each amenity's index in it (drawing colours by class); else -1.
+    """
     rows = session.execute(
         select(Detection.photo_id, Detection.amenity, Detection.score, Detection.x1, Detection.y1, Detection.x2, Detection.y2)
         .where(Detection.photo_id.in_(list(photo_ids)), Detection.model_id == model_id)
@@ -226,7 +232,7 @@ def photo_detections(session: Session, photo_ids: Sequence[int], model_id: int) 
         out[pid] = make_detections(
             np.array([[r.x1, r.y1, r.x2, r.y2] for r in items], dtype=np.float32).reshape(-1, 4),
             [r.score for r in items],
-            [-1] * len(items),
+            [taxonomy.index(r.amenity) if taxonomy is not None and r.amenity in taxonomy else -1 for r in items],
             [r.amenity for r in items],
         )
     return out
@@ -257,6 +263,17 @@ def refresh_listing_amenities(session: Session, listing: Listing, model_id: int,
     )
     session.flush()
     return summary
+
+
+def retry_failed_jobs(session: Session, model_id: int) -> int:
+    """Queue again every failed job of ``model_id`` (after fixing what made it fail). Returns how many."""
+    result = session.execute(
+        update(PhotoJob)
+        .where(PhotoJob.model_id == model_id, PhotoJob.state == "failed")
+        .values(state="pending", attempts=0, error=None, leased_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from roomscan.cli._common import (
@@ -76,7 +77,7 @@ def listings_list(
     table = Table("id", "title", "photos", "claimed")
     with sessions() as session:
         for listing in store.list_listings(session, limit=limit, offset=offset):
-            table.add_row(str(listing.id), listing.title, str(len(listing.photos)), ", ".join(c.amenity for c in listing.claims))
+            table.add_row(str(listing.id), escape(listing.title), str(len(listing.photos)), ", ".join(c.amenity for c in listing.claims))
     console.print(table)
 
 
@@ -122,13 +123,13 @@ def listings_show(
                 )
             )
             return
-        console.print(f"[bold]{listing.title}[/] (listing {listing.id}), {state.total} photos, "
+        console.print(f"[bold]{escape(listing.title)}[/] (listing {listing.id}), {state.total} photos, "
                       f"model {model.key if model else 'none yet'}: {state.state}", highlight=False)
         table = Table("amenity", "status", "best score", "photos", "evidence (photo: box)")
         style = {"confirmed": "green", "unverified": "yellow", "discovered": "cyan"}
         for a in summary.amenities:
             ev = "; ".join(f"{e.photo_id}: {', '.join(f'{v:.0f}' for v in e.box)}" for e in a.evidence[:3])
-            table.add_row(a.name, f"[{style[a.status]}]{a.status}[/]", f"{a.score:.2f}", str(a.photo_count), ev)
+            table.add_row(escape(a.name), f"[{style[a.status]}]{a.status}[/]", f"{a.score:.2f}", str(a.photo_count), ev)
         console.print(table)
 
 
@@ -138,7 +139,7 @@ def photos_add(
     photos: list[Path] = typer.Argument(..., metavar="PHOTO...", help="Photos or directories of photos."),
     model: str | None = ModelOpt,
     taxonomy: Path | None = TaxonomyOpt,
-    device: str = DeviceOpt,
+    device: str | None = DeviceOpt,
     process: bool = typer.Option(True, "--process/--no-process", help="Run detection now (else leave it queued for `roomscan worker` or the server)."),
     db: str | None = DbOpt,
 ) -> None:
@@ -191,7 +192,8 @@ def _run_worker(sessions, photo_store, detector, model_id: int) -> None:  # type
 def worker(
     model: str | None = ModelOpt,
     taxonomy: Path | None = TaxonomyOpt,
-    device: str = DeviceOpt,
+    device: str | None = DeviceOpt,
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Queue failed photos again first."),
     db: str | None = DbOpt,
 ) -> None:
     """Process every queued photo (e.g. after a crash or a model change), then exit."""
@@ -202,7 +204,10 @@ def worker(
     with sessions() as session:
         model_id = store.ensure_model(session, detector.info).id
         queued = store.enqueue_missing_jobs(session, model_id)
+        retried = store.retry_failed_jobs(session, model_id) if retry_failed else 0
         session.commit()
+    if retried:
+        err_console.print(f"queued {retried} failed photo(s) again")
     if queued:
         err_console.print(f"queued {queued} photo(s) not yet seen by {detector.info.key}")
     _run_worker(sessions, photo_store, detector, model_id)
@@ -247,7 +252,7 @@ def search(
         return
     table = Table("listing", "title", "matched amenities")
     for h in page.hits:
-        table.add_row(str(h.listing_id), h.title, ", ".join(f"{k} {v:.2f}" for k, v in h.amenities.items()))
+        table.add_row(str(h.listing_id), escape(h.title), ", ".join(f"{k} {v:.2f}" for k, v in h.amenities.items()))
     console.print(table)
     if page.next_cursor is not None:
         err_console.print(f"more results: --after {page.next_cursor}")

@@ -73,3 +73,39 @@ def test_failing_detection_is_retried_then_recorded_and_the_worker_goes_on(clien
     detail = client.get(f"/api/v1/photos/{photo_id}").json()
     assert detail["job_state"] == "failed" and "out of memory" in detail["error"]
     assert client.get(f"/api/v1/listings/{listing_id}/amenities").json()["processing"]["failed"] == 1
+
+
+def test_a_worker_that_lost_its_lease_cannot_complete_or_fail_the_new_owners_job(client, services):
+    listing_id = make_listing(client)
+    upload(client, listing_id, ("a.jpg", jpeg(seed=6)))
+    w = services.worker
+    slow = DetectionWorker(w.sessions, w.photos, w.detector, w.model_id, w.taxonomy, lease=timedelta(seconds=-1))
+    ((job_id, stale_attempt),) = slow.claim(1)  # its lease is already over...
+    ((same_job, attempt),) = w.claim(1)  # ...so a live worker takes the job over
+    assert same_job == job_id and attempt == stale_attempt + 1
+    slow._fail(job_id, stale_attempt, "too late", final=True)  # the stale worker wakes up: ignored
+    with w.sessions() as s:
+        assert s.get(PhotoJob, job_id).state == "running"
+    w._complete(job_id, attempt, 1, w.detector.predict_one(jpeg_image()))
+    with w.sessions() as s:
+        assert s.get(PhotoJob, job_id).state == "done"
+
+
+def test_a_photo_that_keeps_killing_the_worker_is_failed_not_retried_forever(client, services):
+    listing_id = make_listing(client)
+    photo_id = upload(client, listing_id, ("a.jpg", jpeg(seed=7))).json()["photos"][0]["photo_id"]
+    w = services.worker
+    for _ in range(w.max_attempts):  # each claim "crashes": the lease runs out every time
+        crashed = DetectionWorker(w.sessions, w.photos, w.detector, w.model_id, w.taxonomy, lease=timedelta(seconds=-1))
+        assert len(crashed.claim(1)) == 1
+    assert w.claim(1) == []
+    detail = client.get(f"/api/v1/photos/{photo_id}").json()
+    assert detail["job_state"] == "failed" and "--retry-failed" in detail["error"]
+
+
+def jpeg_image():
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(jpeg(seed=8))).convert("RGB")
