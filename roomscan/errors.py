@@ -8,7 +8,15 @@ class RoomscanError(Exception):
 
 
 class ImageError(RoomscanError, ValueError):
-    """An image could not be read: missing, empty, corrupt, truncated, not an image, or too large."""
+    """An image could not be read: missing, empty, corrupt, truncated, not an image, or too large.
+
+    ``kind`` says which, for callers that map it to a status (``missing``, ``unreadable``, ``empty``,
+    ``not_image``, ``unsupported``, ``corrupt``, ``truncated``, ``too_large``).
+    """
+
+    def __init__(self, message: str, kind: str = "corrupt") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class TaxonomyError(RoomscanError, ValueError):

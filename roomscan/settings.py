@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from roomscan.detection.image import DEFAULT_MAX_PIXELS
+from roomscan.errors import RoomscanError
+
+
+def _megabytes(env: Mapping[str, str], name: str, default: float) -> int:
+    text = env.get(name)
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        raise RoomscanError(f"{name} must be a number of megabytes, like 20; got {text!r}") from None
+    if value <= 0:
+        raise RoomscanError(f"{name} must be positive, got {text!r}")
+    return int(value * 1024 * 1024)
 
 
 def _default_home() -> Path:
@@ -46,7 +59,7 @@ class Settings:
         object.__setattr__(self, "home", Path(self.home).expanduser())
         for name in ("max_upload_bytes", "max_request_bytes", "max_pixels", "max_files_per_upload"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"setting {name} must be positive, got {getattr(self, name)}")
+                raise RoomscanError(f"setting {name} must be positive, got {getattr(self, name)}")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -58,8 +71,8 @@ class Settings:
             model=env.get("ROOMSCAN_MODEL") or "owlv2",
             taxonomy=env.get("ROOMSCAN_TAXONOMY") or None,
             device=env.get("ROOMSCAN_DEVICE") or "auto",
-            max_upload_bytes=int(float(env.get("ROOMSCAN_MAX_UPLOAD_MB", "20")) * 1024 * 1024),
-            max_request_bytes=int(float(env.get("ROOMSCAN_MAX_REQUEST_MB", "100")) * 1024 * 1024),
+            max_upload_bytes=_megabytes(env, "ROOMSCAN_MAX_UPLOAD_MB", 20),
+            max_request_bytes=_megabytes(env, "ROOMSCAN_MAX_REQUEST_MB", 100),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings

@@ -35,12 +35,12 @@ def build_services(settings: Settings, detector: Detector | None = None) -> Serv
     from roomscan.catalog import store
     from roomscan.catalog.db import open_catalog
     from roomscan.catalog.photos import PhotoStore
-    from roomscan.taxonomy import load_taxonomy
     from roomscan.worker import DetectionWorker
 
     _, sessions = open_catalog(settings.resolved_database_url)
     if detector is None:
-        detector = get_detector(settings.model, taxonomy=load_taxonomy(settings.taxonomy), device=settings.device)
+        # taxonomy None lets a fine-tuned model directory bring its own taxonomy.yaml.
+        detector = get_detector(settings.model, taxonomy=settings.taxonomy, device=settings.device)
     with sessions() as session:
         model_id = store.ensure_model(session, detector.info).id
         queued = store.enqueue_missing_jobs(session, model_id)
@@ -118,7 +118,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def roomscan_error(request: Request, exc: RoomscanError) -> Response:
         code = next(c for cls, c in _ERROR_STATUS if isinstance(exc, cls))
         if not request.url.path.startswith((API_PREFIX, "/healthz")):
-            from roomscan.api.pages import render_error
+            from roomscan.api.web import render_error
 
             return render_error(request, code, str(exc))  # a person on the web page gets a page
         return JSONResponse({"detail": str(exc)}, status_code=code)

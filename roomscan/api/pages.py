@@ -1,55 +1,29 @@
 """The web page: server-rendered HTML (Jinja2), no front-end build step.
 
 Hosts create a listing and upload photos; everyone sees each photo with its boxes and the amenity checklist;
-guests search by amenity. Writes need the API key, typed once into a form and then kept in a same-site cookie.
+guests search by amenity. Writes need the API key (see ``web.py``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
 from roomscan.api.routes.photos import accept_photos
+from roomscan.api.web import key_from, remember_key, render
 from roomscan.catalog import store
 from roomscan.catalog.search import SearchQuery, search_listings
 from roomscan.errors import RoomscanError, TaxonomyError
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-KEY_COOKIE = "roomscan_api_key"
-
-
-def _key(request: Request, form_key: str | None) -> str | None:
-    return form_key or request.cookies.get(KEY_COOKIE)
-
-
-def _remember(response: Response, key: str | None) -> Response:
-    if key:
-        response.set_cookie(KEY_COOKIE, key, httponly=True, samesite="strict", max_age=30 * 24 * 3600)
-    return response
-
-
-def _render(request: Request, name: str, code: int = 200, **context: object) -> HTMLResponse:
-    services = request.app.state.services
-    context.setdefault("error", None)
-    context["has_key"] = bool(request.cookies.get(KEY_COOKIE))
-    context["taxonomy"] = services.taxonomy
-    context["model_key"] = services.model_key
-    return templates.TemplateResponse(request, name, context, status_code=code)
-
-
-def render_error(request: Request, code: int, message: str) -> HTMLResponse:
-    return _render(request, "error.html", code, error=message, status=code)
 
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, session: SessionDep) -> HTMLResponse:
-    return _render(request, "index.html", listings=store.list_listings(session, limit=50))
+    return render(request, "index.html", listings=store.list_listings(session, limit=50))
 
 
 @router.post("/listings", response_class=HTMLResponse)
@@ -61,20 +35,20 @@ def create_listing_form(
     claimed: Annotated[list[str], Form()] = [],  # noqa: B006
     api_key: Annotated[str | None, Form()] = None,
 ) -> Response:
-    key = _key(request, api_key)
+    key = key_from(request, api_key)
     try:
         check_api_key(services, key)
         if not title.strip():
             raise RoomscanError("give the listing a title")
         slugs = sorted({services.taxonomy.resolve(c).slug for c in claimed})
     except HTTPException as exc:
-        return _render(request, "index.html", exc.status_code, error=exc.detail, listings=store.list_listings(session))
+        return render(request, "index.html", exc.status_code, error=exc.detail, listings=store.list_listings(session))
     except (RoomscanError, TaxonomyError) as exc:
-        return _render(request, "index.html", 422, error=str(exc), listings=store.list_listings(session))
+        return render(request, "index.html", 422, error=str(exc), listings=store.list_listings(session))
     listing = store.create_listing(session, title, slugs)
     store.refresh_listing_amenities(session, listing, services.model_id, services.taxonomy)
     session.commit()
-    return _remember(RedirectResponse(f"/listings/{listing.id}", status.HTTP_303_SEE_OTHER), key)
+    return remember_key(RedirectResponse(f"/listings/{listing.id}", status.HTTP_303_SEE_OTHER), key)
 
 
 def _listing_context(services, session, listing_id: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -86,7 +60,7 @@ def _listing_context(services, session, listing_id: int) -> dict[str, Any]:  # t
 
 @router.get("/listings/{listing_id}", response_class=HTMLResponse)
 def listing_page(request: Request, listing_id: int, services: ServicesDep, session: SessionDep) -> HTMLResponse:
-    return _render(request, "listing.html", **_listing_context(services, session, listing_id))
+    return render(request, "listing.html", **_listing_context(services, session, listing_id))
 
 
 @router.post("/listings/{listing_id}/photos", response_class=HTMLResponse)
@@ -98,16 +72,16 @@ async def upload_form(
     files: Annotated[list[UploadFile], File()],
     api_key: Annotated[str | None, Form()] = None,
 ) -> Response:
-    key = _key(request, api_key)
+    key = key_from(request, api_key)
     try:
         check_api_key(services, key)
         await accept_photos(services, session, listing_id, [f for f in files if f.filename or f.size])
     except HTTPException as exc:
         session.rollback()
-        return _render(
+        return render(
             request, "listing.html", exc.status_code, error=exc.detail, **_listing_context(services, session, listing_id)
         )
-    return _remember(RedirectResponse(f"/listings/{listing_id}", status.HTTP_303_SEE_OTHER), key)
+    return remember_key(RedirectResponse(f"/listings/{listing_id}", status.HTTP_303_SEE_OTHER), key)
 
 
 @router.get("/search", response_class=HTMLResponse)
@@ -130,7 +104,7 @@ def search_page(
             )
         except (TaxonomyError, ValueError) as exc:
             error = str(exc)
-    return _render(
+    return render(
         request,
         "search.html",
         422 if error else 200,

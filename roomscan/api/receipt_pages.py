@@ -11,9 +11,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from roomscan.api.deps import ServicesDep, check_api_key
-from roomscan.api.pages import _key, _remember, _render
 from roomscan.api.routes.receipts import get_reader, uploaded
 from roomscan.api.uploads import read_images
+from roomscan.api.web import key_from, remember_key, render
 from roomscan.errors import RoomscanError
 
 router = APIRouter(include_in_schema=False)
@@ -21,7 +21,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/receipts", response_class=HTMLResponse)
 def receipt_form(request: Request) -> HTMLResponse:
-    return _render(request, "receipt.html", result=None, image_uri=None)
+    return render(request, "receipt.html", result=None, image_uri=None)
 
 
 @router.post("/receipts", response_class=HTMLResponse)
@@ -32,17 +32,17 @@ async def receipt_upload(
     engine: Annotated[str | None, Form()] = None,
     api_key: Annotated[str | None, Form()] = None,
 ) -> Response:
-    key = _key(request, api_key)
+    key = key_from(request, api_key)
     try:
         check_api_key(services, key)
         uploads = await read_images(await uploaded(None, file), services.settings)
         scan = await run_in_threadpool(get_reader(engine or None).scan, uploads[0].photo)
     except HTTPException as exc:
-        return _render(
+        return render(
             request, "receipt.html", exc.status_code, error=exc.detail, result=None, image_uri=None
         )
     except RoomscanError as exc:
-        return _render(request, "receipt.html", 422, error=str(exc), result=None, image_uri=None)
+        return render(request, "receipt.html", 422, error=str(exc), result=None, image_uri=None)
     from roomscan.receipts.pipeline import annotate_words
 
     buffer = io.BytesIO()
@@ -50,4 +50,4 @@ async def receipt_upload(
     image_uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     result = scan.receipt.to_dict()
     result["source"] = uploads[0].filename
-    return _remember(_render(request, "receipt.html", result=result, image_uri=image_uri), key)
+    return remember_key(render(request, "receipt.html", result=result, image_uri=image_uri), key)

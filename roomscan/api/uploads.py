@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from fastapi import HTTPException, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from roomscan.detection.image import LoadedImage, load_image
@@ -25,16 +26,31 @@ def safe_filename(name: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class RawUpload:
+    """An uploaded file's bytes, within the size limit, not yet decoded."""
+
+    name: str
+    """Label for messages: the cleaned file name, or ``upload``."""
+    filename: str | None
+    data: bytes
+
+
+@dataclass(frozen=True)
 class ValidatedUpload:
     photo: LoadedImage
     filename: str | None
 
 
-async def read_images(files: list[UploadFile], settings: Settings) -> list[ValidatedUpload]:
-    """Read and decode every uploaded file; refuse the whole request if any one is bad.
+# Which status a refused image gets, by ImageError.kind.
+_IMAGE_STATUS = {
+    "too_large": status.HTTP_413_CONTENT_TOO_LARGE,
+    "not_image": status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+    "unsupported": status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+}
 
-    All files are checked before anything is stored, so a bad file never leaves a request half-applied.
-    """
+
+async def read_uploads(files: list[UploadFile], settings: Settings) -> list[RawUpload]:
+    """Read every uploaded file's bytes, enforcing the file-count and per-file size limits."""
     if not files:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no files: send photos in the multipart field 'files'")
     if len(files) > settings.max_files_per_upload:
@@ -42,29 +58,37 @@ async def read_images(files: list[UploadFile], settings: Settings) -> list[Valid
             status.HTTP_413_CONTENT_TOO_LARGE,
             f"{len(files)} files in one request; send at most {settings.max_files_per_upload} at a time",
         )
-    out: list[ValidatedUpload] = []
+    out: list[RawUpload] = []
     limit = settings.max_upload_bytes
     for upload in files:
-        name = safe_filename(upload.filename) or "upload"
+        filename = safe_filename(upload.filename)
+        name = filename or "upload"
         data = await upload.read(limit + 1)
         if len(data) > limit:
             raise HTTPException(
                 status.HTTP_413_CONTENT_TOO_LARGE,
                 f"{name}: larger than the {limit // (1024 * 1024)} MB limit per photo; resize or compress it",
             )
-        try:
-            photo = load_image(data, name=name, max_pixels=settings.max_pixels)
-        except ImageError as exc:
-            code = (
-                status.HTTP_413_CONTENT_TOO_LARGE
-                if "megapixels" in str(exc)
-                else status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
-                if "not an image" in str(exc) or "not accepted" in str(exc)
-                else status.HTTP_422_UNPROCESSABLE_CONTENT
-            )
-            raise HTTPException(code, str(exc)) from exc
-        out.append(ValidatedUpload(photo, safe_filename(upload.filename)))
+        out.append(RawUpload(name, filename, data))
     return out
+
+
+def decode_upload(upload: RawUpload, settings: Settings) -> LoadedImage:
+    """Decode one upload (blocking: call it from a worker thread); a bad image becomes a 4xx naming it."""
+    try:
+        return load_image(upload.data, name=upload.name, max_pixels=settings.max_pixels)
+    except ImageError as exc:
+        raise HTTPException(_IMAGE_STATUS.get(exc.kind, status.HTTP_422_UNPROCESSABLE_CONTENT), str(exc)) from exc
+
+
+async def read_images(files: list[UploadFile], settings: Settings) -> list[ValidatedUpload]:
+    """Read and decode every uploaded file (off the event loop); refuse the whole request if any one is bad."""
+    raw = await read_uploads(files, settings)
+
+    def decode_all() -> list[ValidatedUpload]:
+        return [ValidatedUpload(decode_upload(r, settings), r.filename) for r in raw]
+
+    return await run_in_threadpool(decode_all)
 
 
 class BodySizeLimit:

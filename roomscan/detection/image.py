@@ -107,20 +107,21 @@ def load_image(
         path = Path(source)
         label = name or str(path)
         if not path.exists():
-            raise ImageError(f"{label}: no such file; check the path")
+            raise ImageError(f"{label}: no such file; check the path", "missing")
         if path.is_dir():
-            raise ImageError(f"{label}: is a directory, not an image file")
+            raise ImageError(f"{label}: is a directory, not an image file", "missing")
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise ImageError(f"{label}: cannot be read ({exc.strerror or exc}); check its permissions") from exc
+            raise ImageError(f"{label}: cannot be read ({exc.strerror or exc}); check its permissions", "unreadable") from exc
 
     if not data:
-        raise ImageError(f"{label}: the file is empty (0 bytes); upload the photo again")
+        raise ImageError(f"{label}: the file is empty (0 bytes); upload the photo again", "empty")
     if sniff_image_format(data) is None:
         raise ImageError(
             f"{label}: not an image roomscan can read (its bytes are not JPEG, PNG, WebP, GIF, BMP or TIFF, "
-            "whatever its name says)"
+            "whatever its name says)",
+            "not_image",
         )
 
     try:
@@ -128,26 +129,28 @@ def load_image(
             fmt = probe.format or "unknown"
             width, height = probe.size
     except UnidentifiedImageError as exc:
-        raise ImageError(f"{label}: not a readable image (the data is corrupt or not an image)") from exc
+        raise ImageError(f"{label}: not a readable image (the data is corrupt or not an image)", "corrupt") from exc
     except Image.DecompressionBombError as exc:
         # Pillow refuses headers of over ~179 MP itself, before our own (lower) limit gets a look.
         found = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "too many pixels"
         raise ImageError(
             f"{label}: {size}, over the limit of {max_pixels / 1e6:.0f}; resize the photo "
-            "(this guard stops decompression bombs)"
+            "(this guard stops decompression bombs)",
+            "too_large",
         ) from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{label}: the image header is corrupt ({exc})") from exc
 
     if fmt not in ACCEPTED_FORMATS:
-        raise ImageError(f"{label}: {fmt} images are not accepted; use JPEG, PNG or WebP")
+        raise ImageError(f"{label}: {fmt} images are not accepted; use JPEG, PNG or WebP", "unsupported")
     if width <= 0 or height <= 0:
         raise ImageError(f"{label}: the image declares an empty size {width}x{height}")
     if width * height > max_pixels:
         raise ImageError(
             f"{label}: {width}x{height} is {width * height / 1e6:.0f} megapixels, over the limit of "
-            f"{max_pixels / 1e6:.0f}; resize the photo (this guard stops decompression bombs)"
+            f"{max_pixels / 1e6:.0f}; resize the photo (this guard stops decompression bombs)",
+            "too_large",
         )
 
     try:
@@ -156,11 +159,11 @@ def load_image(
         decoded = Image.open(io.BytesIO(data))
         decoded.load()
     except Image.DecompressionBombError as exc:  # pragma: no cover - guarded above
-        raise ImageError(f"{label}: image is too large to decode safely") from exc
+        raise ImageError(f"{label}: image is too large to decode safely", "too_large") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         text = str(exc)
         what = "truncated" if "truncated" in text.lower() else "corrupt"
-        raise ImageError(f"{label}: the {fmt} data is {what} ({text}); re-export or re-upload the photo") from exc
+        raise ImageError(f"{label}: the {fmt} data is {what} ({text}); re-export or re-upload the photo", what) from exc
 
     image: Image.Image = decoded
     try:

@@ -137,3 +137,12 @@ def test_the_web_page_answers_an_unknown_listing_with_a_page(client):
     r = client.get("/listings/999")
     assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
     assert "listing 999 does not exist" in r.text
+
+
+def test_a_refused_key_cookie_is_forgotten_so_the_form_asks_again(client):
+    client.cookies.set("roomscan_api_key", "key-from-an-earlier-run")
+    r = client.post("/listings", data={"title": "Loft"})
+    assert r.status_code == 403 and "wrong API key" in r.text
+    assert 'name="api_key"' in r.text  # the key field is shown again
+    assert "roomscan_api_key" in r.headers.get("set-cookie", "")  # and the stale cookie is deleted
+

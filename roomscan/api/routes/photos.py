@@ -6,13 +6,15 @@ import io
 from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from roomscan.api.deps import ApiKeyDep, ServicesDep, SessionDep
 from roomscan.api.schemas import DetectionOut, PhotoAccepted, PhotoOut, PhotosAccepted
 from roomscan.api.services import Services
-from roomscan.api.uploads import read_images
+from roomscan.api.uploads import decode_upload, read_uploads
 from roomscan.catalog import store
 from roomscan.catalog.models import PhotoJob
 from roomscan.detection.core import detections_to_records
@@ -25,26 +27,39 @@ _MEDIA = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP":
           "BMP": "image/bmp", "TIFF": "image/tiff"}
 
 
-async def accept_photos(services: Services, session, listing_id: int, files: list[UploadFile]) -> PhotosAccepted:  # type: ignore[no-untyped-def]
-    """Validate every file, then store them and queue detection, in one transaction."""
+async def accept_photos(services: Services, session: Session, listing_id: int, files: list[UploadFile]) -> PhotosAccepted:
+    """Validate and store every file, and queue detection, in one transaction: all of them or none.
+
+    Decoding and storing run in a worker thread (the event loop keeps serving), one photo at a time, so only one
+    decoded image is in memory at once; a bad file rolls back the photos stored before it.
+    """
     listing = store.get_listing(session, listing_id)  # 404 before reading any upload
-    uploads = await read_images(files, services.settings)
-    accepted = []
-    for upload in uploads:
-        added = store.add_photo(
-            session, services.photos, listing, upload.photo, model_id=services.model_id, filename=upload.filename
-        )
-        accepted.append(
-            PhotoAccepted(
-                photo_id=added.photo_id,
-                sha256=added.sha256,
-                filename=added.filename,
-                duplicate=not added.newly_attached,
-                job_state=added.job_state,
-            )
-        )
-    session.commit()
-    return PhotosAccepted(listing_id=listing.id, photos=accepted)
+    raw = await read_uploads(files, services.settings)
+
+    def store_all() -> list[PhotoAccepted]:
+        accepted = []
+        try:
+            for upload in raw:
+                photo = decode_upload(upload, services.settings)
+                added = store.add_photo(
+                    session, services.photos, listing, photo, model_id=services.model_id, filename=upload.filename
+                )
+                accepted.append(
+                    PhotoAccepted(
+                        photo_id=added.photo_id,
+                        sha256=added.sha256,
+                        filename=added.filename,
+                        duplicate=not added.newly_attached,
+                        job_state=added.job_state,
+                    )
+                )
+            session.commit()
+        except BaseException:
+            session.rollback()  # files already written stay: they are content-addressed and harmless
+            raise
+        return accepted
+
+    return PhotosAccepted(listing_id=listing.id, photos=await run_in_threadpool(store_all))
 
 
 @router.post(
@@ -103,7 +118,7 @@ def get_photo_image(photo_id: int, services: ServicesDep, session: SessionDep) -
 def get_annotated(photo_id: int, services: ServicesDep, session: SessionDep) -> Response:
     """The photo (upright) with the served model's boxes and labels drawn, as JPEG."""
     photo = store.get_photo(session, photo_id)
-    dets = store.photo_detections(session, [photo_id], services.model_id)[photo_id]
+    dets = store.photo_detections(session, [photo_id], services.model_id, services.taxonomy)[photo_id]
     image = load_image(services.photos.get(photo.sha256), name=f"photo {photo_id}").image
     drawn = annotate(image, dets, services.taxonomy)
     buf = io.BytesIO()

@@ -33,14 +33,17 @@ def search(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "give at least one amenity: ?amenity=swimming-pool (or ?any=...)"
         )
-    query = SearchQuery(
-        all_of=tuple(resolve_amenities(services.taxonomy, amenity)),
-        any_of=tuple(resolve_amenities(services.taxonomy, any_amenity)),
-        min_score=min_score,
-        confirmed_only=confirmed_only,
-        limit=limit,
-        after=after,
-    )
+    try:
+        query = SearchQuery(
+            all_of=tuple(resolve_amenities(services.taxonomy, amenity)),
+            any_of=tuple(resolve_amenities(services.taxonomy, any_amenity)),
+            min_score=min_score,
+            confirmed_only=confirmed_only,
+            limit=limit,
+            after=after,
+        )
+    except ValueError as exc:  # e.g. more amenities than one search may combine
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     page = search_listings(session, query)
     return SearchOut(
         hits=[SearchHitOut(listing_id=h.listing_id, title=h.title, amenities=h.amenities) for h in page.hits],
