@@ -8,10 +8,10 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from roomscan import __version__
-from roomscan.cli import catalog_cmds, detect, export, models, serve
-from roomscan.cli import receipts
+from roomscan.cli import catalog_cmds, detect, export, models, receipts, serve
 from roomscan.cli import sweep as sweep_cmds
 from roomscan.cli import train as train_cmds
 from roomscan.cli._console import err_console
@@ -53,5 +53,5 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="roomscan", standalone_mode=True)
     except RoomscanError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)

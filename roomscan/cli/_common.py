@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from roomscan.backends._base import Detector
 from roomscan.cli._console import err_console
@@ -15,7 +16,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 
 ModelOpt = typer.Option(None, "--model", "-m", help="Detector: a name (owlv2), a Hugging Face id, or a local model directory. Default: $ROOMSCAN_MODEL or owlv2.")
 TaxonomyOpt = typer.Option(None, "--taxonomy", help="Amenity taxonomy YAML (default: the 30 built-in amenities).", exists=False)
-DeviceOpt = typer.Option("auto", "--device", help="cpu, cuda or auto.")
+DeviceOpt = typer.Option(None, "--device", envvar="ROOMSCAN_DEVICE", help="cpu, cuda or auto (default: auto).")
 ImageSizeOpt = typer.Option(None, "--image-size", help="Detector input size in pixels (OWLv2: 960 native; 640 is ~2.8x faster on CPU).")
 MinScoreOpt = typer.Option(None, "--min-score", min=0.0, max=1.0, help="Override every amenity's threshold with this minimum score.")
 DbOpt = typer.Option(None, "--db", help="Catalog database URL (default: $ROOMSCAN_DATABASE_URL or an SQLite file in $ROOMSCAN_HOME).")
@@ -41,27 +42,27 @@ def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]
 def load_detector(
     model: str | None,
     taxonomy: Path | None,
-    device: str,
+    device: str | None,
     image_size: int | None = None,
     min_score: float | None = None,
 ) -> Detector:
     """Load the detector with a spinner; ``ModelUnavailableError`` propagates to ``main`` (clear message)."""
     from roomscan.backends import get_detector
     from roomscan.settings import Settings
-    from roomscan.taxonomy import load_taxonomy
 
     settings = Settings.from_env()
     spec = model or settings.model
-    tax = load_taxonomy(taxonomy if taxonomy is not None else settings.taxonomy)
+    # A path, or None: then the backend decides (a fine-tuned model directory brings its own taxonomy.yaml).
+    tax = taxonomy if taxonomy is not None else settings.taxonomy
     kwargs: dict[str, Any] = {}
     if image_size is not None:
         kwargs["image_size"] = image_size
     if min_score is not None:
         kwargs["score_threshold"] = min_score
     with err_console.status(f"Loading model {spec}…"):
-        return get_detector(spec, taxonomy=tax, device=device, **kwargs)
+        return get_detector(spec, taxonomy=tax, device=device or settings.device, **kwargs)
 
 
 def report_bad(path: Path | str, exc: Exception) -> None:
     prefix = "" if isinstance(exc, ImageError) and str(path) in str(exc) else f"{path}: "
-    err_console.print(f"[yellow]skipped[/] {prefix}{exc}", highlight=False, soft_wrap=True)
+    err_console.print(f"[yellow]skipped[/] {escape(prefix + str(exc))}", highlight=False, soft_wrap=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from roomscan.cli._common import TaxonomyOpt
 from roomscan.cli._console import console, err_console, progress
@@ -80,7 +81,7 @@ def openimages_cmd(
             classes=classes, images_csv=images_csv, workers=workers, timeout=timeout, on_progress=step,
         )
     for image_id, error in sorted(result.failures.items())[:10]:
-        err_console.print(f"[yellow]failed[/] {image_id}: {error}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]failed[/] {escape(f'{image_id}: {error}')}", highlight=False, soft_wrap=True)
     if result.failed:
         err_console.print(f"{result.failed} image(s) failed; rerun the same command to retry them", highlight=False)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(result.per_class.items()))

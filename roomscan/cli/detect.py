@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from roomscan.cli._common import (
@@ -26,7 +27,7 @@ def detect(
     inputs: list[Path] = typer.Argument(..., help="Photos, or directories of photos.", metavar="PHOTO_OR_DIR..."),
     model: str | None = ModelOpt,
     taxonomy: Path | None = TaxonomyOpt,
-    device: str = DeviceOpt,
+    device: str | None = DeviceOpt,
     image_size: int | None = ImageSizeOpt,
     min_score: float | None = MinScoreOpt,
     batch_size: int = typer.Option(4, "--batch-size", min=1, max=64, help="Photos per forward pass."),
@@ -109,9 +110,9 @@ def _print_table(results: list[dict[str, object]], model_key: str) -> None:
     for result in results:
         dets = result["detections"]
         if result.get("error"):
-            table.add_row(str(result["image"]), "[red]unreadable[/]", "", "")
+            table.add_row(escape(str(result["image"])), "[red]unreadable[/]", "", "")
         elif not dets:
-            table.add_row(str(result["image"]), "[dim]none[/]", "", "")
+            table.add_row(escape(str(result["image"])), "[dim]none[/]", "", "")
         for d in dets:  # type: ignore[attr-defined]
-            table.add_row(str(result["image"]), d["label"], f"{d['score']:.3f}", ", ".join(f"{v:.0f}" for v in d["box"]))
+            table.add_row(escape(str(result["image"])), d["label"], f"{d['score']:.3f}", ", ".join(f"{v:.0f}" for v in d["box"]))
     console.print(table)

@@ -14,7 +14,7 @@ from roomscan.cli._console import err_console
 def serve(
     model: str | None = ModelOpt,
     taxonomy: Path | None = TaxonomyOpt,
-    device: str = DeviceOpt,
+    device: str | None = DeviceOpt,
     image_size: int | None = ImageSizeOpt,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for all)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
@@ -38,6 +38,9 @@ def serve(
         err_console.print(
             f"ROOMSCAN_API_KEY is not set; write requests need this key for this run: [bold]{key}[/]", highlight=False
         )
-    err_console.print(f"model {detector.info.key}; catalog {settings.resolved_database_url}", highlight=False)
+    from sqlalchemy.engine import make_url
+
+    catalog = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    err_console.print(f"model {detector.info.key}; catalog {catalog}", highlight=False, markup=False)
     err_console.print(f"open http://{host}:{port}/ (API docs at /docs)")
     uvicorn.run(create_app(settings, detector=detector), host=host, port=port, log_level="info")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from roomscan.cli._console import console, err_console
 
@@ -118,7 +119,7 @@ def status_cmd(
         cfg = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (r["config"] or {}).items()
         )
-        table.add_row(str(r["number"]), r["state"], *vals, cfg, err)
+        table.add_row(str(r["number"]), r["state"], *vals, escape(cfg), escape(err))
     console.print(table)
 
 

@@ -153,3 +153,10 @@ def test_help_is_fast_and_does_not_load_torch():
     assert proc.returncode == 0
     for command in ("detect", "listings", "search", "serve", "models"):
         assert command in proc.stdout
+
+
+def test_titles_and_messages_with_brackets_print_as_written(capsys, env):
+    code, out, _ = run(capsys, "listings", "add", "Loft [/x]")
+    assert code == 0
+    code, out, _ = run(capsys, "listings", "list")
+    assert code == 0 and "Loft [/x]" in out  # neither swallowed as markup nor a MarkupError
