@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import threading
@@ -110,7 +111,13 @@ def _fetch_file(
                     done += len(chunk)
                     if on_bytes is not None:
                         on_bytes(done, total)
-    except (TimeoutError, urllib.error.URLError, OSError) as exc:
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the .part already holds the whole file (a crash just before the rename)
+            os.replace(part, dest)
+            return dest
+        raise _offline_hint(what, url, getattr(exc, "reason", exc)) from exc
+    except (TimeoutError, urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        # HTTPException covers IncompleteRead: the connection dropped mid-file; the .part is kept for a resume.
         raise _offline_hint(what, url, getattr(exc, "reason", exc)) from exc
     if total is not None and done != total:
         raise DownloadError(f"{url}: the download stopped at {done} of {total} bytes; run the command again to resume")
@@ -188,8 +195,9 @@ def _download_image(url: str, dest: Path, *, timeout: float, max_pixels: int) ->
             data = resp.read()
     except urllib.error.HTTPError as exc:
         return {"status": "failed", "error": f"HTTP {exc.code} from {url}"}
-    except (TimeoutError, urllib.error.URLError, OSError) as exc:
-        return {"status": "failed", "error": f"could not fetch {url} ({getattr(exc, 'reason', exc)})", "network": True}
+    except (TimeoutError, urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        # HTTPException covers IncompleteRead (a connection dropped mid-image): recorded, retried next run.
+        return {"status": "failed", "error": f"could not fetch {url} ({getattr(exc, 'reason', exc)!r})", "network": True}
     part.write_bytes(data)
     try:
         photo = load_image(part, name=url, max_pixels=max_pixels)

@@ -124,6 +124,7 @@ def program_objective(trial: optuna.Trial, params: dict[str, Any], sweep: Sweep)
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
+                errors="replace",  # a program printing invalid UTF-8 must not crash the agent
                 env=env,
                 bufsize=1,
                 start_new_session=True,
@@ -140,25 +141,29 @@ def program_objective(trial: optuna.Trial, params: dict[str, Any], sweep: Sweep)
         auto_step = 0
         single = None if cfg.multi_objective else cfg.metrics[0].name
         assert proc.stdout is not None
-        for line in proc.stdout:
-            row = _json_row(line)
-            if row is None:
-                out_tail.append(line)
-                continue
-            step = row.get("step", row.get("_step", auto_step))
-            auto_step = int(step) + 1 if isinstance(step, (int, float)) else auto_step + 1
-            for name, value in row.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    last[name] = float(value)
-                    if name in curves:
-                        curves[name].append([step, float(value)])
-            if single is not None and single in row and isinstance(step, (int, float)):
-                trial.report(float(row[single]), int(step))
-                if trial.should_prune():
-                    _terminate(proc)
-                    reader.join(timeout=1)
-                    raise optuna.TrialPruned(f"pruned at step {step}")
-        code = proc.wait()
+        try:
+            for line in proc.stdout:
+                row = _json_row(line)
+                if row is None:
+                    out_tail.append(line)
+                    continue
+                step = row.get("step", row.get("_step", auto_step))
+                auto_step = int(step) + 1 if isinstance(step, (int, float)) else auto_step + 1
+                for name, value in row.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        last[name] = float(value)
+                        if name in curves:
+                            curves[name].append([step, float(value)])
+                if single is not None and single in row and isinstance(step, (int, float)):
+                    trial.report(float(row[single]), int(step))
+                    if trial.should_prune():
+                        _terminate(proc)
+                        reader.join(timeout=1)
+                        raise optuna.TrialPruned(f"pruned at step {step}")
+            code = proc.wait()
+        except BaseException:
+            _terminate(proc)  # whatever went wrong here (storage, a kill), never leave the program running
+            raise
         reader.join(timeout=5)
     if cfg.multi_objective:
         trial.set_user_attr("curves", {k: v[-500:] for k, v in curves.items()})

@@ -43,19 +43,15 @@ def train_objective(trial: optuna.Trial, params: dict[str, Any], sweep: Sweep) -
     trial.set_user_attr("run_dir", str(run_dir))
     metrics = cfg.metrics
     single = None if cfg.multi_objective else metrics[0].name
-    seen = 0
 
-    def log(message: str) -> None:
-        nonlocal seen
-        rows = _rows(run_dir)
-        for row in rows[seen:]:
-            if single is not None and isinstance(row.get(single), (int, float)):
-                trial.report(float(row[single]), int(row.get("epoch", seen)))
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after epoch {row.get('epoch')}")
-        seen = len(rows)
+    def on_epoch(row: dict[str, Any]) -> None:
+        # Report each epoch's metric as it lands, so early_terminate can stop a poor run between epochs.
+        if single is not None and isinstance(row.get(single), (int, float)):
+            trial.report(float(row[single]), int(row["epoch"]))
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {row['epoch']}")
 
-    fit(config, log=log)
+    fit(config, log=lambda message: None, on_epoch=on_epoch)
     rows = _rows(run_dir)
     if not rows:
         raise RuntimeError(f"{run_dir}: training wrote no metrics")

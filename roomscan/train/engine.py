@@ -216,8 +216,17 @@ def _log_initial_loss(model: Any, batch: Batch, device: str, log: Log) -> dict[s
             "expected_init_loss_vfl": expected[0] if expected else float("nan")}
 
 
-def fit(config: TrainConfig | None = None, *, resume: str | Path | None = None, log: Log = print) -> Path:
+def fit(
+    config: TrainConfig | None = None,
+    *,
+    resume: str | Path | None = None,
+    log: Log = print,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
     """Train per ``config`` (or continue the run at ``resume``) and return the run directory.
+
+    ``on_epoch(row)`` is called with each epoch's ``metrics.jsonl`` row once it is stored and checkpointed (a sweep
+    reports it to its pruner); an exception it raises stops training, and the run is marked ``stopped``.
 
     Each epoch appends a row to ``metrics.jsonl`` and rewrites ``checkpoint.pt`` atomically; the best epoch (by
     validation AP) is written to ``model/``. A resumed run restores model, optimizer, scheduler, scaler and RNG
@@ -304,15 +313,23 @@ def fit(config: TrainConfig | None = None, *, resume: str | Path | None = None, 
             save_model_dir(model, processor, train_ds.taxonomy, tmp)
             shutil.rmtree(run_dir / runs.MODEL_DIR, ignore_errors=True)
             tmp.rename(run_dir / runs.MODEL_DIR)
+        # The row first: a crash before the checkpoint re-runs this epoch, and resuming truncates the extra row.
+        runs.append_metrics(run_dir, row)
         runs.save_checkpoint(run_dir, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
             "scaler": scaler.state_dict(), "config": config.to_dict(), "epoch": epoch, "best_metric": best_ap,
             "best_epoch": best_epoch, "rng": _rng_state(),
         })
-        runs.append_metrics(run_dir, row)
         tracker.log(row, epoch)
         log(f"epoch {epoch}: loss {row['loss']:.4f}  val AP {report.ap:.4f}  AP50 {report.ap50:.4f}  "
             f"{row['images_per_s']:.1f} img/s{'  (best)' if improved else ''}")
+        if on_epoch is not None:
+            try:
+                on_epoch(row)
+            except BaseException:
+                tracker.close()
+                runs.update_info(run_dir, status="stopped", finished=runs.now(), best_ap=best_ap, best_epoch=best_epoch)
+                raise
         if config.patience and epoch - best_epoch >= config.patience:
             log(f"early stop: no better val AP for {config.patience} epochs (best {best_ap:.4f} at epoch {best_epoch})")
             break

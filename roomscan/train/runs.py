@@ -102,7 +102,7 @@ def read_metrics(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 
 def truncate_metrics(run_dir: str | os.PathLike[str], last_epoch: int) -> None:
-    """Drop rows after ``last_epoch`` (written after the checkpoint a resume starts from)."""
+    """Drop rows after ``last_epoch``: a crash between writing an epoch's row and its checkpoint leaves one."""
     rows = [r for r in read_metrics(run_dir) if r.get("epoch", -1) <= last_epoch]
     file = Path(run_dir) / METRICS_FILE
     tmp = file.with_suffix(".tmp")

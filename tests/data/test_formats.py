@@ -196,3 +196,26 @@ def test_malformed_files_name_the_file_the_record_and_the_problem(name, files, e
 def test_a_missing_dataset_is_a_clear_error(name, tmp_path):
     with pytest.raises(DatasetError, match="nope"):
         DIR_FORMATS[name].read(tmp_path / "nope")
+
+
+def test_voc_refuses_a_dtd_in_utf16_too(tmp_path):
+    from roomscan.data.formats import voc
+
+    (tmp_path / "Annotations").mkdir()
+    xml = '<?xml version="1.0" encoding="UTF-16"?>\n<!DOCTYPE a [<!ENTITY e "boom">]>\n<annotation>&e;</annotation>'
+    (tmp_path / "Annotations" / "x.xml").write_bytes(xml.encode("utf-16"))
+    with pytest.raises(DatasetError, match="DTD"):
+        voc.read(tmp_path)
+
+
+def test_open_images_ids_cannot_climb_out_of_the_images_folder(tmp_path):
+    from roomscan.data.formats import openimages
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "class-descriptions.csv").write_text("/m/0b_rs,Swimming pool\n")
+    (tmp_path / "annotations-bbox.csv").write_text(
+        "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside\n"
+        "../escape,human,/m/0b_rs,1,0.1,0.5,0.1,0.5,0,0,0,0,0\n"
+    )
+    with pytest.raises(DatasetError, match="ImageID"):
+        openimages.read(tmp_path)

@@ -152,3 +152,22 @@ def test_early_stopping_ends_the_run_when_val_ap_stops_improving(tmp_path, tiny_
     assert [m["epoch"] for m in runs.read_metrics(run_dir)] == [0, 1, 2]
     assert any(line.startswith("early stop") for line in lines)
     assert json.loads((run_dir / "run.json").read_text())["best_epoch"] == 0
+
+
+def test_on_epoch_sees_each_stored_row_and_can_stop_the_run(tmp_path, tiny_config):
+    seen: list[dict] = []
+
+    class Stop(Exception):
+        pass
+
+    def on_epoch(row: dict) -> None:
+        seen.append(row)
+        if row["epoch"] == 1:
+            raise Stop  # e.g. a sweep's pruner
+
+    with pytest.raises(Stop):
+        fit(tiny_config(tmp_path, epochs=4, subset=0.25, name="pruned"), log=lambda s: None, on_epoch=on_epoch)
+    run_dir = tmp_path / "runs" / "pruned"
+    assert [r["epoch"] for r in seen] == [0, 1]
+    assert runs.read_metrics(run_dir) == seen  # the callback saw exactly what was stored
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "stopped"

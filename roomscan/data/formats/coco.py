@@ -15,15 +15,12 @@ from typing import Any
 import numpy as np
 
 from roomscan.data.dataset import DatasetError, DetectionDataset, ImageRecord, write_json_atomic
+from roomscan.data.formats._common import fail
 from roomscan.detection.core import make_detections
 from roomscan.errors import TaxonomyError
 from roomscan.taxonomy import Amenity, Taxonomy, slugify
 
 __all__ = ["read", "to_dict", "write"]
-
-
-def _fail(path: Path, where: str, problem: str) -> DatasetError:
-    return DatasetError(f"{path}: {where}: {problem}")
 
 
 def read(
@@ -38,66 +35,66 @@ def read(
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
     if not isinstance(doc, dict):
-        raise _fail(path, "top level", "expected an object with images, annotations and categories")
+        raise fail(path, "top level", "expected an object with images, annotations and categories")
     for key in ("images", "annotations", "categories"):
         if not isinstance(doc.get(key), list):
-            raise _fail(path, key, "missing or not a list")
+            raise fail(path, key, "missing or not a list")
 
     # Categories -> taxonomy class ids.
     cat_to_class: dict[int, int] = {}
     categories = doc["categories"]
+    for i, cat in enumerate(categories):
+        if not isinstance(cat, dict) or isinstance(cat.get("id"), bool) or not isinstance(cat.get("id"), int) \
+                or not isinstance(cat.get("name"), str):
+            raise fail(path, f"categories[{i}]", "needs an integer 'id' and a string 'name'")
     if taxonomy is None:
         amenities = []
-        for i, cat in enumerate(sorted(categories, key=lambda c: c.get("id", 0) if isinstance(c, dict) else 0)):
-            if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
-                raise _fail(path, f"categories[{i}]", "needs an integer 'id' and a string 'name'")
+        for i, cat in enumerate(sorted(categories, key=lambda c: c["id"])):
             slug = cat.get("slug") or slugify(cat["name"])
             amenities.append(Amenity(slug=slug, name=cat["name"], mid=cat.get("mid"), prompts=(f"a photo of a {cat['name'].lower()}",)))
             cat_to_class[int(cat["id"])] = i
         try:
             taxonomy = Taxonomy(tuple(amenities), source=str(path))
         except TaxonomyError as exc:
-            raise _fail(path, "categories", str(exc)) from exc
+            raise fail(path, "categories", str(exc)) from exc
     else:
         for i, cat in enumerate(categories):
-            if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
-                raise _fail(path, f"categories[{i}]", "needs an integer 'id' and a string 'name'")
             key = cat.get("slug") or cat["name"]
             try:
                 cat_to_class[int(cat["id"])] = taxonomy.index(key)
             except TaxonomyError as exc:
-                raise _fail(path, f"categories[{i}] ({cat['name']!r})", f"not in the taxonomy: {exc}") from exc
+                raise fail(path, f"categories[{i}] ({cat['name']!r})", f"not in the taxonomy: {exc}") from exc
 
     images: list[ImageRecord] = []
     for i, im in enumerate(doc["images"]):
         try:
             rec = ImageRecord(id=int(im["id"]), file_name=str(im["file_name"]), width=int(im["width"]), height=int(im["height"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise _fail(path, f"images[{i}]", f"needs id, file_name, width and height ({exc!r})") from exc
+            raise fail(path, f"images[{i}]", f"needs id, file_name, width and height ({exc!r})") from exc
         if rec.width <= 0 or rec.height <= 0:
-            raise _fail(path, f"images[{i}] (id {rec.id})", f"size {rec.width}x{rec.height} is not positive")
+            raise fail(path, f"images[{i}] (id {rec.id})", f"size {rec.width}x{rec.height} is not positive")
         if Path(rec.file_name).is_absolute() or ".." in Path(rec.file_name).parts:
-            raise _fail(path, f"images[{i}] (id {rec.id})", f"file_name {rec.file_name!r} must be relative, inside the dataset")
+            raise fail(path, f"images[{i}] (id {rec.id})", f"file_name {rec.file_name!r} must be relative, inside the dataset")
         images.append(rec)
     known = {im.id: im for im in images}
     if len(known) != len(images):
-        raise _fail(path, "images", "image ids are not unique")
+        raise fail(path, "images", "image ids are not unique")
 
     rows: dict[int, list[tuple[list[float], int, int]]] = {im.id: [] for im in images}
     for i, ann in enumerate(doc["annotations"]):
         where = f"annotations[{i}]" + (f" (id {ann.get('id')})" if isinstance(ann, dict) and "id" in ann else "")
         if not isinstance(ann, dict):
-            raise _fail(path, where, "not an object")
+            raise fail(path, where, "not an object")
         image_id, cat_id, bbox = ann.get("image_id"), ann.get("category_id"), ann.get("bbox")
         if image_id not in known:
-            raise _fail(path, where, f"image_id {image_id!r} is not in images")
+            raise fail(path, where, f"image_id {image_id!r} is not in images")
         if cat_id not in cat_to_class:
-            raise _fail(path, where, f"category_id {cat_id!r} is not in categories")
+            raise fail(path, where, f"category_id {cat_id!r} is not in categories")
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-            raise _fail(path, where, f"bbox must be [x, y, width, height] numbers, got {bbox!r}")
+            raise fail(path, where, f"bbox must be [x, y, width, height] numbers, got {bbox!r}")
         x, y, w, h = (float(v) for v in bbox)
         if w < 0 or h < 0:
-            raise _fail(path, where, f"bbox has negative width or height {bbox}")
+            raise fail(path, where, f"bbox has negative width or height {bbox}")
         rows[image_id].append(([x, y, x + w, y + h], cat_to_class[cat_id], int(bool(ann.get("iscrowd", 0)))))
 
     annotations = {}

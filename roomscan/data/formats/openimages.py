@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -186,6 +187,8 @@ def read(
 
     rows: dict[str, list[tuple[Amenity, tuple[float, float, float, float], int]]] = {k: [] for k in listed}
     for image_id, mid, box, group in iter_boxes(ann):
+        if not _SAFE_ID.match(image_id):  # it becomes a file name: no separators, no ".."
+            raise fail(ann, f"image {image_id!r}", "ImageID must be letters, digits, '_' or '-'")
         amenity = by_label.get(mid)
         if amenity is None:
             if own_taxonomy:
@@ -212,6 +215,9 @@ def read(
             out.append(Box(xyxy, amenity.slug, iscrowd=group))
         boxes[rec.id] = out
     return build_dataset(img_root, taxonomy, records, boxes)
+
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def _image_id(file_name: str) -> str:

@@ -42,10 +42,14 @@ def _parse_xml(path: Path) -> ET.Element:
         data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"{path}: cannot be read ({exc})") from exc
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise fail(path, "", "XML with a DTD or entity declarations is refused (unsafe); remove the <!DOCTYPE>")
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import fromstring
+
     try:
-        return ET.fromstring(data)
+        # defusedxml refuses DTDs and entity declarations in any encoding (a byte check misses UTF-16).
+        return fromstring(data, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise fail(path, "", f"XML with a DTD or entity declarations is refused (unsafe): {exc}") from exc
     except ET.ParseError as exc:
         raise fail(path, f"line {exc.position[0]}", f"not well-formed XML ({exc})") from exc
 
