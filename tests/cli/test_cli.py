@@ -160,3 +160,16 @@ def test_titles_and_messages_with_brackets_print_as_written(capsys, env):
     assert code == 0
     code, out, _ = run(capsys, "listings", "list")
     assert code == 0 and "Loft [/x]" in out  # neither swallowed as markup nor a MarkupError
+
+
+def test_detect_with_a_fine_tuned_model_directory_uses_its_own_taxonomy(capsys, tmp_path, env):
+    from _models import build_tiny_rtdetr
+
+    from roomscan.data.synthetic import shapes_taxonomy
+
+    model_dir = build_tiny_rtdetr(tmp_path / "shapes-model", shapes_taxonomy())
+    code, out, err = run(capsys, "detect", "--model", str(model_dir), str(photo(tmp_path / "p.jpg")), "--json",
+                         "--min-score", "0")
+    assert code == 0, err
+    labels = {d["label"] for d in json.loads(out)[0]["detections"]}
+    assert labels and labels <= {"circle", "square", "triangle"}
