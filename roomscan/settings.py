@@ -23,7 +23,8 @@ def _megabytes(env: Mapping[str, str], name: str, default: float) -> int:
     return int(value * 1024 * 1024)
 
 
-def _default_home() -> Path:
+def default_home() -> Path:
+    """``$ROOMSCAN_HOME``, default ``~/.roomscan``: where roomscan keeps its data, caches and sweeps."""
     return Path(os.environ.get("ROOMSCAN_HOME") or Path.home() / ".roomscan")
 
 
@@ -44,7 +45,7 @@ class Settings:
         max_pixels: decompression-bomb guard for every decoded image.
     """
 
-    home: Path = field(default_factory=_default_home)
+    home: Path = field(default_factory=default_home)
     database_url: str | None = None
     api_key: str | None = None
     model: str = "owlv2"
@@ -65,7 +66,7 @@ class Settings:
     def from_env(cls, **overrides: Any) -> Settings:
         env = os.environ
         settings = cls(
-            home=_default_home(),
+            home=default_home(),
             database_url=env.get("ROOMSCAN_DATABASE_URL") or None,
             api_key=env.get("ROOMSCAN_API_KEY") or None,
             model=env.get("ROOMSCAN_MODEL") or "owlv2",

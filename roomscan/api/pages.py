@@ -16,7 +16,7 @@ from roomscan.api.routes.photos import accept_photos
 from roomscan.api.web import key_from, remember_key, render
 from roomscan.catalog import store
 from roomscan.catalog.search import SearchQuery, search_listings
-from roomscan.errors import RoomscanError, TaxonomyError
+from roomscan.errors import TaxonomyError
 
 router = APIRouter(include_in_schema=False)
 
@@ -38,15 +38,12 @@ def create_listing_form(
     key = key_from(request, api_key)
     try:
         check_api_key(services, key)
-        if not title.strip():
-            raise RoomscanError("give the listing a title")
-        slugs = sorted({services.taxonomy.resolve(c).slug for c in claimed})
+        listing = store.create_listing(session, title, claimed, taxonomy=services.taxonomy, model_id=services.model_id)
     except HTTPException as exc:
         return render(request, "index.html", exc.status_code, error=exc.detail, listings=store.list_listings(session))
-    except (RoomscanError, TaxonomyError) as exc:
+    except (ValueError, TaxonomyError) as exc:  # blank title, unknown amenity
+        session.rollback()
         return render(request, "index.html", 422, error=str(exc), listings=store.list_listings(session))
-    listing = store.create_listing(session, title, slugs)
-    store.refresh_listing_amenities(session, listing, services.model_id, services.taxonomy)
     session.commit()
     return remember_key(RedirectResponse(f"/listings/{listing.id}", status.HTTP_303_SEE_OTHER), key)
 

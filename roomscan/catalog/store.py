@@ -52,15 +52,36 @@ __all__ = [
 ]
 
 
-def create_listing(session: Session, title: str, claimed: Iterable[str] = ()) -> Listing:
-    """Create a listing; ``claimed`` must already be resolved to taxonomy slugs."""
+def create_listing(
+    session: Session,
+    title: str,
+    claimed: Iterable[str] = (),
+    *,
+    taxonomy: Taxonomy | None = None,
+    model_id: int | None = None,
+) -> Listing:
+    """Create a listing (not committed).
+
+    Args:
+        title: non-blank; surrounding white space is dropped.
+        claimed: amenities the host claims: slugs, or names/ids when ``taxonomy`` is given to resolve them.
+        taxonomy, model_id: when given, the listing's searchable roll-up is written at once (claims start
+            ``unverified``).
+
+    Raises:
+        ValueError: blank title. TaxonomyError: an unknown amenity (with ``taxonomy``).
+    """
     title = title.strip()
     if not title:
         raise ValueError("a listing needs a non-empty title")
+    if taxonomy is not None:
+        claimed = [taxonomy.resolve(c).slug for c in claimed]
     listing = Listing(title=title[:200])
     listing.claims = [ListingClaim(amenity=slug) for slug in sorted(set(claimed))]
     session.add(listing)
     session.flush()
+    if taxonomy is not None and model_id is not None:
+        refresh_listing_amenities(session, listing, model_id, taxonomy)
     return listing
 
 

@@ -10,9 +10,8 @@ from rich.markup import escape
 
 from roomscan.backends._base import Detector
 from roomscan.cli._console import err_console
+from roomscan.detection.image import IMAGE_SUFFIXES
 from roomscan.errors import ImageError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 ModelOpt = typer.Option(None, "--model", "-m", help="Detector: a name (owlv2), a Hugging Face id, or a local model directory. Default: $ROOMSCAN_MODEL or owlv2.")
 TaxonomyOpt = typer.Option(None, "--taxonomy", help="Amenity taxonomy YAML (default: the 30 built-in amenities).", exists=False)

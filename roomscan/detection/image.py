@@ -23,6 +23,8 @@ DEFAULT_MAX_PIXELS = 50_000_000
 
 # Formats we accept, by what Pillow reports after reading the header (never by file name).
 ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
+# File suffixes worth trying when scanning a folder for photos (the bytes still decide).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 # Magic numbers of the accepted formats, for sniffing uploads before handing bytes to a decoder.
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
@@ -38,7 +40,7 @@ _MAGIC: tuple[tuple[bytes, int, str], ...] = (
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
-__all__ = ["ACCEPTED_FORMATS", "DEFAULT_MAX_PIXELS", "LoadedImage", "load_image", "sniff_image_format"]
+__all__ = ["ACCEPTED_FORMATS", "DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "LoadedImage", "load_image", "sniff_image_format"]
 
 
 @dataclass(frozen=True)

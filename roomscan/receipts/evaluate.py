@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from roomscan.detection.image import IMAGE_SUFFIXES
 from roomscan.errors import RoomscanError
 from roomscan.receipts.pipeline import ReceiptReader
 
@@ -39,7 +40,6 @@ EVAL_FIELDS = (
     "payment_method",
     "items",
 )
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,9 @@ class SweepError(RoomscanError):
 
 
 def default_storage_url() -> str:
-    home = Path(os.environ.get("ROOMSCAN_HOME") or Path.home() / ".roomscan").expanduser()
+    from roomscan.settings import default_home
+
+    home = default_home()
     return f"sqlite:///{home / 'sweeps' / 'sweeps.db'}"
 
 

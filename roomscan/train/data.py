@@ -32,7 +32,9 @@ __all__ = ["Batch", "ImageCache", "default_cache_dir", "epoch_order", "iter_batc
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("ROOMSCAN_HOME") or Path.home() / ".roomscan") / "cache" / "images"
+    from roomscan.settings import default_home
+
+    return default_home() / "cache" / "images"
 
 
 class ImageCache:

@@ -45,12 +45,12 @@ def resolve_amenities(taxonomy: Taxonomy, names: list[str]) -> list[str]:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ListingOut, dependencies=[ApiKeyDep])
 def create_listing(body: ListingCreate, services: ServicesDep, session: SessionDep) -> ListingOut:
     """Create a listing with the amenities its host claims (they start as ``unverified``)."""
-    claimed = resolve_amenities(services.taxonomy, body.claimed_amenities)
-    title = body.title.strip()
-    if not title:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "title must not be blank")
-    listing = store.create_listing(session, title, claimed)
-    store.refresh_listing_amenities(session, listing, services.model_id, services.taxonomy)
+    try:
+        listing = store.create_listing(
+            session, body.title, body.claimed_amenities, taxonomy=services.taxonomy, model_id=services.model_id
+        )
+    except (ValueError, TaxonomyError) as exc:  # blank title, unknown amenity
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     session.commit()
     return listing_out(listing)
 

@@ -13,11 +13,9 @@ import numpy as np
 
 from roomscan.data.dataset import DatasetError, DetectionDataset, ImageRecord
 from roomscan.detection.core import Detections, make_detections
-from roomscan.detection.image import DEFAULT_MAX_PIXELS
+from roomscan.detection.image import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from roomscan.errors import TaxonomyError
 from roomscan.taxonomy import Amenity, Taxonomy, slugify
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def fail(path: Path | str, where: str, problem: str) -> DatasetError:
