@@ -219,3 +219,21 @@ def test_open_images_ids_cannot_climb_out_of_the_images_folder(tmp_path):
     )
     with pytest.raises(DatasetError, match="ImageID"):
         openimages.read(tmp_path)
+
+
+def test_label_studio_images_beside_the_export_resolve(tmp_path):
+    from roomscan.data.formats import labelstudio
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (40, 30), "red").save(tmp_path / "images" / "a.jpg")
+    Image.new("RGB", (40, 30), "blue").save(tmp_path / "photos" / "b.jpg")
+    box = {"x": 10, "y": 10, "width": 50, "height": 50, "rectanglelabels": ["bed"]}
+    tasks = [
+        {"id": n, "data": {"image": ref}, "annotations": [{"result": [
+            {"type": "rectanglelabels", "original_width": 40, "original_height": 30, "value": box}]}]}
+        for n, ref in ((1, "images/a.jpg"), (2, "photos/b.jpg"))
+    ]
+    (tmp_path / "export.json").write_text(json.dumps(tasks))
+    ds = labelstudio.read(tmp_path / "export.json")
+    assert all(ds.path(im).is_file() for im in ds.images), [str(ds.path(im)) for im in ds.images]

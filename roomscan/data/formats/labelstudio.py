@@ -67,6 +67,18 @@ def _resolve_file(ref: str, json_dir: Path, images_dir: Path) -> tuple[str, Path
     return original, None
 
 
+def _found_only_beside_json(tasks: list[Any], json_dir: Path, root: Path) -> bool:
+    """Whether some task's image exists relative to the export's folder but not under ``root``."""
+    for task in tasks:
+        image = task.get("data", {}).get("image") if isinstance(task, dict) and isinstance(task.get("data"), dict) else None
+        if not isinstance(image, str) or not image:
+            continue
+        name, found = _resolve_file(_image_ref(image), json_dir, root)
+        if found is not None and not found.resolve().is_relative_to(root.resolve()):
+            return True
+    return False
+
+
 def _pick_annotation(task: dict[str, Any], path: Path, where: str) -> list[Any]:
     annotations = task.get("annotations", task.get("completions", []))
     if not isinstance(annotations, list):
@@ -130,6 +142,8 @@ def read(
         raise fail(path, "top level", "expected a list of tasks")
     json_dir = path.parent
     root = Path(images_dir) if images_dir is not None else (json_dir / IMAGES_DIR if (json_dir / IMAGES_DIR).is_dir() else json_dir)
+    if images_dir is None and root != json_dir and _found_only_beside_json(tasks, json_dir, root):
+        root = json_dir  # some images sit beside the export, outside images/: their common root is the folder
     classes = ClassMap(taxonomy)
     records: list[ImageRecord] = []
     boxes: dict[int, list[Box]] = {}
