@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -13,6 +14,28 @@ from roomscan.taxonomy import Taxonomy
 T = TypeVar("T")
 
 DEFAULT_MAX_DETECTIONS = 100
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Load weights for inference without transformers' chatter.
+
+    Its per-tensor "Loading weights" bar and notices (e.g. that an image processor falls back to its PIL twin
+    without torchvision) mean nothing to someone detecting amenities; the CLI shows its own spinner. Downloads
+    are unaffected: huggingface_hub draws their progress.
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def resolve_device(device: str | None) -> str:

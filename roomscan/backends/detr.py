@@ -27,6 +27,7 @@ from roomscan.backends._common import (
     chunks,
     class_thresholds,
     finalize,
+    quiet_transformers,
     resolve_device,
 )
 from roomscan.backends._hub import ResolvedModel, read_model_config, resolve_model
@@ -154,8 +155,9 @@ class DetrDetector(Detector):
         self.max_detections = max_detections
         extra = {"size": {"height": int(image_size), "width": int(image_size)}} if image_size else {}
         try:
-            self.model = AutoModelForObjectDetection.from_pretrained(str(path)).to(self.device).eval()
-            self.processor = AutoImageProcessor.from_pretrained(str(path), **extra)
+            with quiet_transformers():
+                self.model = AutoModelForObjectDetection.from_pretrained(str(path)).to(self.device).eval()
+                self.processor = AutoImageProcessor.from_pretrained(str(path), **extra)
         except Exception as exc:  # corrupt weights raise library-specific errors (SafetensorError...)
             raise ModelUnavailableError(
                 f"{resolved.name}: transformers cannot load this {config['model_type']} checkpoint ({exc})"

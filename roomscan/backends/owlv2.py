@@ -26,6 +26,7 @@ from roomscan.backends._common import (
     chunks,
     class_thresholds,
     finalize,
+    quiet_transformers,
     resolve_device,
 )
 from roomscan.backends._hub import DEFAULT_MODEL, ResolvedModel, resolve_model
@@ -83,9 +84,10 @@ class Owlv2Detector(Detector):
         self.nms_threshold = nms_threshold
         self.max_detections = max_detections
         try:
-            loaded = Owlv2ForObjectDetection.from_pretrained(str(resolved.path))
+            with quiet_transformers():
+                loaded = Owlv2ForObjectDetection.from_pretrained(str(resolved.path))
+                processor = Owlv2Processor.from_pretrained(str(resolved.path))
             self.model = loaded.to(self.device).eval()  # type: ignore[arg-type]  # transformers' .to typing
-            processor = Owlv2Processor.from_pretrained(str(resolved.path))
         except Exception as exc:  # corrupt weights raise library-specific errors (SafetensorError...)
             raise ModelUnavailableError(
                 f"{resolved.name}: cannot load an OWLv2 model and processor ({exc})"
