@@ -96,7 +96,7 @@ def _backend_of(resolved: ResolvedModel) -> str:
 
 
 def get_detector(
-    spec: None | str | os.PathLike[str] | Detector = None,
+    spec: None | str | os.PathLike[str] | ResolvedModel | Detector = None,
     *,
     taxonomy: Taxonomy | str | os.PathLike[str] | None = None,
     device: str = "auto",

@@ -58,8 +58,12 @@ def load_detector(
         kwargs["image_size"] = image_size
     if min_score is not None:
         kwargs["score_threshold"] = min_score
+    from roomscan.backends._hub import resolve_model
+
+    # Fetch the weights first, outside the spinner, so a first run's download shows its own progress bars.
+    resolved = resolve_model(spec)
     with err_console.status(f"Loading model {spec}…"):
-        return get_detector(spec, taxonomy=tax, device=device or settings.device, **kwargs)
+        return get_detector(resolved, taxonomy=tax, device=device or settings.device, **kwargs)
 
 
 def report_bad(path: Path | str, exc: Exception) -> None:
