@@ -48,8 +48,8 @@ def export(
     err_console.print(f"[green]exported[/] {meta.source_model} -> {result.path}", highlight=False)
     err_console.print(
         f"input {meta.input_size[0]}x{meta.input_size[1]}{' (any size accepted)' if meta.dynamic_size else ''}, "
-        f"opset {meta.opset}; ONNX vs PyTorch max |diff|: logits {parity.get('logits_max_abs', 0):.1e}, "
-        f"boxes {parity.get('pred_boxes_max_abs', 0):.1e}",
+        f"opset {meta.opset}; ONNX vs PyTorch: {parity.get('set_max_abs', 0):.1e} max |diff| "
+        "(queries compared as a set: tied queries may swap slots)",
         highlight=False,
     )
     if meta.int8 and meta.checks and "int8_vs_fp32" in meta.checks:

@@ -213,20 +213,33 @@ def _diffs(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -
     }
 
 
-def _set_distance(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
-    """Largest distance from a query's (logits, box) in one output to its nearest query in the other.
+def _set_distance(
+    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], top: int = 100, tie: float = 1e-4
+) -> float:
+    """Largest distance between the two outputs, compared as sets of queries.
 
     DETR outputs are sets: post-processing ranks queries by score, so their order carries no meaning. Where
-    encoder scores tie (D-FINE's query selection, untrained weights), float rounding may pick tied candidates in
-    another order; the symmetric Hausdorff distance under max-abs ignores that, not real differences.
+    encoder scores tie (untrained or barely trained weights, where many tokens score the same), float rounding may
+    pick *other* tied tokens for the query slots: same scores, different boxes, and both graphs are right. So:
+
+    * every query's logits must lie within the distance of some query's logits of the other output, both ways;
+    * the ``top`` queries by score (what a detector reports) whose score is not tied with another query's must
+      also find their box, together with their logits, in the other output.
     """
-    left, right = (
-        np.concatenate([logits, boxes], axis=-1) for logits, boxes in (a, b)
-    )  # [batch, queries, c+4]
     worst = 0.0
-    for x, y in zip(left, right):
-        dist = np.abs(x[:, None, :] - y[None, :, :]).max(-1)  # [queries, queries]
-        worst = max(worst, float(dist.min(1).max()), float(dist.min(0).max()))
+    for x_logits, y_logits, x_boxes, y_boxes in zip(a[0], b[0], a[1], b[1], strict=True):
+        # [queries, classes] and [queries, 4] per image
+        logit_dist = np.abs(x_logits[:, None, :] - y_logits[None, :, :]).max(-1)  # [queries, queries]
+        worst = max(worst, float(logit_dist.min(1).max()), float(logit_dist.min(0).max()))
+        full_dist = np.maximum(logit_dist, np.abs(x_boxes[:, None, :] - y_boxes[None, :, :]).max(-1))
+        for dist, logits in ((full_dist, x_logits), (full_dist.T, y_logits)):
+            score = logits.max(-1)  # [queries]
+            gaps = np.abs(score[:, None] - score[None, :])  # [queries, queries]
+            np.fill_diagonal(gaps, np.inf)
+            untied = np.flatnonzero(gaps.min(1) > tie)
+            chosen = untied[np.argsort(-score[untied])][:top]
+            if len(chosen):
+                worst = max(worst, float(dist[chosen].min(1).max()))
     return worst
 
 

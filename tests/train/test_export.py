@@ -157,3 +157,21 @@ def test_cli_bad_input_exits_2_with_a_message(capsys, tiny_rtdetr_dir, tmp_path,
 def test_cli_rejects_a_directory_that_is_not_a_model(capsys, tmp_path):
     code, _, err = _run(capsys, "export", str(tmp_path), "--onnx")
     assert code == 2 and "not a model directory" in err
+
+
+def test_parity_treats_queries_as_a_set_and_tolerates_tied_queries_swapping_slots():
+    import numpy as np
+
+    from roomscan.train.export import _set_distance
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(1, 6, 3)).astype(np.float32)
+    logits[0, 4:] = -5.0  # two queries tied on every class (an untrained model's uniform tokens)...
+    boxes = rng.uniform(size=(1, 6, 4)).astype(np.float32)
+    order = np.array([2, 0, 1, 3, 4, 5])
+    swapped_boxes = boxes[:, order].copy()
+    swapped_boxes[0, [4, 5]] = rng.uniform(size=(2, 4))  # ...picked other anchors on the other side
+    assert _set_distance((logits, boxes), (logits[:, order], swapped_boxes)) < 1e-6
+    moved = swapped_boxes.copy()
+    moved[0, 0] += 0.2  # a real difference in an untied query is caught
+    assert _set_distance((logits, boxes), (logits[:, order], moved)) > 0.1
