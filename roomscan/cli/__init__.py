@@ -40,13 +40,19 @@ app.add_typer(train_cmds.runs_app, name="runs")
 app.add_typer(sweep_cmds.app, name="sweep")
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
+) -> None:
+    """Turn listing photos into trustworthy amenity data."""
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ from rich.markup import escape
 from roomscan.backends._base import Detector
 from roomscan.cli._console import err_console
 from roomscan.detection.image import IMAGE_SUFFIXES
-from roomscan.errors import ImageError
+from roomscan.errors import ImageError, RoomscanError
 
 ModelOpt = typer.Option(None, "--model", "-m", help="Detector: a name (owlv2), a Hugging Face id, or a local model directory. Default: $ROOMSCAN_MODEL or owlv2.")
 TaxonomyOpt = typer.Option(None, "--taxonomy", help="Amenity taxonomy YAML (default: the 30 built-in amenities).", exists=False)
@@ -63,7 +63,12 @@ def load_detector(
     # Fetch the weights first, outside the spinner, so a first run's download shows its own progress bars.
     resolved = resolve_model(spec)
     with err_console.status(f"Loading model {spec}…"):
-        return get_detector(resolved, taxonomy=tax, device=device or settings.device, **kwargs)
+        try:
+            return get_detector(resolved, taxonomy=tax, device=device or settings.device, **kwargs)
+        except ValueError as exc:  # e.g. --device cuda on a machine without a GPU, a bad --image-size
+            if isinstance(exc, RoomscanError):
+                raise
+            raise RoomscanError(str(exc)) from exc
 
 
 def report_bad(path: Path | str, exc: Exception) -> None:

@@ -149,6 +149,8 @@ def batch(
     err_console.print(
         f"wrote {out}: {len(photos) - failed} read, {failed} skipped", highlight=False, soft_wrap=True
     )
+    if failed:
+        raise typer.Exit(1)  # like `roomscan detect`: the CSV is written, but not every file could be read
 
 
 @app.command("evaluate")

@@ -31,6 +31,7 @@ def train(
     cache: bool | None = typer.Option(None, "--cache/--no-cache", help="Cache decoded, resized images so later epochs and runs skip decoding (default on)."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Image cache directory (default ~/.roomscan/cache/images)."),
     overfit: bool = typer.Option(False, "--overfit-batch", help="Train repeatedly on one batch; the loss must fall toward zero."),
+    overfit_steps: int | None = typer.Option(None, "--overfit-steps", min=1, help="Steps of --overfit-batch (default 200)."),
     patience: int | None = typer.Option(None, "--patience", help="Stop after this many epochs without a better val AP (0: never)."),
     resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this directory from its last checkpoint."),
     out: Path | None = typer.Option(None, "--out", help="Directory runs are created in (default ./runs)."),
@@ -57,6 +58,7 @@ def train(
             "val_fraction": val_fraction, "scratch": True if scratch else None, "epochs": epochs,
             "batch_size": batch_size, "lr": lr, "image_size": image_size, "subset": subset, "cache": cache,
             "cache_dir": str(cache_dir) if cache_dir else None, "overfit_batch": True if overfit else None,
+            "overfit_steps": overfit_steps,
             "patience": patience, "out": str(out) if out else None, "name": name, "seed": seed, "device": device,
             "num_workers": workers,
         }

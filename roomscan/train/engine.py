@@ -383,7 +383,7 @@ def overfit_batch(config: TrainConfig, *, log: Log = print) -> Path:
         last = stats["loss"]
         first = last if step == 1 else first
         if step % config.print_every == 0 or step == 1 or step == config.overfit_steps:
-            log(f"overfit step {step}: loss {last:.4f}")
+            log(f"overfit step {step}/{config.overfit_steps}: loss {last:.4f}")
             runs.append_metrics(run_dir, {"step": step, **{k: v for k, v in stats.items() if k != "images"}})
     log(f"overfit-batch: loss {first:.4f} -> {last:.4f} ({first / max(last, 1e-12):.1f}x lower) in {config.overfit_steps} steps")
     runs.update_info(run_dir, status="finished", finished=runs.now(), first_loss=first, last_loss=last)
