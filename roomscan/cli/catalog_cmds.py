@@ -250,6 +250,9 @@ def search(
             "next_cursor": page.next_cursor,
         }))
         return
+    if not page.hits:
+        err_console.print("no listing matches" + (" after that cursor" if after is not None else ""))
+        return
     table = Table("listing", "title", "matched amenities")
     for h in page.hits:
         table.add_row(str(h.listing_id), escape(h.title), ", ".join(f"{k} {v:.2f}" for k, v in h.amenities.items()))

@@ -18,6 +18,8 @@ ENGINE_HELP = "OCR engine: rapidocr (default: PP-OCR, most accurate) or tesserac
 CSV_COLUMNS = (
     "file",
     "merchant",
+    "address",
+    "phone",
     "date",
     "time",
     "currency",
