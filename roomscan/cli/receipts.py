@@ -15,8 +15,8 @@ from roomscan.errors import RoomscanError
 app = typer.Typer(help="Receipt photos to structured expense data (offline OCR).", no_args_is_help=True)
 
 ENGINE_HELP = "OCR engine: rapidocr (default: PP-OCR, most accurate) or tesseract (about 2.5x faster, weaker on photos)."
-CSV_COLUMNS = (
-    "file",
+# The receipt's one-value fields, in reading order: printed by `read`, one CSV column each in `batch`.
+FIELDS = (
     "merchant",
     "address",
     "phone",
@@ -28,11 +28,8 @@ CSV_COLUMNS = (
     "tip",
     "total",
     "payment_method",
-    "items",
-    "total_ok",
-    "total_confidence",
-    "error",
 )
+CSV_COLUMNS = ("file", *FIELDS, "items", "total_ok", "total_confidence", "error")
 
 
 def _reader(engine: str | None, date_order: str | None, no_preprocess: bool = False):  # type: ignore[no-untyped-def]
@@ -82,19 +79,7 @@ def _print_receipt(receipt) -> None:  # type: ignore[no-untyped-def]
     d = receipt.to_dict()
     conf = d["confidence"]
     console.print(f"[bold]{escape(str(d['source']))}[/] ({d['engine']})", highlight=False)
-    for name in (
-        "merchant",
-        "address",
-        "phone",
-        "date",
-        "time",
-        "currency",
-        "subtotal",
-        "tax",
-        "tip",
-        "total",
-        "payment_method",
-    ):
+    for name in FIELDS:
         value = d[name]
         c = conf.get("taxes" if name == "tax" else name, 0.0)
         console.print(
