@@ -11,24 +11,14 @@ from rich.markup import escape
 
 from roomscan.cli._console import console, err_console, progress
 from roomscan.errors import RoomscanError
+from roomscan.receipts.result import FIELDS as RECEIPT_FIELDS
 
 app = typer.Typer(help="Receipt photos to structured expense data (offline OCR).", no_args_is_help=True)
 
 ENGINE_HELP = "OCR engine: rapidocr (default: PP-OCR, most accurate) or tesseract (about 2.5x faster, weaker on photos)."
-# The receipt's one-value fields, in reading order: printed by `read`, one CSV column each in `batch`.
-FIELDS = (
-    "merchant",
-    "address",
-    "phone",
-    "date",
-    "time",
-    "currency",
-    "subtotal",
-    "tax",
-    "tip",
-    "total",
-    "payment_method",
-)
+# The receipt's one-value fields, in reading order (its confidence fields, less the item list; "tax" is the
+# summed tax lines): printed by `read`, one CSV column each in `batch`.
+FIELDS = tuple("tax" if f == "taxes" else f for f in RECEIPT_FIELDS if f != "items")
 CSV_COLUMNS = ("file", *FIELDS, "items", "total_ok", "total_confidence", "error")
 
 

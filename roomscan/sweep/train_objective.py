@@ -9,7 +9,6 @@ trial's value is the metric at the best epoch (the epoch whose model ``fit`` kee
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +29,7 @@ def train_objective(trial: optuna.Trial, params: dict[str, Any], sweep: Sweep) -
     """
     import optuna
 
-    from roomscan.train import TrainConfig, fit
+    from roomscan.train import TrainConfig, fit, runs
 
     cfg = sweep.config
     fixed = dict(cfg.train or {})
@@ -52,7 +51,7 @@ def train_objective(trial: optuna.Trial, params: dict[str, Any], sweep: Sweep) -
                 raise optuna.TrialPruned(f"pruned after epoch {row['epoch']}")
 
     fit(config, log=lambda message: None, on_epoch=on_epoch)
-    rows = _rows(run_dir)
+    rows = runs.read_metrics(run_dir)
     if not rows:
         raise RuntimeError(f"{run_dir}: training wrote no metrics")
     missing = [m.name for m in metrics if m.name not in rows[0]]
@@ -66,16 +65,3 @@ def train_objective(trial: optuna.Trial, params: dict[str, Any], sweep: Sweep) -
         )
     values = [float(best[m.name]) for m in metrics]
     return values[0] if len(values) == 1 else values
-
-
-def _rows(run_dir: Path) -> list[dict[str, Any]]:
-    file = run_dir / "metrics.jsonl"
-    if not file.is_file():
-        return []
-    out = []
-    for line in file.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
