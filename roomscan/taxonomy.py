@@ -34,7 +34,7 @@ from roomscan.errors import TaxonomyError
 DEFAULT_THRESHOLD = 0.2
 GROUPS = ("kitchen", "bathroom", "bedroom", "living", "outdoor", "laundry", "general")
 _SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_AMENITY_KEYS = {"slug", "name", "mid", "group", "prompts", "threshold"}
+_AMENITY_KEYS = {"slug", "name", "mid", "group", "prompts", "threshold", "synonyms"}
 _FILE_KEYS = {"version", "extends", "amenities"}
 
 __all__ = ["Amenity", "Taxonomy", "default_taxonomy", "load_taxonomy", "slugify"]
@@ -56,6 +56,7 @@ class Amenity:
         group: room group (kitchen, bathroom, bedroom, living, outdoor, laundry, general).
         prompts: text queries for open-vocabulary detection.
         threshold: minimum detection score for the amenity to count as seen.
+        synonyms: other names people use for it (``hot tub`` for Jacuzzi); ``Taxonomy.resolve`` accepts them.
     """
 
     slug: str
@@ -64,6 +65,7 @@ class Amenity:
     group: str = "general"
     prompts: tuple[str, ...] = ()
     threshold: float = DEFAULT_THRESHOLD
+    synonyms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Taxonomy:
     amenities: tuple[Amenity, ...]
     source: str = "default"
     _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _aliases: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.amenities:
@@ -87,6 +90,18 @@ class Taxonomy:
             if amenity.slug in self._index:
                 raise TaxonomyError(f"{self.source}: amenity slug {amenity.slug!r} appears twice")
             self._index[amenity.slug] = i
+        # Every other way to name an amenity (display name, synonyms, Open Images id), normalised by slugify.
+        for i, amenity in enumerate(self.amenities):
+            keys = [slugify(amenity.name), *(slugify(s) for s in amenity.synonyms)]
+            if amenity.mid:
+                keys.append(amenity.mid)
+            for key in keys:
+                owner = self._index.get(key, self._aliases.get(key, i))
+                if owner != i:
+                    raise TaxonomyError(
+                        f"{self.source}: {key!r} names both {self.amenities[owner].slug!r} and {amenity.slug!r}"
+                    )
+                self._aliases[key] = i
 
     def __len__(self) -> int:
         return len(self.amenities)
@@ -109,7 +124,9 @@ class Taxonomy:
         return self.resolve(slug)
 
     def resolve(self, key: str) -> Amenity:
-        """Find an amenity by slug, display name (any case) or Open Images id.
+        """Find an amenity by slug, display name or synonym (any case, spaces or dashes) or Open Images id.
+
+        This is the one resolver of amenity names: the CLI, the API and the page all call it.
 
         Raises:
             TaxonomyError: no such amenity; the message suggests the closest slugs.
@@ -118,9 +135,10 @@ class Taxonomy:
         if text in self._index:
             return self.amenities[self._index[text]]
         lowered = slugify(text)
-        for amenity in self.amenities:
-            if lowered in (amenity.slug, slugify(amenity.name)) or text == amenity.mid:
-                return amenity
+        for candidate in (lowered, text):
+            i = self._index.get(candidate, self._aliases.get(candidate))
+            if i is not None:
+                return self.amenities[i]
         close = difflib.get_close_matches(lowered, self.slugs, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known amenities: {', '.join(self.slugs)}"
         raise TaxonomyError(f"unknown amenity {key!r}{hint}")
@@ -131,7 +149,9 @@ class Taxonomy:
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": 1,
-            "amenities": [{**asdict(a), "prompts": list(a.prompts)} for a in self.amenities],
+            "amenities": [
+                {**asdict(a), "prompts": list(a.prompts), "synonyms": list(a.synonyms)} for a in self.amenities
+            ],
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -139,8 +159,14 @@ class Taxonomy:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
 
     def fingerprint(self) -> str:
-        """Short hash of slugs, prompts and thresholds: detections made under another taxonomy differ."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Short hash of slugs, prompts and thresholds: detections made under another taxonomy differ.
+
+        Synonyms are left out: they change how people name amenities, not what the detector finds.
+        """
+        doc = self.to_dict()
+        for amenity in doc["amenities"]:
+            del amenity["synonyms"]
+        blob = json.dumps(doc, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -169,6 +195,11 @@ def _amenity_from_mapping(raw: Any, where: str) -> Amenity:
     threshold = raw.get("threshold", DEFAULT_THRESHOLD)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise TaxonomyError(f"{where}: 'threshold' must be a number between 0 and 1, got {threshold!r}")
+    synonyms = raw.get("synonyms") or []
+    if isinstance(synonyms, str):
+        synonyms = [synonyms]
+    if not isinstance(synonyms, list) or not all(isinstance(x, str) and slugify(x) for x in synonyms):
+        raise TaxonomyError(f"{where}: 'synonyms' must be a list of names, e.g. [hot tub, whirlpool]")
     mid = raw.get("mid")
     if mid is not None and not (isinstance(mid, str) and mid.startswith("/")):
         raise TaxonomyError(f"{where}: 'mid' must be an Open Images id like /m/0b_rs, got {mid!r}")
@@ -179,6 +210,7 @@ def _amenity_from_mapping(raw: Any, where: str) -> Amenity:
         group=group,
         prompts=tuple(p.strip() for p in prompts),
         threshold=float(threshold),
+        synonyms=tuple(x.strip() for x in synonyms),
     )
 
 

@@ -8,14 +8,27 @@ import pytest
 from roomscan.errors import TaxonomyError
 from roomscan.taxonomy import default_taxonomy, load_taxonomy, slugify
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "openimages-amenities-30.csv"
+# Shipped inside the package (a user's clone has nothing beside it).
+REFERENCE = Path(__file__).resolve().parents[1] / "roomscan" / "data" / "reference"
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    with (REFERENCE / name).open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
 def test_default_taxonomy_is_the_30_open_images_amenities_with_their_ids():
     tax = default_taxonomy()
-    expected = {row["name"]: row["mid"] for row in csv.DictReader(SHARED.open())}
+    expected = {row["name"]: row["mid"] for row in _rows("openimages-amenities-30.csv")}
     assert len(tax) == 30
     assert {a.name: a.mid for a in tax} == expected
+
+
+def test_every_default_amenity_is_an_open_images_boxable_class():
+    boxable = {row["mid"]: row["name"] for row in _rows("openimages-boxable-classes.csv")}
+    assert len(boxable) == 599
+    for a in default_taxonomy():
+        assert boxable.get(a.mid) == a.name, a.slug
 
 
 def test_every_default_amenity_has_prompts_group_threshold_and_a_stable_slug():
@@ -33,6 +46,24 @@ def test_every_default_amenity_has_prompts_group_threshold_and_a_stable_slug():
 )
 def test_resolve_accepts_slug_name_or_open_images_id(key, slug):
     assert default_taxonomy().resolve(key).slug == slug
+
+
+@pytest.mark.parametrize(
+    ("key", "slug"),
+    [("hot tub", "jacuzzi"), ("hot-tub", "jacuzzi"), ("Hot Tub", "jacuzzi"), ("pool", "swimming-pool"),
+     ("pool table", "billiard-table"), ("TV", "television"), ("fridge", "refrigerator"), ("sofa", "couch")],
+)
+def test_resolve_accepts_synonyms(key, slug):
+    assert default_taxonomy().resolve(key).slug == slug
+
+
+def test_synonyms_do_not_change_the_fingerprint(tmp_path):
+    # A model's catalog key includes the fingerprint: adding a synonym must not re-queue every photo.
+    (tmp_path / "a.yaml").write_text("amenities:\n  - {name: Sauna, prompts: [a sauna]}\n")
+    (tmp_path / "b.yaml").write_text("amenities:\n  - {name: Sauna, prompts: [a sauna], synonyms: [steam room]}\n")
+    a, b = load_taxonomy(tmp_path / "a.yaml"), load_taxonomy(tmp_path / "b.yaml")
+    assert a.fingerprint() == b.fingerprint()
+    assert b.resolve("Steam room").slug == "sauna"
 
 
 def test_unknown_amenity_suggests_the_closest():
@@ -72,6 +103,9 @@ def test_a_minimal_file_needs_only_names(tmp_path):
         ("amenities:\n  - {name: A}\n  - {name: a}", "appears twice"),
         ("amenities:\n  - {name: Sauna, group: spa}", "group 'spa'"),
         ("extends: other\namenities: []", "'extends' may only be"),
+        ("amenities:\n  - {name: Sauna, synonyms: [pool]}\n  - {name: Pool}", "names both"),
+        ("extends: default\namenities:\n  - {name: Plunge pool, synonyms: [hot tub]}", "names both"),
+        ("amenities:\n  - {name: Sauna, synonyms: [1]}", "'synonyms' must be"),
     ],
 )
 def test_malformed_taxonomy_files_name_the_problem(tmp_path, text, message):
