@@ -42,8 +42,11 @@ class AmenitySummary:
         photo_count: photos with at least one detection at or above the threshold.
         claimed: the host says the listing has it.
         seen: some photo shows it at or above the threshold.
-        status: ``confirmed`` (claimed and seen), ``unverified`` (claimed, unseen), ``discovered`` (seen, unclaimed).
-        evidence: the boxes that show it, best first (at most 10).
+        status: ``confirmed`` (claimed and seen, or confirmed by the host), ``unverified`` (claimed, unseen),
+            ``discovered`` (seen, unclaimed), ``rejected`` (the model reported it; the host says it is not there).
+        evidence: the boxes that show it, best first (at most 10). The model's output: a host's decision never
+            changes it.
+        decision: the host's verdict on what the model reported (``confirmed``, ``rejected``) or ``None``.
     """
 
     slug: str
@@ -56,6 +59,7 @@ class AmenitySummary:
     seen: bool
     status: str
     evidence: tuple[Evidence, ...]
+    decision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,21 @@ class ListingAmenities:
     def discovered(self) -> list[AmenitySummary]:
         return self.with_status("discovered")
 
+    @property
+    def rejected(self) -> list[AmenitySummary]:
+        return self.with_status("rejected")
 
-def status_of(claimed: bool, seen: bool) -> str | None:
-    """The checklist status of an amenity, or ``None`` when it is neither claimed nor seen."""
+
+def status_of(claimed: bool, seen: bool, decision: str | None = None) -> str | None:
+    """The checklist status of an amenity, or ``None`` when it is neither claimed nor seen.
+
+    The host's ``decision`` overrides what the model saw: ``confirmed`` makes it confirmed, ``rejected`` makes
+    it unseen (``unverified`` if claimed, else ``rejected``).
+    """
+    if decision == "confirmed":
+        return "confirmed"
+    if decision == "rejected":
+        return "unverified" if claimed else "rejected"
     if claimed:
         return "confirmed" if seen else "unverified"
     return "discovered" if seen else None
@@ -89,6 +105,7 @@ def roll_up(
     photo_detections: Mapping[int, Detections],
     claimed: Iterable[str],
     taxonomy: Taxonomy,
+    decisions: Mapping[str, str] | None = None,
 ) -> ListingAmenities:
     """Summarise a listing's amenities from the detections on each of its photos.
 
@@ -96,12 +113,15 @@ def roll_up(
         photo_detections: photo id -> that photo's detections (from one model).
         claimed: amenity slugs the host claims.
         taxonomy: gives each amenity's name, group and threshold.
+        decisions: amenity slug -> the host's ``confirmed``/``rejected`` verdict on what the model reported.
+            A rejected amenity counts as unseen (search skips it); a confirmed one counts as seen and confirmed.
 
     Returns:
-        Every amenity that is claimed or seen, confirmed first, then unverified, then discovered; within a
-        status, by best score.
+        Every amenity that is claimed, seen or decided: confirmed first, then unverified, discovered, rejected;
+        within a status, by best score.
     """
     claimed_set = set(claimed)
+    decisions = dict(decisions or {})
     best: dict[str, float] = {}
     evidence: dict[str, list[Evidence]] = {}
     photos_seen: dict[str, set[int]] = {}
@@ -119,9 +139,10 @@ def roll_up(
                 photos_seen.setdefault(label, set()).add(photo_id)
 
     summaries = []
-    for slug in sorted(claimed_set | set(best)):
-        seen = slug in photos_seen
-        status = status_of(slug in claimed_set, seen)
+    for slug in sorted(claimed_set | set(best) | set(decisions)):
+        decision = decisions.get(slug)
+        seen = (slug in photos_seen or decision == "confirmed") and decision != "rejected"
+        status = status_of(slug in claimed_set, slug in photos_seen, decision)
         if status is None:
             continue
         amenity = taxonomy.amenities[taxonomy.index(slug)] if slug in taxonomy else None
@@ -137,9 +158,10 @@ def roll_up(
                 seen=seen,
                 status=status,
                 evidence=tuple(sorted(evidence.get(slug, []), key=lambda e: -e.score)[:MAX_EVIDENCE]),
+                decision=decision,
             )
         )
-    order = {"confirmed": 0, "unverified": 1, "discovered": 2}
+    order = {"confirmed": 0, "unverified": 1, "discovered": 2, "rejected": 3}
     summaries.sort(key=lambda a: (order[a.status], -a.score, a.slug))
     return ListingAmenities(tuple(summaries))
 

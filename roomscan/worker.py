@@ -39,6 +39,8 @@ class WorkerStats:
     done: int = 0
     failed: int = 0
     retried: int = 0
+    refreshed: int = 0
+    """Listings whose stale roll-up this worker recomputed."""
 
 
 class DetectionWorker:
@@ -128,6 +130,17 @@ class DetectionWorker:
             ) or 0
 
     # -- processing ---------------------------------------------------------------------------------------------
+    def refresh_stale(self, limit: int = 100) -> int:
+        """Recompute the roll-ups that lag their photos (a photo attached while its detection was running)."""
+        with self.sessions() as session, session.begin():
+            n = store.refresh_stale_listings(session, self.model_id, self.taxonomy, limit=limit)
+        self.stats.refreshed += n
+        return n
+
+    def stale_count(self) -> int:
+        with self.sessions() as session:
+            return session.scalar(select(func.count()).where(Listing.rollup_stale)) or 0
+
     def process_once(self) -> int:
         """Claim and process one batch. Returns how many jobs were processed (0 when there was no work)."""
         claimed = self.claim(self.batch_size)
@@ -185,9 +198,8 @@ class DetectionWorker:
                 select(ListingPhoto.listing_id).where(ListingPhoto.photo_id == photo_id).order_by(ListingPhoto.listing_id)
             ).all()
             for listing_id in listing_ids:
-                # Lock the listing: two workers finishing two of its photos must not interleave their roll-ups.
-                listing = session.scalars(select(Listing).where(Listing.id == listing_id).with_for_update()).one()
-                store.refresh_listing_amenities(session, listing, self.model_id, self.taxonomy)
+                # The refresh locks the listing: two workers finishing two of its photos do not interleave.
+                store.refresh_listing_amenities(session, session.get_one(Listing, listing_id), self.model_id, self.taxonomy)
         self.stats.done += 1
 
     def _fail(self, job_id: int, attempt: int, error: str, *, final: bool) -> None:
@@ -205,19 +217,20 @@ class DetectionWorker:
 
     # -- loops --------------------------------------------------------------------------------------------------
     def run_until_idle(self, on_progress: Callable[[int], None] | None = None) -> WorkerStats:
-        """Process jobs until none is claimable; ``on_progress(n)`` is called after each batch."""
+        """Process jobs until none is claimable, then refresh stale roll-ups; ``on_progress(n)`` is called after
+        each batch of ``n`` jobs."""
         while True:
             n = self.process_once()
-            if n == 0:
+            if n == 0 and self.refresh_stale() == 0:
                 return self.stats
-            if on_progress:
+            if n and on_progress:
                 on_progress(n)
 
     def run_forever(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
-        """Serve jobs until ``stop`` is set; errors are logged and never end the loop."""
+        """Serve jobs (and stale roll-ups) until ``stop`` is set; errors are logged and never end the loop."""
         while not stop.is_set():
             try:
-                n = self.process_once()
+                n = self.process_once() or self.refresh_stale()
             except Exception:  # noqa: BLE001
                 log.error("worker iteration failed:\n%s", traceback.format_exc())
                 n = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -11,6 +13,25 @@ class ListingCreate(BaseModel):
     title: str = Field(min_length=1, max_length=200, examples=["Sea-view flat with pool"])
     claimed_amenities: list[str] = Field(
         default_factory=list, max_length=100, description="Amenity slugs or names the host claims."
+    )
+
+
+class ListingUpdate(BaseModel):
+    """Fields to change; a field left out stays as it is (``claimed_amenities: []`` withdraws every claim)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    claimed_amenities: list[str] | None = Field(
+        default=None, max_length=100, description="The full new set of claimed amenities (slugs, names or synonyms)."
+    )
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["confirmed", "rejected"] = Field(
+        description="the host's verdict on an amenity the model reported"
     )
 
 
@@ -38,13 +59,19 @@ class AmenityOut(BaseModel):
     slug: str
     name: str
     group: str
-    status: str = Field(description="confirmed | unverified | discovered")
+    status: str = Field(
+        description="confirmed | unverified | discovered | rejected; while photos are still processing an "
+        "unverified claim may yet be seen (see `processing.state`)"
+    )
     claimed: bool
     seen: bool
     score: float
     threshold: float
     photo_count: int
-    evidence: list[EvidenceOut]
+    evidence: list[EvidenceOut] = Field(description="the model's boxes that show it, best first")
+    decision: str | None = Field(
+        default=None, description="the host's verdict on the model's report: confirmed | rejected | null"
+    )
 
 
 class ProcessingOut(BaseModel):
@@ -64,13 +91,17 @@ class ListingAmenitiesOut(BaseModel):
     confirmed: list[str]
     unverified: list[str]
     discovered: list[str]
+    rejected: list[str] = Field(default_factory=list, description="reported by the model, rejected by the host")
 
 
 class PhotoAccepted(BaseModel):
     photo_id: int
     sha256: str
     filename: str | None
-    duplicate: bool = Field(description="true when this listing already had this exact photo")
+    duplicate: bool = Field(description="true when these exact bytes were already stored (by any listing)")
+    already_on_listing: bool = Field(
+        default=False, description="true when this listing already had this photo: the upload changed nothing"
+    )
     job_state: str
 
 

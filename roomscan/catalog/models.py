@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -39,6 +40,9 @@ class Listing(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     title: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The stored roll-up (``listing_amenities``) may lag the listing's photos: set when a photo is attached while
+    # its detection is still queued, cleared by every roll-up refresh; workers refresh stale listings.
+    rollup_stale: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     claims: Mapped[list[ListingClaim]] = relationship(
         back_populates="listing", cascade="all, delete-orphan", order_by="ListingClaim.amenity"
@@ -46,6 +50,11 @@ class Listing(Base):
     photos: Mapped[list[ListingPhoto]] = relationship(
         back_populates="listing", cascade="all, delete-orphan", order_by="ListingPhoto.position"
     )
+    decisions: Mapped[list[AmenityDecision]] = relationship(
+        back_populates="listing", cascade="all, delete-orphan", order_by="AmenityDecision.amenity"
+    )
+
+    __table_args__ = (Index("ix_listings_rollup_stale", "rollup_stale"),)
 
 
 class ListingClaim(Base):
@@ -57,6 +66,24 @@ class ListingClaim(Base):
     amenity: Mapped[str] = mapped_column(String(64), primary_key=True)
 
     listing: Mapped[Listing] = relationship(back_populates="claims")
+
+
+DECISIONS = ("confirmed", "rejected")
+
+
+class AmenityDecision(Base):
+    """The host's verdict on an amenity the model reported: stored beside the detections, never over them."""
+
+    __tablename__ = "amenity_decisions"
+
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id", ondelete="CASCADE"), primary_key=True)
+    amenity: Mapped[str] = mapped_column(String(64), primary_key=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    listing: Mapped[Listing] = relationship(back_populates="decisions")
+
+    __table_args__ = (CheckConstraint("decision IN ('confirmed', 'rejected')", name="ck_amenity_decisions_decision"),)
 
 
 class Photo(Base):
@@ -150,15 +177,16 @@ class PhotoJob(Base):
     )
 
 
-AMENITY_STATUSES = ("confirmed", "unverified", "discovered")
+AMENITY_STATUSES = ("confirmed", "unverified", "discovered", "rejected")
 
 
 class ListingAmenity(Base):
     """A listing's roll-up for one amenity under one model: what search reads.
 
-    ``seen`` is true when a photo shows the amenity at or above its threshold; ``score`` is the best score
-    (0 when no photo shows it); ``status`` is ``confirmed`` (claimed and seen), ``unverified`` (claimed, not
-    seen) or ``discovered`` (seen, not claimed).
+    ``seen`` is true when a photo shows the amenity at or above its threshold (and the host has not rejected
+    it); ``score`` is the best score (0 when no photo shows it); ``status`` is ``confirmed`` (claimed and seen,
+    or confirmed by the host), ``unverified`` (claimed, not seen), ``discovered`` (seen, not claimed) or
+    ``rejected`` (the model reported it, the host says it is not there).
     """
 
     __tablename__ = "listing_amenities"
@@ -175,5 +203,7 @@ class ListingAmenity(Base):
     __table_args__ = (
         # Search walks one amenity's listings in id order and probes the others by primary key.
         Index("ix_listing_amenities_search", "amenity", "listing_id", "score", "status"),
-        CheckConstraint("status IN ('confirmed', 'unverified', 'discovered')", name="ck_listing_amenities_status"),
+        CheckConstraint(
+            "status IN ('confirmed', 'unverified', 'discovered', 'rejected')", name="ck_listing_amenities_status"
+        ),
     )

@@ -41,6 +41,14 @@ class PhotoStore:
             raise
         return target
 
+    def delete(self, sha256: str) -> bool:
+        """Remove a photo's file; False when it was not there."""
+        try:
+            self.path(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def get(self, sha256: str) -> bytes:
         target = self.path(sha256)
         try:

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 
 from roomscan.backends._base import ModelInfo
 from roomscan.catalog.models import (
+    DECISIONS,
+    AmenityDecision,
     Detection,
     Listing,
     ListingAmenity,
@@ -35,8 +37,11 @@ from roomscan.taxonomy import Taxonomy
 __all__ = [
     "AddedPhoto",
     "ProcessingState",
+    "RemovedPhoto",
     "add_photo",
     "create_listing",
+    "delete_listing",
+    "delete_orphan_file",
     "enqueue_missing_jobs",
     "ensure_model",
     "get_listing",
@@ -46,9 +51,13 @@ __all__ = [
     "listing_processing_state",
     "photo_detections",
     "refresh_listing_amenities",
+    "refresh_stale_listings",
+    "remove_photo",
     "retry_failed_jobs",
     "save_detections",
     "set_claims",
+    "set_decision",
+    "update_listing",
 ]
 
 
@@ -82,7 +91,50 @@ def create_listing(
     session.flush()
     if taxonomy is not None and model_id is not None:
         refresh_listing_amenities(session, listing, model_id, taxonomy)
+    else:
+        listing.rollup_stale = True  # a worker writes its roll-up
     return listing
+
+
+def update_listing(
+    session: Session,
+    listing: Listing,
+    *,
+    title: str | None = None,
+    claimed: Iterable[str] | None = None,
+    taxonomy: Taxonomy,
+    model_id: int,
+) -> Listing:
+    """Change a listing's title and/or its claimed amenities (names, slugs or synonyms); the roll-up follows.
+
+    ``None`` leaves a field as it is; ``claimed=[]`` withdraws every claim.
+
+    Raises:
+        ValueError: blank title. TaxonomyError: an unknown amenity (nothing is changed).
+    """
+    slugs = None if claimed is None else sorted({taxonomy.resolve(c).slug for c in claimed})
+    if title is not None:
+        title = title.strip()
+        if not title:
+            raise ValueError("a listing needs a non-empty title")
+        listing.title = title[:200]
+    if slugs is not None:
+        set_claims(session, listing, slugs)
+    session.flush()
+    refresh_listing_amenities(session, listing, model_id, taxonomy)
+    return listing
+
+
+def delete_listing(session: Session, listing: Listing) -> list[str]:
+    """Delete a listing with its claims, decisions and roll-up; photos no other listing uses go too.
+
+    Returns the SHA-256 of each photo deleted, whose file the caller removes after committing
+    (:func:`delete_orphan_file`).
+    """
+    photo_ids = [lp.photo_id for lp in listing.photos]
+    session.delete(listing)
+    session.flush()
+    return _delete_orphan_photos(session, photo_ids)
 
 
 def get_listing(session: Session, listing_id: int) -> Listing:
@@ -95,6 +147,42 @@ def get_listing(session: Session, listing_id: int) -> Listing:
 def list_listings(session: Session, *, limit: int = 50, offset: int = 0) -> list[Listing]:
     stmt = select(Listing).order_by(Listing.id.desc()).limit(limit).offset(offset)
     return list(session.scalars(stmt))
+
+
+def set_decision(
+    session: Session, listing: Listing, amenity: str, decision: str | None, *, taxonomy: Taxonomy, model_id: int
+) -> ListingAmenities:
+    """Record the host's verdict on an amenity the model reported (``confirmed``/``rejected``; ``None`` clears it).
+
+    The decision is stored beside the model's detections, never over them: the roll-up, search and the label
+    export read both. Returns the refreshed roll-up.
+
+    Raises:
+        TaxonomyError: unknown amenity. ValueError: an unknown decision, or an amenity no photo of the listing
+            shows (a host confirms or rejects what the model reported, not a bare claim).
+    """
+    slug = taxonomy.resolve(amenity).slug
+    if decision is not None and decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {', '.join(DECISIONS)} (or none to clear), got {decision!r}")
+    existing = session.get(AmenityDecision, (listing.id, slug))
+    if decision is None:
+        if existing is not None:
+            session.delete(existing)
+    else:
+        current = listing_amenities(session, listing, model_id, taxonomy)
+        reported = {a.slug for a in current.amenities if a.evidence}
+        if slug not in reported and existing is None:
+            raise ValueError(
+                f"no photo of listing {listing.id} shows {slug} yet: a host confirms or rejects an amenity the "
+                "model reported (claim it instead)"
+            )
+        if existing is None:
+            session.add(AmenityDecision(listing_id=listing.id, amenity=slug, decision=decision))
+        else:
+            existing.decision = decision
+    session.flush()
+    session.expire(listing, ["decisions"])
+    return refresh_listing_amenities(session, listing, model_id, taxonomy)
 
 
 def set_claims(session: Session, listing: Listing, claimed: Iterable[str]) -> None:
@@ -144,10 +232,14 @@ def add_photo(
     loaded: LoadedImage,
     *,
     model_id: int,
+    taxonomy: Taxonomy,
     filename: str | None = None,
 ) -> AddedPhoto:
-    """Store a decoded photo by content hash, attach it to ``listing`` and queue detection by ``model_id``.
+    """Store a decoded photo by content hash, attach it to ``listing``, queue detection by ``model_id``.
 
+    The one way a photo joins a listing (CLI, API and page): when the photo's detections are already stored
+    (another listing had it), the listing's roll-up is refreshed here, so search finds it at once; otherwise
+    the listing is marked stale and the worker that finishes the photo refreshes it.
     Idempotent: the same bytes are stored once, attached once, and detected once per model.
     """
     store.put(loaded.sha256, loaded.data)  # file first: a row never points at a missing file
@@ -176,6 +268,14 @@ def add_photo(
         session.add(ListingPhoto(listing_id=listing.id, photo_id=photo.id, position=position, filename=filename))
     job = _ensure_job(session, photo.id, model_id)
     session.flush()
+    if attached is None:
+        if job.state == "done":
+            session.expire(listing, ["photos"])
+            refresh_listing_amenities(session, listing, model_id, taxonomy)
+        else:
+            # Its worker may be finishing right now, before this attachment commits: a later pass refreshes it.
+            listing.rollup_stale = True
+            session.flush()
     return AddedPhoto(
         photo_id=photo.id,
         sha256=photo.sha256,
@@ -260,14 +360,26 @@ def photo_detections(
 
 
 def listing_amenities(session: Session, listing: Listing, model_id: int, taxonomy: Taxonomy) -> ListingAmenities:
-    """A listing's amenities under one model, with evidence, computed from the stored detections."""
+    """A listing's amenities under one model, with evidence, computed from the stored detections and the
+    host's decisions."""
     photo_ids = [lp.photo_id for lp in listing.photos]
-    return roll_up(photo_detections(session, photo_ids, model_id), [c.amenity for c in listing.claims], taxonomy)
+    return roll_up(
+        photo_detections(session, photo_ids, model_id),
+        [c.amenity for c in listing.claims],
+        taxonomy,
+        decisions={d.amenity: d.decision for d in listing.decisions},
+    )
 
 
 def refresh_listing_amenities(session: Session, listing: Listing, model_id: int, taxonomy: Taxonomy) -> ListingAmenities:
-    """Recompute the searchable roll-up rows of a listing."""
+    """Recompute the searchable roll-up rows of a listing, holding the listing's row lock.
+
+    The lock (``SELECT ... FOR UPDATE``; SQLite serialises writers anyway) keeps two writers refreshing the
+    same listing from interleaving their deletes and inserts.
+    """
+    session.execute(select(Listing.id).where(Listing.id == listing.id).with_for_update())
     summary = listing_amenities(session, listing, model_id, taxonomy)
+    listing.rollup_stale = False
     session.execute(delete(ListingAmenity).where(ListingAmenity.listing_id == listing.id))
     session.add_all(
         ListingAmenity(
@@ -284,6 +396,70 @@ def refresh_listing_amenities(session: Session, listing: Listing, model_id: int,
     )
     session.flush()
     return summary
+
+
+def refresh_stale_listings(session: Session, model_id: int, taxonomy: Taxonomy, *, limit: int = 100) -> int:
+    """Refresh up to ``limit`` listings whose roll-up lags their photos (see ``Listing.rollup_stale``).
+
+    Returns how many were refreshed; the caller commits.
+    """
+    ids = session.scalars(select(Listing.id).where(Listing.rollup_stale).order_by(Listing.id).limit(limit)).all()
+    for listing_id in ids:
+        listing = session.get(Listing, listing_id)
+        if listing is not None:
+            refresh_listing_amenities(session, listing, model_id, taxonomy)
+    return len(ids)
+
+
+@dataclass(frozen=True)
+class RemovedPhoto:
+    photo_id: int
+    deleted_sha256: str | None
+    """The photo's hash when no listing uses it any more: its row is gone, its file is the caller's to delete."""
+
+
+def remove_photo(
+    session: Session, listing: Listing, photo_id: int, *, taxonomy: Taxonomy, model_id: int
+) -> RemovedPhoto:
+    """Take a photo off a listing; the listing's roll-up follows. A photo no other listing uses is deleted
+    with its detections (the caller deletes its file after committing: :func:`delete_orphan_file`).
+
+    Raises:
+        NotFoundError: the photo is not on this listing.
+    """
+    attached = session.get(ListingPhoto, (listing.id, photo_id))
+    if attached is None:
+        raise NotFoundError(f"photo {photo_id} is not on listing {listing.id}")
+    session.delete(attached)
+    session.flush()
+    session.expire(listing, ["photos"])
+    deleted = _delete_orphan_photos(session, [photo_id])
+    refresh_listing_amenities(session, listing, model_id, taxonomy)
+    return RemovedPhoto(photo_id=photo_id, deleted_sha256=deleted[0] if deleted else None)
+
+
+def _delete_orphan_photos(session: Session, photo_ids: Sequence[int]) -> list[str]:
+    """Delete the photos among ``photo_ids`` that no listing uses (detections and jobs cascade)."""
+    if not photo_ids:
+        return []
+    used = select(ListingPhoto.photo_id).where(ListingPhoto.photo_id.in_(list(photo_ids)))
+    orphans = session.execute(
+        select(Photo.id, Photo.sha256).where(Photo.id.in_(list(photo_ids)), Photo.id.not_in(used))
+    ).all()
+    if not orphans:
+        return []
+    ids = [row.id for row in orphans]
+    # Their detections and jobs go by ON DELETE CASCADE (enforced on SQLite too: db.py turns foreign keys on).
+    session.execute(delete(Photo).where(Photo.id.in_(ids)).execution_options(synchronize_session=False))
+    session.flush()
+    return [row.sha256 for row in orphans]
+
+
+def delete_orphan_file(session: Session, photos: PhotoStore, sha256: str) -> bool:
+    """After a commit that deleted a photo row: remove its file unless the same bytes were stored again since."""
+    if session.scalar(select(Photo.id).where(Photo.sha256 == sha256)) is not None:
+        return False
+    return photos.delete(sha256)
 
 
 def retry_failed_jobs(session: Session, model_id: int) -> int:

@@ -165,9 +165,10 @@ def photos_add(
                 skipped += 1
                 report_bad(path, exc)
                 continue
-            result = store.add_photo(session, photo_store, listing, photo, model_id=model_id, filename=path.name)
+            result = store.add_photo(
+                session, photo_store, listing, photo, model_id=model_id, taxonomy=detector.taxonomy, filename=path.name
+            )
             added += result.newly_attached
-        store.refresh_listing_amenities(session, listing, model_id, detector.taxonomy)
         session.commit()
     err_console.print(f"{added} photo(s) added to listing {listing_id}" + (f", {skipped} skipped" if skipped else ""))
     if process:

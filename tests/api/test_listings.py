@@ -66,13 +66,16 @@ def test_same_photo_twice_is_idempotent(client, services):
     data = jpeg(seed=4)
     first = upload(client, listing_id, ("a.jpg", data)).json()["photos"][0]
     second = upload(client, listing_id, ("renamed.jpg", data)).json()["photos"][0]
+    assert first["duplicate"] is False and first["already_on_listing"] is False
     assert second["photo_id"] == first["photo_id"] and second["duplicate"] is True
+    assert second["already_on_listing"] is True
     assert client.get(f"/api/v1/listings/{listing_id}").json()["photo_ids"] == [first["photo_id"]]
     assert services.worker.pending_count() == 1  # one job, not two
     # The same bytes on another listing share storage and detections.
     other = make_listing(client, "Other")
     third = upload(client, other, ("c.jpg", data)).json()["photos"][0]
-    assert third["photo_id"] == first["photo_id"] and third["duplicate"] is False
+    assert third["photo_id"] == first["photo_id"] and third["duplicate"] is True  # the bytes were stored
+    assert third["already_on_listing"] is False
     assert services.worker.pending_count() == 1
 
 

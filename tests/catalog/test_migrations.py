@@ -63,3 +63,28 @@ def test_downgrade_to_base_and_back(catalog_url: str) -> None:
     migrate(engine)
     assert _current(engine) == (_head(),)
     engine.dispose()
+
+
+def test_0002_marks_listings_with_photos_stale_and_admits_rejected(catalog_url: str) -> None:
+    # A catalog written before 0002 may hold listings whose roll-up missed shared photos: the upgrade marks
+    # every listing with photos stale (a worker recomputes it) and leaves listings without photos alone.
+    from sqlalchemy import text
+
+    engine = make_engine(catalog_url)
+    with engine.begin() as con:
+        command.upgrade(alembic_config(con), "0001")
+    with engine.begin() as con:
+        now = "2026-01-01 00:00:00+00:00"
+        con.execute(text(f"INSERT INTO listings (id, title, created_at) VALUES (1, 'with', '{now}'), (2, 'without', '{now}')"))
+        con.execute(text(f"INSERT INTO photos (id, sha256, format, width, height, size_bytes, created_at) "
+                         f"VALUES (1, '{'a' * 64}', 'JPEG', 4, 4, 10, '{now}')"))
+        con.execute(text("INSERT INTO listing_photos (listing_id, photo_id, position) VALUES (1, 1, 0)"))
+    migrate(engine)
+    with engine.begin() as con:
+        stale = dict(con.execute(text("SELECT id, rollup_stale FROM listings ORDER BY id")).all())
+        assert stale == {1: True, 2: False}
+        # Nothing that references a listing was lost on the way (a table copy would cascade on SQLite).
+        assert con.execute(text("SELECT listing_id, photo_id FROM listing_photos")).all() == [(1, 1)]
+        con.execute(text("INSERT INTO listing_amenities (listing_id, amenity, score, photo_count, claimed, seen, "
+                         "status) VALUES (1, 'bed', 0.5, 1, false, false, 'rejected')"))
+    engine.dispose()

@@ -130,6 +130,22 @@ def test_listing_workflow_add_photos_show_search(capsys, tmp_path, tiny_owlv2_di
     assert "Loft" in out
 
 
+def test_a_photo_already_in_the_catalog_reaches_a_new_listings_search(capsys, tmp_path, tiny_owlv2_dir, taxonomy_file, env):
+    args = ["--model", str(tiny_owlv2_dir), "--taxonomy", str(taxonomy_file)]
+    shared = photo(tmp_path / "shared.jpg", 7)
+    run(capsys, "listings", "add", "A", "--taxonomy", str(taxonomy_file))
+    run(capsys, "listings", "add", "B", "--taxonomy", str(taxonomy_file))
+    assert run(capsys, "listings", "photos", "add", "1", str(shared), *args)[0] == 0
+    # Detection of B's photo is already stored: nothing is queued, and B is searchable without processing.
+    code, _, err = run(capsys, "listings", "photos", "add", "2", str(shared), "--no-process", *args)
+    assert code == 0 and "1 photo(s) added" in err
+    code, out, _ = run(capsys, "listings", "show", "1", "--json", "--taxonomy", str(taxonomy_file))
+    seen = [a["slug"] for a in json.loads(out)["amenities"] if a["status"] in ("confirmed", "discovered")]
+    assert seen, "the tiny taxonomy's thresholds make the random model report amenities"
+    code, out, _ = run(capsys, "search", "--amenity", seen[0], "--json", "--taxonomy", str(taxonomy_file))
+    assert sorted(h["listing_id"] for h in json.loads(out)["hits"]) == [1, 2]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from roomscan.api.deps import ApiKeyDep, ServicesDep, SessionDep
 from roomscan.api.schemas import (
     AmenityOut,
+    DecisionIn,
     EvidenceOut,
     ListingAmenitiesOut,
     ListingCreate,
     ListingOut,
     ListingPage,
+    ListingUpdate,
     ProcessingOut,
 )
 from roomscan.catalog import store
@@ -71,6 +73,69 @@ def get_listing(listing_id: int, session: SessionDep) -> ListingOut:
     return listing_out(store.get_listing(session, listing_id))
 
 
+@router.patch("/{listing_id}", response_model=ListingOut, dependencies=[ApiKeyDep])
+def update_listing(listing_id: int, body: ListingUpdate, services: ServicesDep, session: SessionDep) -> ListingOut:
+    """Change the title and/or the claimed amenities (the whole new set); the amenity roll-up follows."""
+    listing = store.get_listing(session, listing_id)
+    try:
+        store.update_listing(
+            session,
+            listing,
+            title=body.title,
+            claimed=body.claimed_amenities,
+            taxonomy=services.taxonomy,
+            model_id=services.model_id,
+        )
+    except (ValueError, TaxonomyError) as exc:
+        session.rollback()
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    session.commit()
+    return listing_out(listing)
+
+
+@router.delete("/{listing_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[ApiKeyDep])
+def delete_listing(listing_id: int, services: ServicesDep, session: SessionDep) -> Response:
+    """Delete a listing with its claims and decisions; photos no other listing uses are deleted too."""
+    deleted = store.delete_listing(session, store.get_listing(session, listing_id))
+    session.commit()
+    for sha in deleted:
+        store.delete_orphan_file(session, services.photos, sha)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+AmenityPath = Annotated[str, Path(min_length=1, max_length=100, description="slug, name or synonym")]
+
+
+@router.put("/{listing_id}/amenities/{amenity}/decision", response_model=ListingAmenitiesOut, dependencies=[ApiKeyDep])
+def decide(
+    listing_id: int, amenity: AmenityPath, body: DecisionIn, services: ServicesDep, session: SessionDep
+) -> ListingAmenitiesOut:
+    """The host confirms or rejects an amenity the model reported. Stored beside the model's detections (which
+    stay as they are); search and the label export read it. Answers the updated checklist."""
+    return _decide(listing_id, amenity, body.decision, services, session)
+
+
+@router.delete(
+    "/{listing_id}/amenities/{amenity}/decision", response_model=ListingAmenitiesOut, dependencies=[ApiKeyDep]
+)
+def undecide(listing_id: int, amenity: AmenityPath, services: ServicesDep, session: SessionDep) -> ListingAmenitiesOut:
+    """Withdraw the host's decision: the model's report stands alone again."""
+    return _decide(listing_id, amenity, None, services, session)
+
+
+def _decide(listing_id: int, amenity: str, decision: str | None, services, session) -> ListingAmenitiesOut:  # type: ignore[no-untyped-def]
+    listing = store.get_listing(session, listing_id)
+    try:
+        store.set_decision(
+            session, listing, amenity, decision, taxonomy=services.taxonomy, model_id=services.model_id
+        )
+    except (ValueError, TaxonomyError) as exc:
+        session.rollback()
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    session.commit()
+    return get_amenities(listing_id, services, session)
+
+
 @router.get("/{listing_id}/amenities", response_model=ListingAmenitiesOut)
 def get_amenities(listing_id: int, services: ServicesDep, session: SessionDep) -> ListingAmenitiesOut:
     """The listing's amenity checklist with photo evidence, and whether its photos are still being processed."""
@@ -100,10 +165,12 @@ def get_amenities(listing_id: int, services: ServicesDep, session: SessionDep) -
                 threshold=a.threshold,
                 photo_count=a.photo_count,
                 evidence=[EvidenceOut(photo_id=e.photo_id, box=list(e.box), score=e.score) for e in a.evidence],
+                decision=a.decision,
             )
             for a in summary.amenities
         ],
         confirmed=[a.slug for a in summary.confirmed],
         unverified=[a.slug for a in summary.unverified],
         discovered=[a.slug for a in summary.discovered],
+        rejected=[a.slug for a in summary.rejected],
     )

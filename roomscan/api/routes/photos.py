@@ -42,14 +42,21 @@ async def accept_photos(services: Services, session: Session, listing_id: int, f
             for upload in raw:
                 photo = decode_upload(upload, services.settings)
                 added = store.add_photo(
-                    session, services.photos, listing, photo, model_id=services.model_id, filename=upload.filename
+                    session,
+                    services.photos,
+                    listing,
+                    photo,
+                    model_id=services.model_id,
+                    taxonomy=services.taxonomy,
+                    filename=upload.filename,
                 )
                 accepted.append(
                     PhotoAccepted(
                         photo_id=added.photo_id,
                         sha256=added.sha256,
                         filename=added.filename,
-                        duplicate=not added.newly_attached,
+                        duplicate=not added.new_photo,
+                        already_on_listing=not added.newly_attached,
                         job_state=added.job_state,
                     )
                 )
@@ -77,9 +84,24 @@ async def upload_photos(
     """Add photos to a listing. Detection runs in the background: poll ``GET /listings/{id}/amenities``.
 
     The type is sniffed from the bytes, not the file name; every file must decode, or nothing is stored.
-    Uploading a photo the listing already has is a no-op (``duplicate: true``).
+    ``duplicate: true`` when the bytes were already stored (their detections are reused at once); uploading a
+    photo the listing already has changes nothing (``already_on_listing: true``).
     """
     return await accept_photos(services, session, listing_id, files)
+
+
+@router.delete(
+    "/listings/{listing_id}/photos/{photo_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[ApiKeyDep]
+)
+def remove_photo(listing_id: int, photo_id: int, services: ServicesDep, session: SessionDep) -> Response:
+    """Take a photo off a listing; its amenities roll up again without it. A photo no other listing uses is
+    deleted with its detections."""
+    listing = store.get_listing(session, listing_id)
+    removed = store.remove_photo(session, listing, photo_id, taxonomy=services.taxonomy, model_id=services.model_id)
+    session.commit()
+    if removed.deleted_sha256:
+        store.delete_orphan_file(session, services.photos, removed.deleted_sha256)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/photos/{photo_id}", response_model=PhotoOut)
