@@ -12,6 +12,12 @@ apt_packages=()
 optional=0
 # Receipt OCR's Tesseract engine (the English model ships in tesseract-ocr-eng): optional for amenity detection.
 if ! command -v tesseract >/dev/null 2>&1; then apt_packages+=(tesseract-ocr tesseract-ocr-eng); optional=1; fi
+# The fonts generated receipts are drawn with (roomscan/receipts/fonts.py): named exactly, so generated receipts
+# and the tests on them do not depend on what else a machine has installed.
+for font in fonts-dejavu-core:dejavu/DejaVuSansMono.ttf fonts-liberation:liberation/LiberationMono-Regular.ttf \
+            fonts-freefont-ttf:freefont/FreeMono.ttf; do
+  [[ -e /usr/share/fonts/truetype/${font#*:} ]] || { apt_packages+=("${font%%:*}"); optional=1; }
+done
 if (( want_test )); then
   optional=0  # the tests need every package
   command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
@@ -24,7 +30,7 @@ if (( ${#apt_packages[@]} )); then
     apt-get update -q >/dev/null
     apt-get install -y -q --no-install-recommends "${apt_packages[@]}" >/dev/null
   elif (( optional )); then
-    echo "note: receipt OCR's Tesseract engine is not installed (sudo apt-get install ${apt_packages[*]})" >&2
+    echo "note: receipt OCR's Tesseract engine or fonts are not installed (sudo apt-get install ${apt_packages[*]})" >&2
   else
     echo "missing system packages: ${apt_packages[*]}; run: sudo apt-get install ${apt_packages[*]}" >&2
     exit 1

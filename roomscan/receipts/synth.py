@@ -1,8 +1,13 @@
-"""Generated receipts with exact ground truth: several layouts, fonts, price and date formats, photo damage.
+"""Generated receipts with exact ground truth: several countries, languages, layouts, fonts and photo damage.
 
-Each receipt is an image plus a ground-truth JSON (the schema :mod:`roomscan.receipts.evaluate` reads). ``clean``
-receipts are flat scans; ``degraded`` ones lie on a textured table, rotated, in perspective, unevenly lit, blurred
-and JPEG-compressed.
+Each receipt is an image plus a ground-truth JSON (the schema :mod:`roomscan.receipts.evaluate` reads). A receipt
+follows one country's conventions (:data:`LOCALES`: currency and how it is printed, date order and format,
+decimal comma, summary keywords) and mixes in what real tills print around the fields: receipt/invoice numbers,
+cashier, table and order lines, separator rules, dates glued to times. ``clean`` receipts are flat scans;
+``degraded`` ones lie on a textured table, tilted, in perspective, unevenly lit, blurred and JPEG-compressed;
+``rotated`` ones are also turned by any angle, upside down included.
+
+The fields rules are tuned on these receipts only; :mod:`roomscan.receipts.holdout` is the split they never see.
 
 Example:
     >>> from roomscan.receipts.synth import write_receipts
@@ -12,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from dataclasses import dataclass
@@ -20,18 +26,103 @@ from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["SynthReceipt", "make_receipt", "render", "write_receipts"]
+from roomscan.receipts.fonts import TUNED_FONTS, load_font
 
-FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype/liberation")
-FONT_FILES = (
-    "DejaVuSansMono.ttf",
-    "LiberationMono-Regular.ttf",
-    "DejaVuSans.ttf",
-    "LiberationSans-Regular.ttf",
-    "DejaVuSansCondensed.ttf",
-    "LiberationSansNarrow-Regular.ttf",
+__all__ = ["LOCALES", "Locale", "SynthReceipt", "degrade", "make_receipt", "render", "write_receipts"]
+
+
+@dataclass(frozen=True)
+class Locale:
+    """One country's receipt conventions (the generator's side; the reader infers them from the receipt)."""
+
+    country: str
+    currency: str
+    money_formats: tuple[str, ...]  # "{v}" the number, "{s}" the symbol, "{c}" the ISO code; "{v}" alone: bare
+    decimal_comma: bool
+    date_formats: tuple[str, ...]  # strftime; "%b" is replaced by ``months``
+    months: tuple[str, ...]
+    cities: tuple[str, ...]
+    phones: tuple[str, ...]  # "#" is a random digit
+    subtotal: tuple[str, ...]
+    tax: tuple[str, ...]
+    total: tuple[str, ...]
+    header_extras: tuple[str, ...]  # "#" is a random digit, "{name}" a first name
+    thanks: tuple[str, ...]
+
+
+_EN_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+LOCALES = (
+    Locale(
+        "US", "USD", ("${v}", "$ {v}", "{v}", "USD {v}"), False,
+        ("%m/%d/%Y", "%m/%d/%y", "%b %d, %Y", "%m-%d-%Y", "%Y-%m-%d"), _EN_MONTHS,
+        ("Springfield, IL 62701", "Portland, OR 97205", "Austin, TX 78701", "Denver, CO 80202"),
+        ("(###) ###-####", "###-###-####", "+1 ### ### ####"),
+        ("SUBTOTAL", "Sub Total", "SUB-TOTAL"), ("TAX", "SALES TAX", "Tax"), ("TOTAL", "Total", "AMOUNT DUE"),
+        ("Receipt #{n}", "Order #{n}", "Cashier: {name}", "Server: {name}", "Table {t}", "Check #{n}",
+         "Trans {n} Reg 2"),
+        ("THANK YOU!", "Please come again", "Thank you for shopping"),
+    ),
+    Locale(
+        "GB", "GBP", ("£{v}", "{v}", "GBP {v}"), False,
+        ("%d/%m/%Y", "%d %b %Y", "%d/%m/%y", "%d-%b-%Y"), _EN_MONTHS,
+        ("London SW1A 1AA", "Manchester M1 1AE", "Leeds LS1 4DY", "Bristol BS1 5TR"),
+        ("020 #### ####", "+44 20 #### ####", "0161 ### ####"),
+        ("SUBTOTAL", "Sub-total"), ("VAT", "VAT 20%"), ("TOTAL", "BALANCE DUE", "Total to pay"),
+        ("Receipt No: {n}", "Invoice {n}", "Served by: {name}", "Till 3  Trans {n}", "Table {t}"),
+        ("Thank you", "VAT Reg No. GB 123 4567 89"),
+    ),
+    Locale(
+        "DE", "EUR", ("{v} €", "{v}", "EUR {v}", "{v} EUR"), True,
+        ("%d.%m.%Y", "%d.%m.%y", "%d.%m.%Y"),
+        ("Jan", "Feb", "Mär", "Apr", "Mai", "Jun", "Jul", "Aug", "Sep", "Okt", "Nov", "Dez"),
+        ("10115 Berlin", "80331 München", "20095 Hamburg", "50667 Köln"),
+        ("Tel. 030 #######", "+49 30 #######", "Tel: 089 ######"),
+        ("ZWISCHENSUMME", "Zwischensumme"), ("MWST", "MwSt", "USt"), ("SUMME", "GESAMT", "Summe EUR", "TOTAL"),
+        ("Bon-Nr. {n}", "Beleg {n}", "Kasse 2  Bon {n}", "Es bediente Sie: {name}", "Tisch {t}"),
+        ("Vielen Dank für Ihren Einkauf", "Danke!"),
+    ),
+    Locale(
+        "FR", "EUR", ("{v} €", "{v}", "{v} EUR", "EUR {v}"), True,
+        ("%d/%m/%Y", "%d/%m/%y", "%d %b %Y"),
+        ("janv", "févr", "mars", "avr", "mai", "juin", "juil", "août", "sept", "oct", "nov", "déc"),
+        ("75002 Paris", "69002 Lyon", "13001 Marseille", "33000 Bordeaux"),
+        ("Tél. 01 ## ## ## ##", "+33 1 ## ## ## ##", "04 ## ## ## ##"),
+        ("SOUS-TOTAL", "Sous total"), ("TVA", "TVA 20%"), ("TOTAL TTC", "TOTAL", "NET A PAYER"),
+        ("Ticket N° {n}", "Facture {n}", "Caissier: {name}", "Table {t}", "Commande {n}"),
+        ("Merci de votre visite", "A bientôt"),
+    ),
+    Locale(
+        "IT", "EUR", ("{v} €", "€ {v}", "{v}", "EUR {v}"), True,
+        ("%d/%m/%Y", "%d-%m-%Y", "%d/%m/%y"),
+        ("gen", "feb", "mar", "apr", "mag", "giu", "lug", "ago", "set", "ott", "nov", "dic"),
+        ("20121 Milano", "00184 Roma", "50122 Firenze", "10121 Torino"),
+        ("Tel. 02 #######", "+39 06 #######"),
+        ("SUBTOTALE", "Subtotale"), ("IVA", "IVA 22%"), ("TOTALE", "TOTALE EURO", "TOTALE COMPLESSIVO"),
+        ("Scontrino n. {n}", "Documento {n}", "Cassiere: {name}", "Tavolo {t}", "Cassa 1"),
+        ("Grazie e arrivederci",),
+    ),
+    Locale(
+        "CH", "CHF", ("CHF {v}", "{v}", "{v} CHF", "Fr. {v}"), False,
+        ("%d.%m.%Y", "%d.%m.%y"),
+        ("Jan", "Feb", "Mär", "Apr", "Mai", "Jun", "Jul", "Aug", "Sep", "Okt", "Nov", "Dez"),
+        ("8001 Zürich", "3011 Bern", "4051 Basel", "1204 Genève"),
+        ("+41 44 ### ## ##", "Tel. 044 ### ## ##"),
+        ("Zwischensumme", "SUBTOTAL"), ("MWST", "MWST 8.1%"), ("TOTAL", "TOTAL CHF", "Total"),
+        ("Beleg-Nr. {n}", "Kassier: {name}", "Tisch {t}", "Bestellung {n}"),
+        ("Merci vielmal",),
+    ),
+    Locale(
+        "ES", "EUR", ("{v} €", "{v}", "{v} EUR"), True,
+        ("%d/%m/%Y", "%d-%m-%Y", "%d/%m/%y"),
+        ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"),
+        ("28013 Madrid", "08002 Barcelona", "41001 Sevilla", "46002 Valencia"),
+        ("Tel. 91 ### ## ##", "+34 93 ### ## ##"),
+        ("SUBTOTAL", "Base imponible"), ("IVA", "IVA 21%"), ("TOTAL", "TOTAL A PAGAR", "IMPORTE"),
+        ("Factura simplificada {n}", "Ticket {n}", "Le atendió: {name}", "Mesa {t}", "Pedido {n}"),
+        ("Gracias por su visita",),
+    ),
 )
 MERCHANTS = (
     "GREEN LEAF CAFE",
@@ -45,59 +136,15 @@ MERCHANTS = (
     "GOLDEN WOK",
     "NORTH STAR FUEL",
 )
-STREETS = (
-    "Main St",
-    "Oak Avenue",
-    "High Street",
-    "Market Rd",
-    "Elm St",
-    "Station Road",
-    "King St",
-    "Park Lane",
-)
-CITIES = (
-    "Springfield, IL 62701",
-    "Portland, OR 97205",
-    "London SW1A 1AA",
-    "Berlin 10115",
-    "Austin, TX 78701",
-    "Dublin D02 X285",
-    "Denver, CO 80202",
-    "Paris 75002",
-)
+STREETS = ("Main St", "Oak Avenue", "High Street", "Market Rd", "Elm St", "Station Road", "King St", "Park Lane")
 ITEMS = (
-    "Coffee",
-    "Latte",
-    "Croissant",
-    "Bagel",
-    "Orange Juice",
-    "Milk 1L",
-    "Bread",
-    "Eggs 12pk",
-    "Apples",
-    "Bananas",
-    "Cheddar",
-    "Pasta",
-    "Tomatoes",
-    "Olive Oil",
-    "Screws 50pk",
-    "Tape",
-    "Notebook",
-    "Pen Set",
-    "Sandwich",
-    "Soup",
-    "Salad",
-    "Tea",
-    "Muffin",
-    "Water 500ml",
-    "Chocolate",
-    "Yogurt",
-    "Rice 1kg",
-    "Soap",
+    "Coffee", "Latte", "Croissant", "Bagel", "Orange Juice", "Milk 1L", "Bread", "Eggs 12pk", "Apples", "Bananas",
+    "Cheddar", "Pasta", "Tomatoes", "Olive Oil", "Screws 50pk", "Tape", "Notebook", "Pen Set", "Sandwich", "Soup",
+    "Salad", "Tea", "Muffin", "Water 500ml", "Chocolate", "Yogurt", "Rice 1kg", "Soap",
 )
-CURRENCIES = (("USD", "$", "{s}{v}"), ("EUR", "€", "{v} {s}"), ("GBP", "£", "{s}{v}"), ("USD", "", "{v}"))
-DATE_FORMATS = ("%m/%d/%Y", "%d/%m/%Y", "%Y-%m-%d", "%d.%m.%Y", "%b %d, %Y", "%d %b %Y", "%m-%d-%y")
-PAYMENTS = ("VISA", "MASTERCARD", "CASH", "AMEX", "DEBIT")
+NAMES = ("Anna", "Ben", "Chloe", "David", "Elena", "Marco", "Sofia", "Tom")
+PAYMENTS = ("VISA", "MASTERCARD", "CASH", "AMEX", "DEBIT", "MAESTRO")
+SEPARATORS = ("-" * 30, "=" * 30, "*" * 24, "- " * 15)
 
 
 @dataclass(frozen=True)
@@ -110,29 +157,26 @@ class SynthReceipt:
     centred_header: bool
 
 
-def _money(value: Decimal, fmt: str, symbol: str, decimal_comma: bool, with_symbol: bool) -> str:
-    text = f"{value:.2f}"
-    if decimal_comma:
-        text = text.replace(".", ",")
-    return fmt.format(s=symbol, v=text).strip() if with_symbol and symbol else text
+def _digits(rng: random.Random, pattern: str) -> str:
+    return "".join(str(rng.randrange(10)) if c == "#" else c for c in pattern)
 
 
-def make_receipt(rng: random.Random) -> SynthReceipt:
-    """A random receipt: header, 2-7 items, subtotal, tax, optional tip, total, payment."""
-    currency, symbol, fmt = rng.choice(CURRENCIES)
-    decimal_comma = currency == "EUR" and rng.random() < 0.5
+def _strftime(when: datetime, fmt: str, months: tuple[str, ...]) -> str:
+    return when.strftime(fmt.replace("%b", months[when.month - 1]))
+
+
+def make_receipt(rng: random.Random, fonts: tuple[str, ...] = TUNED_FONTS) -> SynthReceipt:
+    """A random receipt of a random :data:`LOCALES` country: header, 2-7 items, summary, payment."""
+    loc = rng.choice(LOCALES)
+    money_fmt = rng.choice(loc.money_formats)
     all_symbols = rng.random() < 0.4
     day = date(2024, 1, 1).toordinal() + rng.randrange(700)
     when = datetime.combine(date.fromordinal(day), time(rng.randrange(7, 22), rng.randrange(60)))
-    date_fmt = rng.choice(DATE_FORMATS)
-    if currency in ("EUR", "GBP") and date_fmt.startswith("%m"):
-        date_fmt = "%d/%m/%Y"  # the receipt's own evidence: European currency, European dates
-    if currency == "USD" and date_fmt.startswith("%d/"):
-        date_fmt = "%m/%d/%Y"
+    date_fmt = rng.choice(loc.date_formats)
     merchant = rng.choice(MERCHANTS)
     address = f"{rng.randrange(1, 999)} {rng.choice(STREETS)}"
-    city = rng.choice(CITIES)
-    phone = f"({rng.randrange(200, 999)}) {rng.randrange(200, 999)}-{rng.randrange(1000, 9999)}"
+    city = rng.choice(loc.cities)
+    phone = _digits(rng, rng.choice(loc.phones))
 
     items = []
     for name in rng.sample(ITEMS, rng.randrange(2, 8)):
@@ -144,16 +188,43 @@ def make_receipt(rng: random.Random) -> SynthReceipt:
     subtotal = sum(Decimal(i["amount"]) for i in items)
     rate = rng.choice((Decimal("0.05"), Decimal("0.08"), Decimal("0.10"), Decimal("0.20")))
     tax = (subtotal * rate).quantize(Decimal("0.01"))
-    tip = (subtotal * Decimal("0.15")).quantize(Decimal("0.01")) if rng.random() < 0.25 else None
+    tip = (subtotal * Decimal("0.15")).quantize(Decimal("0.01")) if rng.random() < 0.2 else None
     total = subtotal + tax + (tip or Decimal(0))
     payment = rng.choice(PAYMENTS)
 
     def m(v: Decimal | str, force: bool = False) -> str:
-        return _money(Decimal(v), fmt, symbol, decimal_comma, all_symbols or force)
+        text = f"{Decimal(v):.2f}"
+        if loc.decimal_comma:
+            text = text.replace(".", ",")
+        if not (all_symbols or force) or money_fmt == "{v}":
+            return text
+        return money_fmt.format(v=text, s="", c=loc.currency).strip()
 
-    lines: list[tuple[str, str]] = [(merchant, ""), (address, ""), (city, ""), (f"Tel {phone}", ""), ("", "")]
-    lines.append((f"Date: {when.strftime(date_fmt)}", f"Time: {when.strftime('%H:%M')}"))
-    lines.append(("", ""))
+    def extra() -> str:
+        return rng.choice(loc.header_extras).format(
+            n=rng.randrange(100, 99999), name=rng.choice(NAMES), t=rng.randrange(1, 40)
+        )
+
+    lines: list[tuple[str, str]] = [(merchant, ""), (address, ""), (city, ""), (phone, "")]
+    if rng.random() < 0.5 and phone[0] in "+(0123456789":
+        lines[3] = (f"Tel {phone}", "")
+    separator = rng.choice(SEPARATORS) if rng.random() < 0.5 else ""
+    lines.append((separator, ""))
+    if rng.random() < 0.5:
+        lines.append((extra(), ""))
+    day_text, clock = _strftime(when, date_fmt, loc.months), when.strftime("%H:%M")
+    style = rng.randrange(4)
+    if style == 0:
+        lines.append((f"Date: {day_text}", f"Time: {clock}"))
+    elif style == 1:
+        lines.append((day_text, clock))
+    elif style == 2:  # what OCR often reads: the space between date and time lost
+        lines.append((f"{day_text}{clock}", ""))
+    else:
+        lines.append((f"{day_text} {clock}", extra()))
+    if rng.random() < 0.6:
+        lines.append((extra(), ""))
+    lines.append((separator, ""))
     for item in items:
         if item["quantity"] > 1 and rng.random() < 0.5:
             lines.append((item["name"], ""))
@@ -162,23 +233,28 @@ def make_receipt(rng: random.Random) -> SynthReceipt:
             lines.append((f"{item['quantity']} x {item['name']}", m(item["amount"])))
         else:
             lines.append((item["name"], m(item["amount"])))
-    lines.append(("", ""))
-    lines.append(("SUBTOTAL", m(subtotal)))
-    lines.append((f"TAX {rate * 100:.0f}%", m(tax)))
+    lines.append((separator, ""))
+    lines.append((rng.choice(loc.subtotal), m(subtotal)))
+    tax_label = rng.choice(loc.tax)
+    if "%" not in tax_label:
+        tax_label += f" {rate * 100:.0f}%"
+    lines.append((tax_label, m(tax)))
     if tip is not None:
         lines.append(("TIP", m(tip)))
-    lines.append(("TOTAL", m(total, force=True)))
+    total_label = rng.choice(loc.total)
+    lines.append((total_label, m(total, force=loc.currency not in total_label)))
     lines.append((payment, m(total)))
     lines.append(("", ""))
-    lines.append(("THANK YOU!", ""))
+    lines.append((rng.choice(loc.thanks), ""))
 
     truth: dict[str, object] = {
         "merchant": merchant,
         "address": f"{address}, {city}",
         "phone": phone,
         "date": when.date().isoformat(),
-        "time": when.strftime("%H:%M"),
-        "currency": currency if symbol else None,  # no symbol printed: no evidence of the currency
+        "time": clock,
+        "currency": loc.currency,  # printed, or implied by the merchant's country
+        "country": loc.country,
         "items": items,
         "subtotal": f"{subtotal:.2f}",
         "tax": f"{tax:.2f}",
@@ -187,21 +263,16 @@ def make_receipt(rng: random.Random) -> SynthReceipt:
         "payment_method": payment.lower(),
     }
     truth["text"] = "\n".join(" ".join(p for p in line if p).strip() for line in lines if any(line))
-    font = rng.choice(FONT_FILES)
-    return SynthReceipt(truth=truth, lines=tuple(lines), font=font, centred_header=rng.random() < 0.6)
-
-
-def _font(name: str, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    for folder in FONT_DIRS:
-        path = Path(folder) / name
-        if path.exists():
-            return ImageFont.truetype(str(path), size)
-    return ImageFont.load_default(size)
+    return SynthReceipt(truth=truth, lines=tuple(lines), font=rng.choice(fonts), centred_header=rng.random() < 0.6)
 
 
 def render(receipt: SynthReceipt, *, width: int = 520, font_size: int = 22) -> Image.Image:
-    """Draw the receipt flat on white paper (a clean scan)."""
-    font = _font(receipt.font, font_size)
+    """Draw the receipt flat on white paper (a clean scan).
+
+    Raises:
+        FontMissingError: the receipt's font is not installed (never drawn in another font).
+    """
+    font = load_font(receipt.font, font_size)
     line_h = int(font_size * 1.45)
     margin = 28
     image = Image.new("L", (width, margin * 2 + line_h * len(receipt.lines)), 255)
@@ -229,20 +300,30 @@ def _background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def degrade(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Photograph a flat receipt: table around it, rotation, perspective, uneven light, blur, JPEG artefacts."""
-    import io
+def degrade(image: Image.Image, rng: np.random.Generator, *, angle: float | None = None) -> Image.Image:
+    """Photograph a flat receipt: table around it, rotation, perspective, uneven light, blur, JPEG artefacts.
 
+    Args:
+        angle: the paper's rotation in degrees (counter-clockwise); ``None``: a small random tilt (within 8).
+    """
     import cv2
 
     paper = np.asarray(image.convert("RGB"))
     h, w = paper.shape[:2]
-    pad_x, pad_y = int(w * rng.uniform(0.25, 0.5)), int(h * rng.uniform(0.12, 0.25))
-    canvas_w, canvas_h = w + 2 * pad_x, h + 2 * pad_y
-    angle = np.deg2rad(rng.uniform(-8, 8))
+    theta = np.deg2rad(rng.uniform(-8, 8) if angle is None else angle)
+    # the canvas holds the paper at any angle: its diagonal plus a margin of table
+    diag = float(np.hypot(w, h))
+    if angle is None:
+        pad_x, pad_y = int(w * rng.uniform(0.25, 0.5)), int(h * rng.uniform(0.12, 0.25))
+        canvas_w, canvas_h = w + 2 * pad_x, h + 2 * pad_y
+    else:
+        extent_w = abs(w * np.cos(theta)) + abs(h * np.sin(theta))
+        extent_h = abs(w * np.sin(theta)) + abs(h * np.cos(theta))
+        canvas_w, canvas_h = int(extent_w + 0.25 * diag), int(extent_h + 0.12 * diag)
     cx, cy = canvas_w / 2, canvas_h / 2
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32) - [w / 2, h / 2]
-    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], dtype=np.float32)
+    # image y points down, so this matrix turns the paper counter-clockwise on screen for a positive angle
+    rot = np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]], dtype=np.float32)
     dst = corners @ rot.T + [cx, cy]
     dst += rng.uniform(-0.04, 0.04, size=dst.shape).astype(np.float32) * [w, h]  # perspective: corners pulled
     matrix = cv2.getPerspectiveTransform(
@@ -267,8 +348,22 @@ def degrade(image: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
-def write_receipts(folder: str | Path, n: int, *, seed: int = 0, degraded: bool = False) -> list[Path]:
-    """Write ``n`` receipts as ``receipt_###.jpg`` (or ``.png`` when clean) + ``receipt_###.json``; return images."""
+def rotation_angle(rng: np.random.Generator) -> float:
+    """A photo's rotation for the ``rotated`` condition: sideways, upside down, or any tilt beyond 15 degrees."""
+    base = float(rng.choice([90.0, 180.0, 270.0, 0.0]))
+    tilt = rng.uniform(15, 40) * rng.choice([-1, 1]) if base == 0 else rng.uniform(-10, 10)
+    return base + float(tilt)
+
+
+def write_receipts(
+    folder: str | Path, n: int, *, seed: int = 0, degraded: bool = False, rotated: bool = False
+) -> list[Path]:
+    """Write ``n`` receipts as ``receipt_###.jpg`` (``.png`` when clean) + ``receipt_###.json``; return images.
+
+    Args:
+        degraded: photograph each receipt on a table (see :func:`degrade`).
+        rotated: and turn it by any angle (implies ``degraded``): sideways, upside down, tilted beyond 15°.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -278,9 +373,10 @@ def write_receipts(folder: str | Path, n: int, *, seed: int = 0, degraded: bool 
         receipt = make_receipt(rng)
         image = render(receipt, font_size=rng.choice((20, 22, 24)))
         stem = folder / f"receipt_{index:03d}"
-        if degraded:
+        if degraded or rotated:
             path = stem.with_suffix(".jpg")
-            degrade(image, np_rng).save(path, quality=92)
+            angle = rotation_angle(np_rng) if rotated else None
+            degrade(image, np_rng, angle=angle).save(path, quality=92)
         else:
             path = stem.with_suffix(".png")
             image.save(path)
