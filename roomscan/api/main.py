@@ -83,7 +83,14 @@ def create_app(
                 thread.join(timeout=30)
             built._threads.clear()
 
-    app = FastAPI(
+    from fastapi.staticfiles import StaticFiles
+    from fastapi_offline import FastAPIOffline
+
+    from roomscan.api.web import STATIC_DIR
+
+    # /docs and /redoc serve Swagger UI and ReDoc from the fastapi-offline package, not a CDN: they work offline.
+    app = FastAPIOffline(
+        favicon_url="/favicon.ico",
         title="roomscan",
         version=__version__,
         description="Amenity detection for rental listings: listings, photos, amenities, search.",
@@ -96,9 +103,11 @@ def create_app(
     app.include_router(health.router)
     app.include_router(health.router, prefix=API_PREFIX)
 
-    from roomscan.api import pages, receipt_pages
+    from roomscan.api import pages, photo_pages, receipt_pages
 
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(pages.router)
+    app.include_router(photo_pages.router)
     app.include_router(receipt_pages.router)
     _install_error_handlers(app)
     return app

@@ -1,24 +1,31 @@
 """The web page: server-rendered HTML (Jinja2), no front-end build step.
 
-Hosts create a listing and upload photos; everyone sees each photo with its boxes and the amenity checklist;
-guests search by amenity. Writes need the API key (see ``web.py``).
+Hosts create, edit and delete listings and confirm or reject what the model reported; everyone sees the amenity
+checklist with a link to the photo that shows each amenity; guests search by amenity. Photos (upload, photo view,
+thumbnails) are in ``photo_pages.py``. Writes need the API key (see ``web.py``); a write that succeeds redirects
+(303), one that fails shows the form again with what was typed.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile, status
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
-from roomscan.api.routes.photos import accept_photos
-from roomscan.api.web import key_from, remember_key, render
+from roomscan.api.services import Services
+from roomscan.api.web import key_from, query_url, redirect, render
 from roomscan.catalog import store
+from roomscan.catalog.models import Listing
 from roomscan.catalog.search import SearchQuery, search_listings
 from roomscan.errors import TaxonomyError
+from roomscan.listing import Evidence
 
 router = APIRouter(include_in_schema=False)
+
+DECISIONS = {"confirmed": "confirmed", "rejected": "rejected", "clear": None}
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -38,47 +45,140 @@ def create_listing_form(
     key = key_from(request, api_key)
     try:
         check_api_key(services, key)
-        listing = store.create_listing(session, title, claimed, taxonomy=services.taxonomy, model_id=services.model_id)
-    except HTTPException as exc:
-        return render(request, "index.html", exc.status_code, error=exc.detail, listings=store.list_listings(session))
-    except (ValueError, TaxonomyError) as exc:  # blank title, unknown amenity
+        listing = store.create_listing(
+            session, title, claimed, taxonomy=services.taxonomy, model_id=services.model_id
+        )
+    except (HTTPException, ValueError, TaxonomyError) as exc:  # wrong key, blank title, unknown amenity
         session.rollback()
-        return render(request, "index.html", 422, error=str(exc), listings=store.list_listings(session))
+        code, message = _failure(exc)
+        form = {"title": title, "claimed": set(claimed)}
+        return render(
+            request, "index.html", code, error=message, form=form, listings=store.list_listings(session)
+        )
     session.commit()
-    return remember_key(RedirectResponse(f"/listings/{listing.id}", status.HTTP_303_SEE_OTHER), key)
-
-
-def _listing_context(services, session, listing_id: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    listing = store.get_listing(session, listing_id)
-    summary = store.listing_amenities(session, listing, services.model_id, services.taxonomy)
-    state = store.listing_processing_state(session, listing, services.model_id)
-    return {"listing": listing, "summary": summary, "state": state}
+    return redirect(f"/listings/{listing.id}", key, text=f"Listing “{listing.title}” created.")
 
 
 @router.get("/listings/{listing_id}", response_class=HTMLResponse)
-def listing_page(request: Request, listing_id: int, services: ServicesDep, session: SessionDep) -> HTMLResponse:
-    return render(request, "listing.html", **_listing_context(services, session, listing_id))
+def listing_page(
+    request: Request, listing_id: int, services: ServicesDep, session: SessionDep
+) -> HTMLResponse:
+    return render(request, "listing.html", **listing_context(services, session, listing_id))
 
 
-@router.post("/listings/{listing_id}/photos", response_class=HTMLResponse)
-async def upload_form(
+@router.post("/listings/{listing_id}/edit", response_class=HTMLResponse)
+def edit_listing_form(
     request: Request,
     listing_id: int,
     services: ServicesDep,
     session: SessionDep,
-    files: Annotated[list[UploadFile], File()],
+    title: Annotated[str, Form()] = "",
+    claimed: Annotated[list[str], Form()] = [],  # noqa: B006
     api_key: Annotated[str | None, Form()] = None,
 ) -> Response:
     key = key_from(request, api_key)
+    listing = store.get_listing(session, listing_id)
     try:
         check_api_key(services, key)
-        await accept_photos(services, session, listing_id, [f for f in files if f.filename or f.size])
-    except HTTPException as exc:
-        session.rollback()
-        return render(
-            request, "listing.html", exc.status_code, error=exc.detail, **_listing_context(services, session, listing_id)
+        store.update_listing(
+            session,
+            listing,
+            title=title,
+            claimed=claimed,
+            taxonomy=services.taxonomy,
+            model_id=services.model_id,
         )
-    return remember_key(RedirectResponse(f"/listings/{listing_id}", status.HTTP_303_SEE_OTHER), key)
+    except (HTTPException, ValueError, TaxonomyError) as exc:
+        session.rollback()
+        code, message = _failure(exc)
+        form = {"title": title, "claimed": set(claimed), "editing": True}
+        return render(
+            request,
+            "listing.html",
+            code,
+            error=message,
+            form=form,
+            **listing_context(services, session, listing_id),
+        )
+    session.commit()
+    return redirect(f"/listings/{listing_id}", key, text="Listing saved.")
+
+
+@router.post("/listings/{listing_id}/delete", response_class=HTMLResponse)
+def delete_listing_form(
+    request: Request,
+    listing_id: int,
+    services: ServicesDep,
+    session: SessionDep,
+    api_key: Annotated[str | None, Form()] = None,
+) -> Response:
+    key = key_from(request, api_key)
+    listing = store.get_listing(session, listing_id)
+    try:
+        check_api_key(services, key)
+    except HTTPException as exc:
+        return render(
+            request,
+            "listing.html",
+            exc.status_code,
+            error=exc.detail,
+            **listing_context(services, session, listing_id),
+        )
+    title = listing.title
+    orphans = store.delete_listing(session, listing)
+    session.commit()
+    for sha256 in orphans:  # photos no other listing uses: their files go after the rows
+        store.delete_orphan_file(session, services.photos, sha256)
+    return redirect("/", key, text=f"Listing “{title}” deleted.")
+
+
+@router.post("/listings/{listing_id}/amenities/{amenity}/decision", response_class=HTMLResponse)
+def decision_form(
+    request: Request,
+    listing_id: int,
+    amenity: str,
+    services: ServicesDep,
+    session: SessionDep,
+    decision: Annotated[str, Form()],
+    api_key: Annotated[str | None, Form()] = None,
+) -> Response:
+    """The host confirms or rejects an amenity (or clears the decision); the model's output stays as it was."""
+    key = key_from(request, api_key)
+    listing = store.get_listing(session, listing_id)
+    try:
+        check_api_key(services, key)
+        if decision not in DECISIONS:
+            raise ValueError(f"unknown decision {decision!r}; use confirmed, rejected or clear")
+        slug = services.taxonomy.resolve(amenity).slug
+        store.set_decision(
+            session,
+            listing,
+            slug,
+            DECISIONS[decision],
+            taxonomy=services.taxonomy,
+            model_id=services.model_id,
+        )
+    except (HTTPException, ValueError, TaxonomyError) as exc:
+        session.rollback()
+        code, message = _failure(exc)
+        return render(
+            request, "listing.html", code, error=message, **listing_context(services, session, listing_id)
+        )
+    session.commit()
+    name = services.taxonomy.resolve(slug).name
+    text = {"confirmed": f"{name}: confirmed by you.", "rejected": f"{name}: rejected by you."}.get(
+        decision, f"{name}: your decision is cleared; the model's report stands."
+    )
+    return redirect(f"/listings/{listing_id}#amenity-{slug}", key, text=text)
+
+
+def listing_context(services: Services, session: Session, listing_id: int) -> dict[str, Any]:
+    """What ``listing.html`` shows: the listing, its amenity roll-up with evidence, and processing state."""
+    listing = store.get_listing(session, listing_id)
+    summary = store.listing_amenities(session, listing, services.model_id, services.taxonomy)
+    state = store.listing_processing_state(session, listing, services.model_id)
+    photos = {lp.photo_id: lp.photo for lp in listing.photos}
+    return {"listing": listing, "summary": summary, "state": state, "photos": photos}
 
 
 @router.get("/search", response_class=HTMLResponse)
@@ -86,28 +186,73 @@ def search_page(
     request: Request,
     services: ServicesDep,
     session: SessionDep,
-    amenity: Annotated[list[str], Query()] = [],  # noqa: B006
+    amenity: Annotated[list[str], Query(description="all of these")] = [],  # noqa: B006
+    any_: Annotated[list[str], Query(alias="any", description="at least one of these")] = [],  # noqa: B006
     min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
     confirmed_only: bool = False,
     after: Annotated[int | None, Query(ge=0)] = None,
 ) -> HTMLResponse:
-    page, error = None, None
-    chosen: list[str] = []
-    if amenity:
+    page, error, evidence = None, None, {}
+    all_of: list[str] = []
+    any_of: list[str] = []
+    if amenity or any_:
         try:
-            chosen = sorted({services.taxonomy.resolve(a).slug for a in amenity})
+            all_of = [services.taxonomy.resolve(a).slug for a in amenity]
+            any_of = [services.taxonomy.resolve(a).slug for a in any_]
             page = search_listings(
-                session, SearchQuery(all_of=tuple(chosen), min_score=min_score, confirmed_only=confirmed_only, after=after)
+                session,
+                SearchQuery(
+                    all_of=tuple(all_of),
+                    any_of=tuple(any_of),
+                    min_score=min_score,
+                    confirmed_only=confirmed_only,
+                    after=after,
+                ),
             )
         except (TaxonomyError, ValueError) as exc:
             error = str(exc)
+        else:
+            evidence = {
+                hit.listing_id: _best_evidence(services, session, hit.listing_id, hit.amenities)
+                for hit in page.hits
+            }
+    params = {
+        "amenity": all_of,
+        "any": any_of,
+        "min_score": min_score or None,
+        "confirmed_only": confirmed_only,
+    }
     return render(
         request,
         "search.html",
         422 if error else 200,
         error=error,
         page=page,
-        chosen=chosen,
+        all_of=set(all_of),
+        any_of=set(any_of),
         min_score=min_score,
         confirmed_only=confirmed_only,
+        evidence=evidence,
+        next_url=query_url("/search", **params, after=page.next_cursor)
+        if page and page.next_cursor
+        else None,
     )
+
+
+def _best_evidence(
+    services: Services, session: Session, listing_id: int, matched: dict[str, float]
+) -> tuple[str, Evidence] | None:
+    """The strongest box, among the matched amenities, of a search hit: what its thumbnail shows."""
+    listing = session.get(Listing, listing_id)
+    if listing is None:
+        return None
+    summary = store.listing_amenities(session, listing, services.model_id, services.taxonomy)
+    candidates = [(a.slug, a.evidence[0]) for a in summary.amenities if a.slug in matched and a.evidence]
+    return max(candidates, key=lambda c: c[1].score, default=None)
+
+
+def _failure(exc: Exception) -> tuple[int, str]:
+    """The status and message a failed page write shows: the key's 401/403, else 422 for what was typed."""
+    if isinstance(exc, HTTPException):
+        return exc.status_code, str(exc.detail)
+    return 422, str(exc)

@@ -1,21 +1,37 @@
-"""What every server-rendered page shares: templates, rendering, and the API key kept in a cookie.
+"""What every server-rendered page shares: templates, rendering, the API key kept in a cookie, and flash notes.
 
 A person types the API key once into a form; it is then kept in a same-site, HTTP-only cookie. A key the
 server refuses (it changed: a restarted ``roomscan serve`` generates a new one) is forgotten, and the form asks
-again.
+again, with everything else the person typed still filled in.
+
+A page POST that succeeds answers ``303 See Other`` (post/redirect/get: reloading never submits twice); what it
+did ("Listing created", which photos were stored and which refused) travels to the next page in a short-lived
+flash cookie, shown once.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request, Response, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from roomscan.errors import TaxonomyError
+from roomscan.taxonomy import Taxonomy
+
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+STATIC_DIR = Path(__file__).parent / "static"
 KEY_COOKIE = "roomscan_api_key"
+FLASH_COOKIE = "roomscan_flash"
 _REFUSED = (status.HTTP_401_UNAUTHORIZED, status.HTTP_403_FORBIDDEN)
+# Browsers keep cookies up to 4 KB; a flash larger than this drops its per-file details and keeps the counts.
+_FLASH_MAX = 3000
 
 
 def key_from(request: Request, form_key: str | None) -> str | None:
@@ -29,19 +45,86 @@ def remember_key(response: Response, key: str | None) -> Response:
     return response
 
 
+def redirect(url: str, key: str | None = None, **flash: Any) -> Response:
+    """``303 See Other`` to ``url`` (post/redirect/get), remembering ``key`` and carrying a flash note.
+
+    Example:
+        >>> redirect("/listings/7", "secret", text="Listing created.").status_code
+        303
+    """
+    response = remember_key(RedirectResponse(url, status.HTTP_303_SEE_OTHER), key)
+    if flash:
+        set_flash(response, flash)
+    return response
+
+
+def set_flash(response: Response, note: dict[str, Any]) -> None:
+    """Keep ``note`` (``text`` and optionally ``upload``: an upload account) for the next page rendered."""
+    value = _encode(note)
+    if len(value) > _FLASH_MAX and "upload" in note:
+        upload = note["upload"]
+        value = _encode({**note, "upload": {"counts": upload.get("counts", {}), "truncated": True}})
+    response.set_cookie(FLASH_COOKIE, value, httponly=True, samesite="strict", max_age=60)
+
+
+def _encode(note: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(note, separators=(",", ":")).encode()).decode()
+
+
+def _read_flash(request: Request) -> dict[str, Any] | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return None
+    try:
+        note = json.loads(base64.urlsafe_b64decode(raw.encode()))
+    except (ValueError, binascii.Error):
+        return None
+    return note if isinstance(note, dict) else None
+
+
 def render(request: Request, name: str, code: int = 200, **context: object) -> HTMLResponse:
     """Render a template with what the base layout needs; a refused key is dropped so the form asks again."""
     services = request.app.state.services
     refused = code in _REFUSED
     context.setdefault("error", None)
+    context.setdefault("form", {})
     context["has_key"] = bool(request.cookies.get(KEY_COOKIE)) and not refused
     context["taxonomy"] = services.taxonomy
     context["model_key"] = services.model_key
+    context["name_of"] = amenity_namer(services.taxonomy)
+    # A page fetched by the page's own script (live refresh) leaves the flash for the page the person loads.
+    live = request.headers.get("x-roomscan-live") == "1"
+    context["flash"] = None if live else _read_flash(request)
     response = templates.TemplateResponse(request, name, context, status_code=code)
     if refused:
         response.delete_cookie(KEY_COOKIE, httponly=True, samesite="strict")
+    if context["flash"] is not None:
+        response.delete_cookie(FLASH_COOKIE, httponly=True, samesite="strict")
     return response
 
 
 def render_error(request: Request, code: int, message: str) -> HTMLResponse:
     return render(request, "error.html", code, error=message, status=code)
+
+
+def amenity_namer(taxonomy: Taxonomy):  # type: ignore[no-untyped-def]
+    """A function slug -> display name ("swimming-pool" -> "Swimming pool"); an unknown slug stays as it is."""
+
+    def name_of(slug: str) -> str:
+        try:
+            return taxonomy.resolve(slug).name
+        except TaxonomyError:
+            return slug
+
+    return name_of
+
+
+def query_url(path: str, **params: Any) -> str:
+    """``path`` with a query string; list values repeat their key and ``None``/``False`` values are left out."""
+    pairs = []
+    for key, value in params.items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if item is None or item is False:
+                continue
+            pairs.append((key, "true" if item is True else item))
+    return f"{path}?{urlencode(pairs)}" if pairs else path

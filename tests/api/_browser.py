@@ -1,0 +1,98 @@
+"""Browser-test fixtures: the app served by uvicorn on a free port, and Debian's Chromium driven by Playwright.
+
+Import the fixtures into a test module (``from _browser import browser, live_server  # noqa: F401``). Set
+``ROOMSCAN_SCREENSHOTS=/tmp/shots`` to keep a PNG of each page the tests look at (``shot``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from roomscan.api import build_services, create_app
+from roomscan.api.services import Services
+
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+@dataclass(frozen=True)
+class Live:
+    url: str
+    services: Services
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("ROOMSCAN_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def live_server(settings, api_detector) -> Iterator[Live]:
+    """The whole app, detection worker thread included, on 127.0.0.1."""
+    services = build_services(settings, api_detector)
+    app = create_app(services=services, start_worker=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the server did not start"
+    yield Live(f"http://127.0.0.1:{port}", services)
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    chromium = chromium_path()
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is required in CI (scripts/setup.sh --test installs Debian's chromium)")
+        pytest.skip("no Chromium on this machine: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield launched
+        launched.close()
+
+
+def wait_processed(live: Live, listing_id: int, timeout: float = 60) -> None:
+    """Wait until the worker has analysed every photo of the listing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = httpx.get(f"{live.url}/api/v1/listings/{listing_id}/amenities").json()
+        if body["processing"]["state"] == "complete":
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"listing {listing_id} still processing after {timeout} s")
+
+
+def no_sideways_scroll(page: Any) -> None:
+    """The page fits its viewport's width: nothing scrolls sideways."""
+    width = page.viewport_size["width"]
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll <= width, f"{page.url} is {scroll} px wide at a {width} px viewport"
+
+
+def shot(page: Any, name: str) -> None:
+    """Keep a full-page screenshot when ``ROOMSCAN_SCREENSHOTS`` names a folder (to look at, not compared)."""
+    folder = os.environ.get("ROOMSCAN_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}-{page.viewport_size['width']}.png"), full_page=True)
