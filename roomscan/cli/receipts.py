@@ -27,7 +27,7 @@ def _reader(engine: str | None, date_order: str | None, no_preprocess: bool = Fa
 
     if date_order not in (None, "dmy", "mdy"):
         raise RoomscanError(f"--date-order must be dmy or mdy, got {date_order!r}")
-    config = PreprocessConfig(find_paper=False, deskew=False, normalise=False) if no_preprocess else None
+    config = PreprocessConfig(find_paper=False, deskew=False, normalise=False, orient=False) if no_preprocess else None
     return ReceiptReader(engine, preprocess=config, date_order=date_order)
 
 

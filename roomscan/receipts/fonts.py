@@ -22,7 +22,11 @@ from roomscan.errors import RoomscanError
 __all__ = ["FONT_PACKAGES", "HELD_OUT_FONTS", "TUNED_FONTS", "FontMissingError", "font_root", "load_font"]
 
 # Debian package of each font folder under /usr/share/fonts/truetype.
-FONT_PACKAGES = {"dejavu": "fonts-dejavu-core", "liberation": "fonts-liberation", "freefont": "fonts-freefont-ttf"}
+FONT_PACKAGES = {
+    "dejavu": "fonts-dejavu-core",
+    "liberation": "fonts-liberation",
+    "freefont": "fonts-freefont-ttf",
+}
 # The fonts the field rules were developed against (roomscan receipt synth, the tests' receipts).
 TUNED_FONTS = (
     "dejavu/DejaVuSansMono.ttf",

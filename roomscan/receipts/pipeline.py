@@ -21,6 +21,7 @@ from roomscan.detection.image import DEFAULT_MAX_PIXELS, LoadedImage, load_image
 from roomscan.receipts.fields import extract_fields
 from roomscan.receipts.layout import Line, group_lines
 from roomscan.receipts.ocr import OcrEngine, Word, get_engine
+from roomscan.receipts.orient import looks_upright, reading_score, turn
 from roomscan.receipts.preprocess import PreprocessConfig, preprocess
 from roomscan.receipts.result import Receipt
 
@@ -102,7 +103,7 @@ class ReceiptReader:
             )
             image, name = loaded.image, loaded.name
         prepared = preprocess(np.asarray(image), self.preprocess, debug_dir=debug_dir)
-        words = [w for w in self.engine.read(prepared.image) if w.text.strip()]
+        page, words, steps = self._read_upright(prepared.image, prepared.steps)
         lines = group_lines(words)
         if sum(len(w.text) for w in words) < MIN_TEXT_CHARS:
             receipt = Receipt(raw_text="\n".join(line.text for line in lines))
@@ -110,8 +111,31 @@ class ReceiptReader:
             receipt = extract_fields(lines, date_order=self.date_order)
         receipt = replace(receipt, source=name, engine=self.engine.name)
         if debug_dir:
-            annotate_words(prepared.image, words).save(Path(debug_dir) / "99_words.png")
-        return Scan(receipt, prepared.image, tuple(words), tuple(lines), prepared.steps)
+            annotate_words(page, words).save(Path(debug_dir) / "99_words.png")
+        return Scan(receipt, page, tuple(words), tuple(lines), steps)
+
+    def _read_upright(
+        self, image: np.ndarray, steps: tuple[str, ...]
+    ) -> tuple[np.ndarray, list[Word], tuple[str, ...]]:
+        """OCR ``image``; when the read does not look upright, also the other quarter turns, and keep the best.
+
+        A landscape page (wider than tall after clean-up) tries the sideways turns first; the first turn that
+        reads upright ends the search, so an upright receipt costs one read.
+        """
+        words = [w for w in self.engine.read(image) if w.text.strip()]
+        if not self.preprocess.orient or looks_upright(words):
+            return image, words, steps
+        best = (reading_score(words), 0, image, words)
+        sideways_first = image.shape[1] > image.shape[0] * 1.2
+        for quarter in (1, 3, 2) if sideways_first else (2, 1, 3):
+            turned = turn(image, quarter)
+            candidate = [w for w in self.engine.read(turned) if w.text.strip()]
+            if looks_upright(candidate):
+                best = (float("inf"), quarter, turned, candidate)
+                break
+            best = max(best, (reading_score(candidate), quarter, turned, candidate), key=lambda b: b[0])
+        _, quarter, page, words = best
+        return page, words, (*steps, f"turn{quarter * 90}") if quarter else steps
 
 
 def annotate_words(image: np.ndarray, words: list[Word] | tuple[Word, ...]) -> Image.Image:

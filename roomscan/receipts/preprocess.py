@@ -27,17 +27,22 @@ class PreprocessConfig:
 
     Attributes:
         find_paper: look for the receipt (largest bright four-cornered region) and warp it flat.
-        deskew: rotate by the text's dominant angle (projection-profile search within ``max_skew`` degrees).
+        deskew: rotate by the text's dominant angle modulo 90 degrees (projection-profile search within
+            ``max_skew``); a page left sideways or upside down is turned upright after OCR (see
+            :mod:`roomscan.receipts.orient`).
         normalise: divide out uneven light and stretch contrast.
+        orient: after OCR, turn a page that reads sideways or upside down (see
+            :class:`~roomscan.receipts.pipeline.ReceiptReader`; costs up to three more reads for such a page).
         max_side: downscale larger photos to this many pixels on the long side first (speed; print stays legible).
-        max_skew: largest skew, in degrees, the deskew step searches.
+        max_skew: largest skew, in degrees, the deskew step searches (45: any angle, modulo a quarter turn).
     """
 
     find_paper: bool = True
     deskew: bool = True
     normalise: bool = True
+    orient: bool = True
     max_side: int = 1800
-    max_skew: float = 15.0
+    max_skew: float = 45.0
 
 
 @dataclass(frozen=True)
@@ -118,11 +123,15 @@ def find_paper(gray: np.ndarray) -> np.ndarray | None:
 
 
 def _order(points: np.ndarray) -> np.ndarray:
-    """Corners as top-left, top-right, bottom-right, bottom-left."""
-    s, d = points.sum(axis=1), np.diff(points, axis=1).ravel()
-    return np.array(
-        [points[s.argmin()], points[d.argmin()], points[s.argmax()], points[d.argmax()]], np.float32
-    )
+    """Corners clockwise on screen, starting from the top-left-most one.
+
+    Sorting by angle around the centre keeps four distinct corners however the paper lies (at 45 degrees the
+    top-left corner is ambiguous, and the paper may come out a quarter turn off: orientation fixes that later).
+    """
+    centre = points.mean(axis=0)
+    clockwise = points[np.argsort(np.arctan2(points[:, 1] - centre[1], points[:, 0] - centre[0]))]
+    start = int(np.argmin(clockwise.sum(axis=1)))
+    return np.roll(clockwise, -start, axis=0).astype(np.float32)
 
 
 def _warp(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
@@ -138,7 +147,7 @@ def _warp(gray: np.ndarray, quad: np.ndarray) -> np.ndarray:
     )
 
 
-def estimate_skew(gray: np.ndarray, max_skew: float = 15.0) -> float:
+def estimate_skew(gray: np.ndarray, max_skew: float = 45.0) -> float:
     """The text's skew in degrees (rotate by it to level the lines), by projection-profile search.
 
     Text lines are level when the rows of the ink mask are most unequal (sharp peaks and empty gaps); the
@@ -159,9 +168,14 @@ def estimate_skew(gray: np.ndarray, max_skew: float = 15.0) -> float:
         rows = _rotate(ink, angle, border=0.0).sum(axis=1)
         return float(np.var(rows))
 
-    best = max(np.arange(-max_skew, max_skew + 0.01, 1.0), key=score)
+    # A page's text is level at its skew modulo 90 (sideways text lines up too): searching a few degrees past
+    # +-45 and folding back keeps a page tilted by 44 degrees from landing on the edge of the range.
+    reach = max_skew + 5.0 if max_skew >= 45 else max_skew
+    best = max(np.arange(-reach, reach + 0.01, 1.0), key=score)
     best = max(np.arange(best - 1.0, best + 1.01, 0.2), key=score)
-    return float(best)
+    if max_skew >= 45:
+        best = (best + 45.0) % 90.0 - 45.0
+    return float(round(best, 1))
 
 
 def _rotate(image: np.ndarray, angle: float, border: float | None = None) -> np.ndarray:

@@ -24,106 +24,17 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from roomscan.receipts.fonts import TUNED_FONTS, load_font
+from roomscan.receipts.synth_locales import LOCALES, Locale
 
 __all__ = ["LOCALES", "Locale", "SynthReceipt", "degrade", "make_receipt", "render", "write_receipts"]
 
 
-@dataclass(frozen=True)
-class Locale:
-    """One country's receipt conventions (the generator's side; the reader infers them from the receipt)."""
-
-    country: str
-    currency: str
-    money_formats: tuple[str, ...]  # "{v}" the number, "{s}" the symbol, "{c}" the ISO code; "{v}" alone: bare
-    decimal_comma: bool
-    date_formats: tuple[str, ...]  # strftime; "%b" is replaced by ``months``
-    months: tuple[str, ...]
-    cities: tuple[str, ...]
-    phones: tuple[str, ...]  # "#" is a random digit
-    subtotal: tuple[str, ...]
-    tax: tuple[str, ...]
-    total: tuple[str, ...]
-    header_extras: tuple[str, ...]  # "#" is a random digit, "{name}" a first name
-    thanks: tuple[str, ...]
-
-
-_EN_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-LOCALES = (
-    Locale(
-        "US", "USD", ("${v}", "$ {v}", "{v}", "USD {v}"), False,
-        ("%m/%d/%Y", "%m/%d/%y", "%b %d, %Y", "%m-%d-%Y", "%Y-%m-%d"), _EN_MONTHS,
-        ("Springfield, IL 62701", "Portland, OR 97205", "Austin, TX 78701", "Denver, CO 80202"),
-        ("(###) ###-####", "###-###-####", "+1 ### ### ####"),
-        ("SUBTOTAL", "Sub Total", "SUB-TOTAL"), ("TAX", "SALES TAX", "Tax"), ("TOTAL", "Total", "AMOUNT DUE"),
-        ("Receipt #{n}", "Order #{n}", "Cashier: {name}", "Server: {name}", "Table {t}", "Check #{n}",
-         "Trans {n} Reg 2"),
-        ("THANK YOU!", "Please come again", "Thank you for shopping"),
-    ),
-    Locale(
-        "GB", "GBP", ("£{v}", "{v}", "GBP {v}"), False,
-        ("%d/%m/%Y", "%d %b %Y", "%d/%m/%y", "%d-%b-%Y"), _EN_MONTHS,
-        ("London SW1A 1AA", "Manchester M1 1AE", "Leeds LS1 4DY", "Bristol BS1 5TR"),
-        ("020 #### ####", "+44 20 #### ####", "0161 ### ####"),
-        ("SUBTOTAL", "Sub-total"), ("VAT", "VAT 20%"), ("TOTAL", "BALANCE DUE", "Total to pay"),
-        ("Receipt No: {n}", "Invoice {n}", "Served by: {name}", "Till 3  Trans {n}", "Table {t}"),
-        ("Thank you", "VAT Reg No. GB 123 4567 89"),
-    ),
-    Locale(
-        "DE", "EUR", ("{v} €", "{v}", "EUR {v}", "{v} EUR"), True,
-        ("%d.%m.%Y", "%d.%m.%y", "%d.%m.%Y"),
-        ("Jan", "Feb", "Mär", "Apr", "Mai", "Jun", "Jul", "Aug", "Sep", "Okt", "Nov", "Dez"),
-        ("10115 Berlin", "80331 München", "20095 Hamburg", "50667 Köln"),
-        ("Tel. 030 #######", "+49 30 #######", "Tel: 089 ######"),
-        ("ZWISCHENSUMME", "Zwischensumme"), ("MWST", "MwSt", "USt"), ("SUMME", "GESAMT", "Summe EUR", "TOTAL"),
-        ("Bon-Nr. {n}", "Beleg {n}", "Kasse 2  Bon {n}", "Es bediente Sie: {name}", "Tisch {t}"),
-        ("Vielen Dank für Ihren Einkauf", "Danke!"),
-    ),
-    Locale(
-        "FR", "EUR", ("{v} €", "{v}", "{v} EUR", "EUR {v}"), True,
-        ("%d/%m/%Y", "%d/%m/%y", "%d %b %Y"),
-        ("janv", "févr", "mars", "avr", "mai", "juin", "juil", "août", "sept", "oct", "nov", "déc"),
-        ("75002 Paris", "69002 Lyon", "13001 Marseille", "33000 Bordeaux"),
-        ("Tél. 01 ## ## ## ##", "+33 1 ## ## ## ##", "04 ## ## ## ##"),
-        ("SOUS-TOTAL", "Sous total"), ("TVA", "TVA 20%"), ("TOTAL TTC", "TOTAL", "NET A PAYER"),
-        ("Ticket N° {n}", "Facture {n}", "Caissier: {name}", "Table {t}", "Commande {n}"),
-        ("Merci de votre visite", "A bientôt"),
-    ),
-    Locale(
-        "IT", "EUR", ("{v} €", "€ {v}", "{v}", "EUR {v}"), True,
-        ("%d/%m/%Y", "%d-%m-%Y", "%d/%m/%y"),
-        ("gen", "feb", "mar", "apr", "mag", "giu", "lug", "ago", "set", "ott", "nov", "dic"),
-        ("20121 Milano", "00184 Roma", "50122 Firenze", "10121 Torino"),
-        ("Tel. 02 #######", "+39 06 #######"),
-        ("SUBTOTALE", "Subtotale"), ("IVA", "IVA 22%"), ("TOTALE", "TOTALE EURO", "TOTALE COMPLESSIVO"),
-        ("Scontrino n. {n}", "Documento {n}", "Cassiere: {name}", "Tavolo {t}", "Cassa 1"),
-        ("Grazie e arrivederci",),
-    ),
-    Locale(
-        "CH", "CHF", ("CHF {v}", "{v}", "{v} CHF", "Fr. {v}"), False,
-        ("%d.%m.%Y", "%d.%m.%y"),
-        ("Jan", "Feb", "Mär", "Apr", "Mai", "Jun", "Jul", "Aug", "Sep", "Okt", "Nov", "Dez"),
-        ("8001 Zürich", "3011 Bern", "4051 Basel", "1204 Genève"),
-        ("+41 44 ### ## ##", "Tel. 044 ### ## ##"),
-        ("Zwischensumme", "SUBTOTAL"), ("MWST", "MWST 8.1%"), ("TOTAL", "TOTAL CHF", "Total"),
-        ("Beleg-Nr. {n}", "Kassier: {name}", "Tisch {t}", "Bestellung {n}"),
-        ("Merci vielmal",),
-    ),
-    Locale(
-        "ES", "EUR", ("{v} €", "{v}", "{v} EUR"), True,
-        ("%d/%m/%Y", "%d-%m-%Y", "%d/%m/%y"),
-        ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"),
-        ("28013 Madrid", "08002 Barcelona", "41001 Sevilla", "46002 Valencia"),
-        ("Tel. 91 ### ## ##", "+34 93 ### ## ##"),
-        ("SUBTOTAL", "Base imponible"), ("IVA", "IVA 21%"), ("TOTAL", "TOTAL A PAGAR", "IMPORTE"),
-        ("Factura simplificada {n}", "Ticket {n}", "Le atendió: {name}", "Mesa {t}", "Pedido {n}"),
-        ("Gracias por su visita",),
-    ),
-)
 MERCHANTS = (
     "GREEN LEAF CAFE",
     "CORNER MARKET",
@@ -136,11 +47,45 @@ MERCHANTS = (
     "GOLDEN WOK",
     "NORTH STAR FUEL",
 )
-STREETS = ("Main St", "Oak Avenue", "High Street", "Market Rd", "Elm St", "Station Road", "King St", "Park Lane")
+STREETS = (
+    "Main St",
+    "Oak Avenue",
+    "High Street",
+    "Market Rd",
+    "Elm St",
+    "Station Road",
+    "King St",
+    "Park Lane",
+)
 ITEMS = (
-    "Coffee", "Latte", "Croissant", "Bagel", "Orange Juice", "Milk 1L", "Bread", "Eggs 12pk", "Apples", "Bananas",
-    "Cheddar", "Pasta", "Tomatoes", "Olive Oil", "Screws 50pk", "Tape", "Notebook", "Pen Set", "Sandwich", "Soup",
-    "Salad", "Tea", "Muffin", "Water 500ml", "Chocolate", "Yogurt", "Rice 1kg", "Soap",
+    "Coffee",
+    "Latte",
+    "Croissant",
+    "Bagel",
+    "Orange Juice",
+    "Milk 1L",
+    "Bread",
+    "Eggs 12pk",
+    "Apples",
+    "Bananas",
+    "Cheddar",
+    "Pasta",
+    "Tomatoes",
+    "Olive Oil",
+    "Screws 50pk",
+    "Tape",
+    "Notebook",
+    "Pen Set",
+    "Sandwich",
+    "Soup",
+    "Salad",
+    "Tea",
+    "Muffin",
+    "Water 500ml",
+    "Chocolate",
+    "Yogurt",
+    "Rice 1kg",
+    "Soap",
 )
 NAMES = ("Anna", "Ben", "Chloe", "David", "Elena", "Marco", "Sofia", "Tom")
 PAYMENTS = ("VISA", "MASTERCARD", "CASH", "AMEX", "DEBIT", "MAESTRO")
@@ -178,14 +123,14 @@ def make_receipt(rng: random.Random, fonts: tuple[str, ...] = TUNED_FONTS) -> Sy
     city = rng.choice(loc.cities)
     phone = _digits(rng, rng.choice(loc.phones))
 
-    items = []
+    items: list[dict[str, Any]] = []
     for name in rng.sample(ITEMS, rng.randrange(2, 8)):
         qty = rng.choice((1, 1, 1, 2, 3))
         unit = Decimal(rng.randrange(99, 2500)) / 100
         items.append(
             {"name": name, "quantity": qty, "unit_price": f"{unit:.2f}", "amount": f"{unit * qty:.2f}"}
         )
-    subtotal = sum(Decimal(i["amount"]) for i in items)
+    subtotal = sum((Decimal(i["amount"]) for i in items), Decimal(0))
     rate = rng.choice((Decimal("0.05"), Decimal("0.08"), Decimal("0.10"), Decimal("0.20")))
     tax = (subtotal * rate).quantize(Decimal("0.01"))
     tip = (subtotal * Decimal("0.15")).quantize(Decimal("0.01")) if rng.random() < 0.2 else None
@@ -263,7 +208,9 @@ def make_receipt(rng: random.Random, fonts: tuple[str, ...] = TUNED_FONTS) -> Sy
         "payment_method": payment.lower(),
     }
     truth["text"] = "\n".join(" ".join(p for p in line if p).strip() for line in lines if any(line))
-    return SynthReceipt(truth=truth, lines=tuple(lines), font=rng.choice(fonts), centred_header=rng.random() < 0.6)
+    return SynthReceipt(
+        truth=truth, lines=tuple(lines), font=rng.choice(fonts), centred_header=rng.random() < 0.6
+    )
 
 
 def render(receipt: SynthReceipt, *, width: int = 520, font_size: int = 22) -> Image.Image:

@@ -54,7 +54,9 @@ def test_batch_skips_a_bad_file_and_reads_the_rest(capsys, clean_receipts, tmp_p
     out_csv = tmp_path / "receipts.csv"
     code, _, err = run(capsys, "receipt", "batch", str(folder), "--out", str(out_csv), "-e", "tesseract")
     err = " ".join(err.split())
-    assert code == 1 and "broken.png" in err and "2 read, 1 skipped" in err  # written, but not every file read
+    assert (
+        code == 1 and "broken.png" in err and "2 read, 1 skipped" in err
+    )  # written, but not every file read
     rows = {r["file"]: r for r in csv.DictReader(out_csv.open())}
     assert rows["broken.png"]["error"] and rows[clean_receipts[0].name]["total"]
 

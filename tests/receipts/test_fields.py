@@ -152,3 +152,157 @@ def test_header_edge_debris_from_the_paper_border_is_dropped():
     assert _clean_header("THE BOOK NOOK |") == "THE BOOK NOOK"
     assert _clean_header("| 415 Elm St _") == "415 Elm St"
     assert _clean_header("Joe's Diner") == "Joe's Diner"
+
+
+# Lines as OCR really reads them from receipts of several countries: (header lines..., expected fields).
+def _receipt(*head: str | tuple[str, str], body=(("Coffee", "3.50"),), total=("TOTAL", "3.50")) -> list[Line]:
+    return lines("SHOP", *head, *body, total)
+
+
+@pytest.mark.parametrize(
+    ("head", "expected_date", "expected_time"),
+    [
+        (("14/06/202511:47",), date(2025, 6, 14), time(11, 47)),  # the space between date and time lost
+        (("2025-11-2007:12",), date(2025, 11, 20), time(7, 12)),
+        (("22/09/2510: 53",), date(2025, 9, 22), time(10, 53)),  # two-digit year, glued, space after colon
+        (("Jul 16, 2025 11:47",), date(2025, 7, 16), time(11, 47)),
+        (("16 Jul 2025",), date(2025, 7, 16), None),
+        (("16. Juli 2025 10:05",), date(2025, 7, 16), time(10, 5)),
+        (("16 juil. 2025",), date(2025, 7, 16), None),
+        (("16.07.25",), date(2025, 7, 16), None),
+        (("16.07.2025",), date(2025, 7, 16), None),
+        (("07/16/2025",), date(2025, 7, 16), None),  # month first: the day is over 12
+        (("2025-07-16",), date(2025, 7, 16), None),
+        (("Date: 17.07.24", "Time: 9:05"), date(2024, 7, 17), time(9, 5)),
+    ],
+)
+def test_dates_and_times_as_ocr_reads_them(head, expected_date, expected_time):
+    r = _receipt(*head)
+    got = extract_fields(r)
+    assert (got.date, got.time) == (expected_date, expected_time)
+    assert [i.name for i in got.items] == ["Coffee"]  # a date's digits ("17.07") are never a price
+
+
+@pytest.mark.parametrize(
+    ("address", "date_order", "expected"),
+    [
+        ("Springfield, IL 62701", None, date(2025, 3, 4)),  # a US address: month first
+        ("10115 Berlin", None, date(2025, 4, 3)),  # a German one: day first
+        ("Tel +44 20 7946 0018", None, date(2025, 4, 3)),  # a UK phone number
+        ("10115 Berlin", "mdy", date(2025, 3, 4)),  # --date-order overrides the receipt's country
+    ],
+)
+def test_ambiguous_dates_follow_the_country_unless_overridden(address, date_order, expected):
+    r = extract_fields(_receipt(address, "03/04/2025 12:00"), date_order=date_order)
+    assert r.date == expected
+    assert r.confidence["date"] < 0.9 or date_order is not None  # a guess from the country is less certain
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "total", "expected"),
+    [
+        ((), (("Coffee", "CHF 3.50"),), ("TOTAL", "CHF 3.50"), "CHF"),
+        ((), (("Coffee", "3,50 EUR"),), ("SUMME", "3,50 EUR"), "EUR"),
+        ((), (("Coffee", "3,50"),), ("TOTAL EUR", "3,50"), "EUR"),  # the code only on the total line
+        (("10115 Berlin",), (("Coffee", "3,50"),), ("SUMME", "3,50"), "EUR"),  # no sign: the country's
+        (("8001 Zürich",), (("Coffee", "3.50"),), ("TOTAL", "3.50"), "CHF"),
+        (("Tel +41 44 123 45 67",), (("Coffee", "3.50"),), ("TOTAL", "3.50"), "CHF"),
+        (("Toronto, ON M5V 2T6",), (("Coffee", "$3.50"),), ("TOTAL", "$3.50"), "CAD"),  # "$" in Canada
+        (("Austin, TX 78701",), (("Coffee", "3.50"),), ("TOTAL", "3.50"), "USD"),
+        ((), (("Coffee", "3.50"),), ("TOTAL", "3.50"), None),  # no sign, no country: no currency
+    ],
+)
+def test_currency_from_codes_signs_and_the_merchants_country(head, body, total, expected):
+    r = extract_fields(_receipt(*head, body=body, total=total))
+    assert r.currency == expected
+    assert r.total == Decimal("3.50")
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "Receipt 74632",
+        "Receipt #: 000123",
+        ("Invoice 2025.06", ""),  # an invoice number shaped like a price
+        "Cashier: Anna",
+        "Table 4",
+        "Order #123",
+        ("Till 3", "Trans 52273"),
+        ("Bon-Nr. 4711", "Kasse 02,13"),
+        "Tisch 22",
+        "Scontrino n. 45",
+        "Le atendió: Anna",
+    ],
+)
+def test_reference_lines_are_not_items_nor_the_address(reference):
+    r = extract_fields(
+        lines(
+            "GREEN LEAF CAFE",
+            "12 Main St",
+            reference,
+            ("Date: 03/04/2025", "12:00"),
+            reference,
+            "Bagel",
+            ("  2 @ 2.25", "4.50"),
+            ("Coffee", "3.50"),
+            ("SUBTOTAL", "8.00"),
+            ("TOTAL", "8.00"),
+        )
+    )
+    assert [(i.name, i.quantity, i.amount) for i in r.items] == [
+        ("Bagel", 2, Decimal("4.50")),
+        ("Coffee", 1, Decimal("3.50")),
+    ]
+    assert r.address == "12 Main St"
+    assert r.check.items_match_subtotal is True
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected_total", "expected_subtotal"),
+    [
+        # "$62.80" read as "862.80" on the TOTAL line: subtotal + tax agree with 62.80
+        (
+            [("Soup", "$50.00"), ("SUBTOTAL", "$58.00"), ("TAX", "$4.80"), ("TOTAL", "862.80")],
+            "62.80",
+            "58.00",
+        ),
+        # ...and on the subtotal line: the items agree with 58.00
+        (
+            [("Soup", "$50.00"), ("SUBTOTAL", "858.00"), ("TAX", "$4.80"), ("TOTAL", "$62.80")],
+            "62.80",
+            "58.00",
+        ),
+        # "$" read as "5" with no subtotal printed: the items and tax agree
+        ([("Soup", "$50.00"), ("TAX", "$4.80"), ("TOTAL", "562.80")], "62.80", None),
+    ],
+)
+def test_a_currency_sign_read_as_a_digit_is_dropped_when_the_arithmetic_agrees(
+    rows, expected_total, expected_subtotal
+):
+    r = extract_fields(lines("DINER", ("Date: 03/04/2025", "12:00"), ("Pie", "$8.00"), *rows))
+    assert r.total == Decimal(expected_total)
+    assert r.subtotal == (Decimal(expected_subtotal) if expected_subtotal else None)
+    assert r.check.total_ok is True
+    assert any("currency sign read as a digit" in note for note in r.check.notes)  # said, not hidden
+
+
+def test_a_leading_digit_is_kept_without_arithmetic_evidence():
+    # 862.80 might really be the total: nothing else on the receipt says otherwise, so nothing changes
+    r = extract_fields(lines("DINER", ("Pie", "$8.00"), ("TAX", "$4.80"), ("TOTAL", "862.80")))
+    assert r.total == Decimal("862.80") and r.check.total_ok is False
+    # and a receipt that adds up is never touched, even where a leading 8 could be a sign
+    r = extract_fields(lines("DINER", ("Pie", "$800.00"), ("TOTAL", "$800.00")))
+    assert r.total == Decimal("800.00") and r.check.total_ok is True
+
+
+@pytest.mark.parametrize(
+    ("label", "amount"),
+    [("ZWISCHENSUMME", "subtotal"), ("SOUS - TOTAL", "subtotal"), ("SUBTOTALE", "subtotal"),
+     ("SUMME", "total"), ("TOTALE", "total"), ("TOTAL TTC", "total"), ("TOTALA PAGAR", "total"),
+     ("NET A PAYER", "total"), ("GESAMT", "total"), ("MWST 19%", "tax"), ("TVA 20%", "tax"), ("IVA 22%", "tax")],
+)  # fmt: skip
+def test_summary_keywords_in_several_languages(label, amount):
+    r = extract_fields(lines("SHOP", ("Coffee", "10,00"), (label, "7,00")))
+    got = {"subtotal": r.subtotal, "total": r.total, "tax": r.tax}
+    assert got[amount] == Decimal("7.00")
+    assert [i.name for i in r.items] == ["Coffee"]
