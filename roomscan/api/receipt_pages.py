@@ -1,10 +1,17 @@
-"""The receipt page: upload a photo, see the fields beside the image with every word's box drawn."""
+"""The receipt page: upload a photo, see the fields beside the image with every word's box drawn, download them.
+
+Nothing is stored between requests, so the downloads travel in the page itself: the result as JSON and as the
+CSV row ``roomscan receipt batch`` writes, each a ``data:`` link with a file name (no script needed).
+"""
 
 from __future__ import annotations
 
 import base64
 import io
-from typing import Annotated
+import json
+from pathlib import PurePath
+from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -18,10 +25,41 @@ from roomscan.errors import RoomscanError
 
 router = APIRouter(include_in_schema=False)
 
+# The one-value fields as a person reads them (the JSON keys stay as they are).
+FIELD_LABELS = {
+    "merchant": "Merchant",
+    "address": "Address",
+    "phone": "Phone",
+    "date": "Date",
+    "time": "Time",
+    "currency": "Currency",
+    "subtotal": "Subtotal",
+    "tax": "Tax",
+    "tip": "Tip",
+    "total": "Total",
+    "payment_method": "Payment method",
+}
+
+
+def downloads(result: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The result as JSON and CSV ``data:`` links, named after the uploaded file (``lunch.receipt.json``)."""
+    from roomscan.receipts.export import csv_row, to_csv
+
+    stem = PurePath(result.get("source") or "receipt").stem or "receipt"
+    as_json = json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+    as_csv = to_csv([csv_row(result, result.get("source"))])
+    return {
+        "json": {
+            "href": "data:application/json;charset=utf-8," + quote(as_json),
+            "name": f"{stem}.receipt.json",
+        },
+        "csv": {"href": "data:text/csv;charset=utf-8," + quote(as_csv), "name": f"{stem}.receipt.csv"},
+    }
+
 
 @router.get("/receipts", response_class=HTMLResponse)
 def receipt_form(request: Request) -> HTMLResponse:
-    return render(request, "receipt.html", result=None, image_uri=None)
+    return render(request, "receipt.html", result=None, image_uri=None, labels=FIELD_LABELS)
 
 
 @router.post("/receipts", response_class=HTMLResponse)
@@ -39,10 +77,18 @@ async def receipt_upload(
         scan = await run_in_threadpool(get_reader(engine or None).scan, uploads[0].photo)
     except HTTPException as exc:
         return render(
-            request, "receipt.html", exc.status_code, error=exc.detail, result=None, image_uri=None
+            request,
+            "receipt.html",
+            exc.status_code,
+            error=exc.detail,
+            result=None,
+            image_uri=None,
+            labels=FIELD_LABELS,
         )
     except RoomscanError as exc:
-        return render(request, "receipt.html", 422, error=str(exc), result=None, image_uri=None)
+        return render(
+            request, "receipt.html", 422, error=str(exc), result=None, image_uri=None, labels=FIELD_LABELS
+        )
     from roomscan.receipts.pipeline import annotate_words
 
     buffer = io.BytesIO()
@@ -50,4 +96,12 @@ async def receipt_upload(
     image_uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     result = scan.receipt.to_dict()
     result["source"] = uploads[0].filename
-    return remember_key(render(request, "receipt.html", result=result, image_uri=image_uri), key)
+    page = render(
+        request,
+        "receipt.html",
+        result=result,
+        image_uri=image_uri,
+        labels=FIELD_LABELS,
+        downloads=downloads(result),
+    )
+    return remember_key(page, key)

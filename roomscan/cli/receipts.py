@@ -11,15 +11,12 @@ from rich.markup import escape
 
 from roomscan.cli._console import console, err_console, progress
 from roomscan.errors import RoomscanError
-from roomscan.receipts.result import FIELDS as RECEIPT_FIELDS
+from roomscan.receipts.export import CSV_COLUMNS, csv_row
+from roomscan.receipts.export import ONE_VALUE_FIELDS as FIELDS
 
 app = typer.Typer(help="Receipt photos to structured expense data (offline OCR).", no_args_is_help=True)
 
 ENGINE_HELP = "OCR engine: rapidocr (default: PP-OCR, most accurate) or tesseract (about 2.5x faster, weaker on photos)."
-# The receipt's one-value fields, in reading order (its confidence fields, less the item list; "tax" is the
-# summed tax lines): printed by `read`, one CSV column each in `batch`.
-FIELDS = tuple("tax" if f == "taxes" else f for f in RECEIPT_FIELDS if f != "items")
-CSV_COLUMNS = ("file", *FIELDS, "items", "total_ok", "total_confidence", "error")
 
 
 def _reader(engine: str | None, date_order: str | None, no_preprocess: bool = False):  # type: ignore[no-untyped-def]
@@ -27,7 +24,11 @@ def _reader(engine: str | None, date_order: str | None, no_preprocess: bool = Fa
 
     if date_order not in (None, "dmy", "mdy"):
         raise RoomscanError(f"--date-order must be dmy or mdy, got {date_order!r}")
-    config = PreprocessConfig(find_paper=False, deskew=False, normalise=False, orient=False) if no_preprocess else None
+    config = (
+        PreprocessConfig(find_paper=False, deskew=False, normalise=False, orient=False)
+        if no_preprocess
+        else None
+    )
     return ReceiptReader(engine, preprocess=config, date_order=date_order)
 
 
@@ -73,7 +74,8 @@ def _print_receipt(receipt) -> None:  # type: ignore[no-untyped-def]
         value = d[name]
         c = conf.get("taxes" if name == "tax" else name, 0.0)
         console.print(
-            f"  {name:15} {escape(str(value)) if value is not None else '-'}  [dim]({c:.2f})[/]", highlight=False
+            f"  {name:15} {escape(str(value)) if value is not None else '-'}  [dim]({c:.2f})[/]",
+            highlight=False,
         )
     for item in d["items"]:
         console.print(
@@ -112,11 +114,7 @@ def batch(
         for photo in photos:
             row: dict[str, object] = {"file": photo.name}
             try:
-                d = reader.read(photo).to_dict()
-                row.update({k: d[k] for k in CSV_COLUMNS if k in d and k != "items"})
-                row["items"] = len(d["items"])
-                row["total_ok"] = d["check"]["total_ok"]
-                row["total_confidence"] = d["confidence"]["total"]
+                row = csv_row(reader.read(photo).to_dict(), photo.name)
             except RoomscanError as exc:
                 failed += 1
                 row["error"] = str(exc)

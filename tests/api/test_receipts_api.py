@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import re
+from urllib.parse import unquote
 
 import pytest
 from api_helpers import HEADERS
@@ -79,3 +82,35 @@ def test_page_without_key_shows_the_error(client, receipt_file):
         "/receipts", files={"file": ("r.jpg", receipt_file[0], "image/jpeg")}, data={"engine": "tesseract"}
     )
     assert r.status_code == 401 and "API key" in r.text
+
+
+def _download(page: str, extension: str) -> tuple[str, str]:
+    """(file name, content) of the page's download link for ``extension``."""
+    m = re.search(rf'href="data:[^,]+,([^"]+)" download="([^"]+\.{extension})"', page)
+    assert m, f"no {extension} download link"
+    return m.group(2), unquote(m.group(1))
+
+
+def test_page_names_fields_for_people_and_offers_json_and_csv_downloads(client, receipt_file):
+    data, truth = receipt_file
+    r = client.post(
+        "/receipts",
+        files={"file": ("lunch.jpg", data, "image/jpeg")},
+        data={"engine": "tesseract", "api_key": HEADERS["X-API-Key"]},
+    )
+    assert r.status_code == 200
+    page = r.text
+    assert "<th>Confidence</th>" in page.replace(' title="How sure the reader is, 0 to 1"', "")
+    assert ">Payment method<" in page and ">Subtotal<" in page
+    assert "payment_method<" not in page and "subtotal<" not in page  # no JSON keys shown as labels
+
+    name, text = _download(page, "json")
+    result = json.loads(text)
+    assert name == "lunch.receipt.json"
+    assert result["source"] == "lunch.jpg" and result["total"] == truth["total"] and result["items"]
+
+    name, text = _download(page, "csv")
+    (row,) = csv.DictReader(io.StringIO(text))
+    assert name == "lunch.receipt.csv"
+    assert row["file"] == "lunch.jpg" and row["total"] == truth["total"]
+    assert row["merchant"] == result["merchant"] and int(row["items"]) == len(result["items"])
