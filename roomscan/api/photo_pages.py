@@ -39,7 +39,7 @@ _IMMUTABLE = "public, max-age=31536000, immutable"  # a photo id always names th
 
 @dataclass(frozen=True)
 class FileOutcome:
-    """What became of one uploaded file: ``stored``, ``duplicate`` (the listing already had it) or ``refused``."""
+    """What became of one uploaded file: ``stored``, ``already_on_listing`` (nothing changed) or ``refused``."""
 
     name: str
     outcome: str
@@ -77,7 +77,9 @@ async def store_file(
             session.rollback()
             raise
         if not added.newly_attached:
-            return FileOutcome(raw.name, "duplicate", "this listing already has this photo", added.photo_id)
+            return FileOutcome(
+                raw.name, "already_on_listing", "this listing already has this photo", added.photo_id
+            )
         return FileOutcome(raw.name, "stored", "queued for detection", added.photo_id)
 
     return await run_in_threadpool(store_one)
@@ -85,14 +87,16 @@ async def store_file(
 
 def account(outcomes: list[FileOutcome]) -> dict[str, Any]:
     """An upload's account for the flash note: counts, and each file with what became of it."""
-    counts = {kind: sum(o.outcome == kind for o in outcomes) for kind in ("stored", "duplicate", "refused")}
+    counts = {
+        kind: sum(o.outcome == kind for o in outcomes) for kind in ("stored", "already_on_listing", "refused")
+    }
     return {"counts": counts, "files": [[o.name, o.outcome, o.detail] for o in outcomes]}
 
 
 def account_text(counts: dict[str, int]) -> str:
     parts = [f"{counts.get('stored', 0)} stored"]
-    if counts.get("duplicate"):
-        parts.append(f"{counts['duplicate']} already on this listing")
+    if counts.get("already_on_listing"):
+        parts.append(f"{counts['already_on_listing']} already on this listing")
     if counts.get("refused"):
         parts.append(f"{counts['refused']} refused")
     return "Upload: " + ", ".join(parts) + "."

@@ -57,6 +57,11 @@ def live_server(settings, api_detector) -> Iterator[Live]:
     thread.join(timeout=30)
 
 
+# One Chromium for the whole session, shared by every module that imports the fixture: a fixture imported into two
+# modules is two fixtures to pytest, and Playwright's sync API cannot run twice at once in one thread.
+_shared: dict[str, Any] = {"users": 0}
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     chromium = chromium_path()
@@ -64,12 +69,19 @@ def browser() -> Iterator[Any]:
         if os.environ.get("CI"):
             pytest.fail("Chromium is required in CI (scripts/setup.sh --test installs Debian's chromium)")
         pytest.skip("no Chromium on this machine: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
+    if not _shared["users"]:
+        from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        yield launched
-        launched.close()
+        _shared["playwright"] = sync_playwright().start()
+        _shared["browser"] = _shared["playwright"].chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+    _shared["users"] += 1
+    yield _shared["browser"]
+    _shared["users"] -= 1
+    if not _shared["users"]:
+        _shared.pop("browser").close()
+        _shared.pop("playwright").stop()
 
 
 def wait_processed(live: Live, listing_id: int, timeout: float = 60) -> None:

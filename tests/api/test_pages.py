@@ -99,7 +99,7 @@ def test_the_plain_upload_form_stores_good_files_and_says_which_were_refused(cli
         ("stored", "kitchen.jpg"),
         ("refused", "notes.txt"),
         ("stored", "bath.jpg"),
-        ("duplicate", "kitchen-again.jpg"),
+        ("already_on_listing", "kitchen-again.jpg"),
     ]
     assert "notes.txt: not an image roomscan can read" in html  # the reason
     assert len(_photo_ids(client, listing_id)) == 2
@@ -127,7 +127,10 @@ def test_the_per_file_upload_answers_each_file_in_json(client, services):
         and stored.json()["name"] == "a.jpg"
     )
     again = client.post(url, files={"file": ("b.jpg", jpeg(seed=5), "image/jpeg")})
-    assert again.json()["outcome"] == "duplicate" and again.json()["photo_id"] == stored.json()["photo_id"]
+    assert (
+        again.json()["outcome"] == "already_on_listing"
+        and again.json()["photo_id"] == stored.json()["photo_id"]
+    )
     bad = client.post(url, files={"file": ("c.png", b"\x89PNG\r\n\x1a\n broken", "image/png")})
     assert bad.status_code == 422 and bad.json()["outcome"] == "refused" and "c.png" in bad.json()["detail"]
     big = client.post(

@@ -96,7 +96,7 @@ function setupUpload(form) {
     const key = keyField ? keyField.value : "";
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
-    const counts = { stored: 0, duplicate: 0, refused: 0 };
+    const counts = { stored: 0, already_on_listing: 0, refused: 0 };
     const rows = list.querySelectorAll("li");
     for (let i = 0; i < chosen.length; i += 1) {
       const result = await send(chosen[i], rows[i], key);
@@ -110,13 +110,13 @@ function setupUpload(form) {
       counts[result.outcome] += 1;
       const line = rows[i].querySelector(".file-result");
       line.className = `file-result outcome-${result.outcome}`;
-      line.textContent = { stored: "stored", duplicate: "already on this listing", refused: "refused" }[result.outcome]
+      line.textContent = { stored: "stored", already_on_listing: "already on this listing", refused: "refused" }[result.outcome]
         + (result.detail ? `: ${result.detail}` : "");
       rows[i].dataset.outcome = result.outcome;
     }
     summary.className = counts.refused ? "outcome-refused" : "outcome-stored";
     summary.textContent = `Upload: ${counts.stored} stored`
-      + (counts.duplicate ? `, ${counts.duplicate} already on this listing` : "")
+      + (counts.already_on_listing ? `, ${counts.already_on_listing} already on this listing` : "")
       + (counts.refused ? `, ${counts.refused} refused (see above)` : "") + ".";
     if (keyField) keyField.closest("p").remove();  // the key is now remembered in a cookie
     chosen = [];
