@@ -158,11 +158,25 @@ def synth(
     n: int = typer.Option(40, "--n", min=1, help="How many receipts."),
     seed: int = typer.Option(0, "--seed"),
     degraded: bool = typer.Option(
-        False, "--degraded", help="Photograph-like damage (table, rotation, blur...)."
+        False, "--degraded", help="Photograph-like damage (table, tilt, light, blur...)."
+    ),
+    rotated: bool = typer.Option(
+        False, "--rotated", help="Photographs turned by any angle: sideways, upside down, beyond 15 degrees."
+    ),
+    held_out: bool = typer.Option(
+        False,
+        "--held-out",
+        help="The held-out split instead (36 hand-written receipts, never tuned on; --n and --seed unused).",
     ),
 ) -> None:
     """Generate receipts with exact ground truth, for `roomscan receipt evaluate`."""
-    from roomscan.receipts.synth import write_receipts
+    if held_out:
+        from roomscan.receipts.holdout import write_holdout
 
-    paths = write_receipts(folder, n, seed=seed, degraded=degraded)
+        condition = "rotated" if rotated else "degraded" if degraded else "clean"
+        paths = write_holdout(folder, condition=condition)
+    else:
+        from roomscan.receipts.synth import write_receipts
+
+        paths = write_receipts(folder, n, seed=seed, degraded=degraded, rotated=rotated)
     err_console.print(f"wrote {len(paths)} receipts to {folder}", highlight=False)
