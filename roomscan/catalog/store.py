@@ -103,9 +103,10 @@ def update_listing(
     title: str | None = None,
     claimed: Iterable[str] | None = None,
     taxonomy: Taxonomy,
-    model_id: int,
+    model_id: int | None,
 ) -> Listing:
-    """Change a listing's title and/or its claimed amenities (names, slugs or synonyms); the roll-up follows.
+    """Change a listing's title and/or its claimed amenities (names, slugs or synonyms); the roll-up follows
+    (or, with no ``model_id`` yet, is left to a worker).
 
     ``None`` leaves a field as it is; ``claimed=[]`` withdraws every claim.
 
@@ -121,8 +122,17 @@ def update_listing(
     if slugs is not None:
         set_claims(session, listing, slugs)
     session.flush()
-    refresh_listing_amenities(session, listing, model_id, taxonomy)
+    _follow(session, listing, model_id, taxonomy)
     return listing
+
+
+def _follow(session: Session, listing: Listing, model_id: int | None, taxonomy: Taxonomy) -> None:
+    """Bring the roll-up in line after a change, or mark it stale for a worker when no model ran yet."""
+    if model_id is None:
+        listing.rollup_stale = True
+        session.flush()
+    else:
+        refresh_listing_amenities(session, listing, model_id, taxonomy)
 
 
 def delete_listing(session: Session, listing: Listing) -> list[str]:
@@ -419,7 +429,7 @@ class RemovedPhoto:
 
 
 def remove_photo(
-    session: Session, listing: Listing, photo_id: int, *, taxonomy: Taxonomy, model_id: int
+    session: Session, listing: Listing, photo_id: int, *, taxonomy: Taxonomy, model_id: int | None
 ) -> RemovedPhoto:
     """Take a photo off a listing; the listing's roll-up follows. A photo no other listing uses is deleted
     with its detections (the caller deletes its file after committing: :func:`delete_orphan_file`).
@@ -434,7 +444,7 @@ def remove_photo(
     session.flush()
     session.expire(listing, ["photos"])
     deleted = _delete_orphan_photos(session, [photo_id])
-    refresh_listing_amenities(session, listing, model_id, taxonomy)
+    _follow(session, listing, model_id, taxonomy)
     return RemovedPhoto(photo_id=photo_id, deleted_sha256=deleted[0] if deleted else None)
 
 

@@ -11,12 +11,32 @@ import typer
 from rich.markup import escape
 
 from roomscan import __version__
-from roomscan.cli import catalog_cmds, detect, export, models, receipts, serve
+from roomscan.cli import catalog_cmds, detect, export, listings, models, receipts, serve
 from roomscan.cli import sweep as sweep_cmds
 from roomscan.cli import train as train_cmds
 from roomscan.cli._console import err_console
 from roomscan.cli.data import data_app
 from roomscan.errors import RoomscanError
+
+
+def _consistent_help() -> None:
+    """Help reads like every Unix tool's: argument names in upper case (``LISTING_ID``, ``PHOTOS...``), and no
+    ``<bool>`` beside a flag, which takes no value. Typer's defaults are lower case and ``--json <bool>``."""
+    from typer.core import TyperArgument, TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx):  # type: ignore[no-untyped-def]
+        return None if self.is_flag else shown(self, ctx)
+
+    def display_name_raw(self: TyperArgument) -> str:
+        return self.metavar if self.metavar is not None else (self.name or "").upper()
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    TyperArgument.display_name_raw = property(display_name_raw)  # type: ignore[assignment,method-assign]
+
+
+_consistent_help()
 
 app = typer.Typer(
     name="roomscan",
@@ -26,7 +46,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("detect")(detect.detect)
-app.add_typer(catalog_cmds.listings_app, name="listings")
+app.add_typer(listings.listings_app, name="listings")
 app.command("search")(catalog_cmds.search)
 app.command("worker")(catalog_cmds.worker)
 app.command("serve")(serve.serve)

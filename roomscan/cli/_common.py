@@ -13,29 +13,48 @@ from roomscan.cli._console import err_console
 from roomscan.detection.image import IMAGE_SUFFIXES
 from roomscan.errors import ImageError, RoomscanError
 
-ModelOpt = typer.Option(None, "--model", "-m", help="Detector: a name (owlv2), a Hugging Face id, or a local model directory. Default: $ROOMSCAN_MODEL or owlv2.")
-TaxonomyOpt = typer.Option(None, "--taxonomy", help="Amenity taxonomy YAML (default: the 30 built-in amenities).", exists=False)
+ModelOpt = typer.Option(None, "--model", "-m", envvar="ROOMSCAN_MODEL", help="Detector: a name (owlv2), a Hugging Face id, or a local model directory (default: owlv2).")
+TaxonomyOpt = typer.Option(None, "--taxonomy", envvar="ROOMSCAN_TAXONOMY", help="Amenity taxonomy YAML (default: the 30 built-in amenities).", exists=False)
 DeviceOpt = typer.Option(None, "--device", envvar="ROOMSCAN_DEVICE", help="cpu, cuda or auto (default: auto).")
 ImageSizeOpt = typer.Option(None, "--image-size", help="Detector input size in pixels (OWLv2: 960 native; 640 is ~2.8x faster on CPU).")
 MinScoreOpt = typer.Option(None, "--min-score", min=0.0, max=1.0, help="Override every amenity's threshold with this minimum score.")
-DbOpt = typer.Option(None, "--db", help="Catalog database URL (default: $ROOMSCAN_DATABASE_URL or an SQLite file in $ROOMSCAN_HOME).")
+DbOpt = typer.Option(None, "--db", envvar="ROOMSCAN_DATABASE_URL", help="Catalog database URL (default: an SQLite file in $ROOMSCAN_HOME).")
+JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+RecursiveOpt = typer.Option(False, "--recursive", "-r", help="Also take photos from sub-folders of a directory.")
 
 
-def expand_inputs(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Files to process (directories expanded to their images, sorted) and inputs that cannot be used."""
+def expand_inputs(paths: list[Path], *, recursive: bool = False) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Files to process (directories expanded to their images, sorted) and inputs that cannot be used.
+
+    What a directory holds besides photos is not lost silently: other files and (without ``recursive``)
+    sub-folders come back as one note per directory, for the caller to print.
+    """
     files: list[Path] = []
     problems: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            entries = sorted(path.rglob("*") if recursive else path.iterdir())
+            found = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            others = [p for p in entries if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES]
+            folders = [] if recursive else [p for p in entries if p.is_dir()]
             if not found:
-                problems.append((path, "directory has no image files (.jpg, .png, .webp...)"))
+                problems.append((path, "directory has no image files (.jpg, .png, .webp...)"
+                                 + ("; it has sub-folders: add --recursive" if folders else "")))
             files.extend(found)
+            if others:
+                kinds = ", ".join(sorted({p.suffix.lower() or "(no extension)" for p in others}))
+                note_skipped(path, f"{len(others)} file(s) that are not photos ({kinds})")
+            if folders and found:
+                note_skipped(path, f"{len(folders)} sub-folder(s); add --recursive to include them")
         elif path.exists():
             files.append(path)
         else:
             problems.append((path, "no such file or directory"))
     return files, problems
+
+
+def note_skipped(path: Path, what: str) -> None:
+    err_console.print(f"[dim]skipped in {escape(str(path))}: {escape(what)}[/]", highlight=False, soft_wrap=True)
 
 
 def load_detector(

@@ -14,6 +14,7 @@ from roomscan.cli._common import (
     ImageSizeOpt,
     MinScoreOpt,
     ModelOpt,
+    RecursiveOpt,
     TaxonomyOpt,
     expand_inputs,
     load_detector,
@@ -24,7 +25,8 @@ from roomscan.errors import ImageError
 
 
 def detect(
-    inputs: list[Path] = typer.Argument(..., help="Photos, or directories of photos.", metavar="PHOTO_OR_DIR..."),
+    photos: list[Path] = typer.Argument(..., help="Photos, or directories of photos.", show_default=False),
+    recursive: bool = RecursiveOpt,
     model: str | None = ModelOpt,
     taxonomy: Path | None = TaxonomyOpt,
     device: str | None = DeviceOpt,
@@ -41,7 +43,7 @@ def detect(
     from roomscan.detection.core import detections_to_records
     from roomscan.detection.image import load_image
 
-    files, problems = expand_inputs(inputs)
+    files, problems = expand_inputs(photos, recursive=recursive)
     for path, why in problems:
         report_bad(path, ValueError(why))
     if not files:

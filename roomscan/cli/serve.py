@@ -17,7 +17,7 @@ def serve(
     device: str | None = DeviceOpt,
     image_size: int | None = ImageSizeOpt,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for all)."),
-    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port to listen on."),
     db: str | None = DbOpt,
 ) -> None:
     """Serve the API (/api/v1, OpenAPI at /openapi.json) and the web page.

@@ -9,48 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
-from roomscan.cli import main
+from cli_helpers import photo, run
 
 ROOMSCAN = Path(sys.executable).with_name("roomscan")
-
-
-def photo(path: Path, seed: int = 0, size=(96, 72)) -> Path:
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype="uint8")).save(path, "JPEG")
-    return path
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("ROOMSCAN_HOME", str(home))
-    monkeypatch.delenv("ROOMSCAN_DATABASE_URL", raising=False)
-    monkeypatch.delenv("ROOMSCAN_MODEL", raising=False)
-    monkeypatch.delenv("ROOMSCAN_TAXONOMY", raising=False)
-    return home
-
-
-@pytest.fixture(scope="module")
-def taxonomy_file(tmp_path_factory):
-    from _models import tiny_taxonomy
-
-    path = tmp_path_factory.mktemp("tax") / "tiny.yaml"
-    tiny_taxonomy().save(path)
-    return path
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_detect_json_with_a_tiny_owlv2_directory_through_the_real_entry_point(tmp_path, tiny_owlv2_dir, taxonomy_file):

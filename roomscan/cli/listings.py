@@ -1,0 +1,314 @@
+"""``roomscan listings ...``: create, read, edit and delete listings, attach and remove photos, record hosts'
+decisions and export them as training labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from roomscan.cli._catalog import catalog_model, load_taxonomy, open_catalog, run_worker
+from roomscan.cli._common import (
+    DbOpt,
+    DeviceOpt,
+    JsonOpt,
+    ModelOpt,
+    RecursiveOpt,
+    TaxonomyOpt,
+    expand_inputs,
+    load_detector,
+    report_bad,
+)
+from roomscan.cli._console import console, err_console
+from roomscan.errors import ImageError, RoomscanError
+
+listings_app = typer.Typer(help="Create listings, attach photos, read and edit their amenities.", no_args_is_help=True)
+photos_app = typer.Typer(help="Photos of a listing.", no_args_is_help=True)
+listings_app.add_typer(photos_app, name="photos")
+
+ListingArg = typer.Argument(..., help="The listing's id (`roomscan listings list` shows them).", show_default=False)
+ClaimOpt = typer.Option(
+    [], "--claim", "-c", help="An amenity the host claims: slug, name or synonym (`hot tub`); repeat."
+)
+_STYLE = {"confirmed": "green", "unverified": "yellow", "discovered": "cyan", "rejected": "red"}
+
+
+@listings_app.command("add")
+def listings_add(
+    title: str = typer.Argument(..., help="Listing title.", show_default=False),
+    claim: list[str] = ClaimOpt,
+    taxonomy: Path | None = TaxonomyOpt,
+    db: str | None = DbOpt,
+) -> None:
+    """Create a listing; prints its id."""
+    from roomscan.catalog import store
+
+    tax = load_taxonomy(taxonomy)
+    slugs = sorted({tax.resolve(c).slug for c in claim})
+    if not title.strip():
+        raise RoomscanError("a listing needs a non-empty title")
+    _, sessions, _ = open_catalog(db)
+    with sessions() as session:
+        listing = store.create_listing(session, title, slugs)
+        session.commit()
+        console.print(f"created listing {listing.id}: {listing.title}", highlight=False, markup=False)
+
+
+@listings_app.command("list")
+def listings_list(
+    limit: int = typer.Option(50, min=1, max=1000, help="How many listings to show."),
+    offset: int = typer.Option(0, min=0, help="Skip this many (newest first)."),
+    db: str | None = DbOpt,
+) -> None:
+    """Newest listings first."""
+    from roomscan.catalog import store
+
+    _, sessions, _ = open_catalog(db)
+    table = Table("id", "title", "photos", "claimed")
+    with sessions() as session:
+        for listing in store.list_listings(session, limit=limit, offset=offset):
+            table.add_row(str(listing.id), escape(listing.title), str(len(listing.photos)), ", ".join(c.amenity for c in listing.claims))
+    console.print(table)
+
+
+@listings_app.command("show")
+def listings_show(
+    listing_id: int = ListingArg,
+    taxonomy: Path | None = TaxonomyOpt,
+    as_json: bool = JsonOpt,
+    db: str | None = DbOpt,
+) -> None:
+    """A listing's amenities (confirmed / unverified / discovered / rejected) with the photos that show them."""
+    from roomscan.catalog import store
+
+    tax = load_taxonomy(taxonomy)
+    _, sessions, _ = open_catalog(db)
+    with sessions() as session:
+        listing = store.get_listing(session, listing_id)
+        model = catalog_model(session, listing_id)
+        model_id = model.id if model else -1
+        summary = store.listing_amenities(session, listing, model_id, tax)
+        state = store.listing_processing_state(session, listing, model_id)
+        names = {lp.photo_id: lp.filename or f"photo {lp.photo_id}" for lp in listing.photos}
+    # A claim is not "unverified" while the photos that may show it are still being detected.
+    pending = state.state == "processing"
+    if as_json:
+        console.print_json(json.dumps({
+            "id": listing.id,
+            "title": listing.title,
+            "model": model.key if model else None,
+            "processing": {"state": state.state, "total": state.total, "done": state.done,
+                           "pending": state.pending, "failed": state.failed},
+            "amenities": [
+                {"slug": a.slug, "name": a.name, "status": a.status, "decision": a.decision, "score": a.score,
+                 "photo_count": a.photo_count,
+                 "evidence": [{"photo_id": e.photo_id, "file": names.get(e.photo_id), "box": list(e.box),
+                               "score": e.score} for e in a.evidence]}
+                for a in summary.amenities
+            ],
+        }))
+        return
+    console.print(f"[bold]{escape(listing.title)}[/] (listing {listing.id}), {state.total} photos, "
+                  f"model {escape(model.key) if model else 'none yet'}: {state.state}", highlight=False)
+    table = Table("amenity", "status", "best score", "photos", "evidence (photo: box)")
+    for a in summary.amenities:
+        ev = "; ".join(f"{escape(names.get(e.photo_id, str(e.photo_id)))}: {', '.join(f'{v:.0f}' for v in e.box)}"
+                       for e in a.evidence[:3])
+        status = "checking" if pending and a.status == "unverified" else a.status
+        label = f"[{_STYLE.get(status, 'dim')}]{status}[/]" + (" (host)" if a.decision else "")
+        table.add_row(escape(a.name), label, f"{a.score:.2f}", str(a.photo_count), ev)
+    console.print(table)
+
+
+@listings_app.command("edit")
+def listings_edit(
+    listing_id: int = ListingArg,
+    title: str | None = typer.Option(None, "--title", help="The new title."),
+    claim: list[str] = ClaimOpt,
+    no_claims: bool = typer.Option(False, "--no-claims", help="Withdraw every claim."),
+    taxonomy: Path | None = TaxonomyOpt,
+    db: str | None = DbOpt,
+) -> None:
+    """Change a listing's title and/or its claims (--claim replaces the whole set); the amenities follow."""
+    from roomscan.catalog import store
+
+    if title is None and not claim and not no_claims:
+        raise RoomscanError("nothing to change: give --title, --claim (repeat) or --no-claims")
+    if claim and no_claims:
+        raise RoomscanError("--claim and --no-claims contradict each other: give one")
+    tax = load_taxonomy(taxonomy)
+    _, sessions, _ = open_catalog(db)
+    with sessions() as session:
+        listing = store.get_listing(session, listing_id)
+        model = catalog_model(session, listing_id)
+        try:
+            store.update_listing(session, listing, title=title, claimed=[] if no_claims else (claim or None),
+                                 taxonomy=tax, model_id=model.id if model else None)
+        except ValueError as exc:
+            raise RoomscanError(str(exc)) from exc
+        session.commit()
+        claims = ", ".join(c.amenity for c in listing.claims) or "none"
+        console.print(f"listing {listing.id}: {listing.title} (claims: {claims})", highlight=False, markup=False)
+
+
+@listings_app.command("delete")
+def listings_delete(
+    listing_id: int = ListingArg,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    db: str | None = DbOpt,
+) -> None:
+    """Delete a listing, its claims and decisions; photos no other listing uses are deleted too."""
+    from roomscan.catalog import store
+
+    _, sessions, photo_store = open_catalog(db)
+    with sessions() as session:
+        listing = store.get_listing(session, listing_id)
+        if not yes and not typer.confirm(f"Delete listing {listing.id} ({listing.title}) and its photos?"):
+            raise typer.Exit(1)
+        deleted = store.delete_listing(session, listing)
+        session.commit()
+        for sha in deleted:
+            store.delete_orphan_file(session, photo_store, sha)
+    err_console.print(f"deleted listing {listing_id} ({len(deleted)} photo(s) no other listing used)")
+
+
+@listings_app.command("decide")
+def listings_decide(
+    listing_id: int = ListingArg,
+    amenity: str = typer.Argument(..., help="Slug, name or synonym of an amenity the model reported.",
+                                  show_default=False),
+    decision: str = typer.Argument(..., help="confirmed, rejected, or clear (withdraw the decision).",
+                                   show_default=False),
+    taxonomy: Path | None = TaxonomyOpt,
+    db: str | None = DbOpt,
+) -> None:
+    """Record the host's verdict on an amenity the model reported (kept beside the model's detections)."""
+    from roomscan.catalog import store
+
+    if decision not in ("confirmed", "rejected", "clear"):
+        raise RoomscanError(f"DECISION must be confirmed, rejected or clear, got {decision!r}")
+    tax = load_taxonomy(taxonomy)
+    _, sessions, _ = open_catalog(db)
+    with sessions() as session:
+        listing = store.get_listing(session, listing_id)
+        model = catalog_model(session, listing_id)
+        if model is None:
+            raise RoomscanError(f"no photo of listing {listing_id} has been detected yet: nothing to decide on")
+        try:
+            summary = store.set_decision(session, listing, amenity, None if decision == "clear" else decision,
+                                         taxonomy=tax, model_id=model.id)
+        except ValueError as exc:
+            raise RoomscanError(str(exc)) from exc
+        session.commit()
+    slug = tax.resolve(amenity).slug
+    row = next((a for a in summary.amenities if a.slug == slug), None)
+    console.print(f"listing {listing_id}: {slug} is now {row.status if row else 'not reported'}", highlight=False)
+
+
+@listings_app.command("export-labels")
+def listings_export_labels(
+    out: Path = typer.Argument(..., help="A new (or empty) folder for the dataset.", show_default=False),
+    taxonomy: Path | None = TaxonomyOpt,
+    db: str | None = DbOpt,
+) -> None:
+    """Export hosts' decisions as training labels: a roomscan dataset of the boxes hosts confirmed, plus
+    decisions.jsonl with every verdict (rejections are the model's false positives)."""
+    from roomscan.catalog.labels import export_decisions
+
+    tax = load_taxonomy(taxonomy)
+    _, sessions, photo_store = open_catalog(db)
+    with sessions() as session:
+        model = catalog_model(session)
+        if model is None:
+            raise RoomscanError("the catalog has no detections yet: nothing to export")
+        summary = export_decisions(session, photo_store, model.id, tax, out)
+    err_console.print(f"exported {summary.decisions} decision(s): {summary.images} photo(s), {summary.boxes} "
+                      f"confirmed box(es) from {model.key} -> {out}", highlight=False)
+    for conflict in summary.conflicts:
+        err_console.print(f"[yellow]left out[/] {escape(conflict)}: one listing confirmed it, another rejected it")
+
+
+@photos_app.command("add")
+def photos_add(
+    listing_id: int = ListingArg,
+    photos: list[Path] = typer.Argument(..., help="Photos or directories of photos.", show_default=False),
+    recursive: bool = RecursiveOpt,
+    model: str | None = ModelOpt,
+    taxonomy: Path | None = TaxonomyOpt,
+    device: str | None = DeviceOpt,
+    process: bool = typer.Option(True, "--process/--no-process", help="Run detection now (else leave it queued for `roomscan worker` or the server)."),
+    db: str | None = DbOpt,
+) -> None:
+    """Attach photos to a listing (stored by content hash, so adding one twice changes nothing) and detect."""
+    from roomscan.catalog import store
+    from roomscan.detection.image import load_image
+
+    files, problems = expand_inputs(photos, recursive=recursive)
+    for path, why in problems:
+        report_bad(path, ValueError(why))
+    settings, sessions, photo_store = open_catalog(db)
+    with sessions() as session:
+        store.get_listing(session, listing_id)  # fail before loading the model
+    detector = load_detector(model, taxonomy, device)
+    added, already, skipped = 0, 0, len(problems)
+    with sessions() as session:
+        model_id = store.ensure_model(session, detector.info).id
+        listing = store.get_listing(session, listing_id)
+        for path in files:
+            try:
+                photo = load_image(path, max_pixels=settings.max_pixels)
+            except ImageError as exc:
+                skipped += 1
+                report_bad(path, exc)
+                continue
+            result = store.add_photo(
+                session, photo_store, listing, photo, model_id=model_id, taxonomy=detector.taxonomy, filename=path.name
+            )
+            added += result.newly_attached
+            if not result.newly_attached:
+                already += 1
+                err_console.print(f"[dim]{escape(str(path))}: listing {listing_id} already has this photo[/]")
+        session.commit()
+    summary = f"{added} photo(s) added to listing {listing_id}"
+    if already:
+        summary += f", {already} already there"
+    if skipped:
+        summary += f", {skipped} skipped"
+    err_console.print(summary, highlight=False)
+    if process:
+        run_worker(sessions, photo_store, detector, model_id)
+    if skipped:
+        raise typer.Exit(1)
+
+
+@photos_app.command("remove")
+def photos_remove(
+    listing_id: int = ListingArg,
+    photo: str = typer.Argument(..., help="The photo's id, or its file name on this listing.", show_default=False),
+    taxonomy: Path | None = TaxonomyOpt,
+    db: str | None = DbOpt,
+) -> None:
+    """Take a photo off a listing; its amenities roll up again without it."""
+    from roomscan.catalog import store
+
+    tax = load_taxonomy(taxonomy)
+    _, sessions, photo_store = open_catalog(db)
+    with sessions() as session:
+        listing = store.get_listing(session, listing_id)
+        by_name = {lp.filename: lp.photo_id for lp in listing.photos if lp.filename}
+        if photo in by_name:
+            photo_id = by_name[photo]
+        elif photo.isdigit():
+            photo_id = int(photo)
+        else:
+            names = ", ".join(sorted(by_name)) or "none"
+            raise RoomscanError(f"listing {listing_id} has no photo named {photo!r} (its photos: {names})")
+        model = catalog_model(session, listing_id)
+        removed = store.remove_photo(session, listing, photo_id, taxonomy=tax, model_id=model.id if model else None)
+        session.commit()
+        if removed.deleted_sha256:
+            store.delete_orphan_file(session, photo_store, removed.deleted_sha256)
+    err_console.print(f"removed photo {photo_id} from listing {listing_id}", highlight=False)
