@@ -1,7 +1,8 @@
 """Does a receipt add up: the arithmetic check, and the one repair arithmetic may make.
 
 The repair is for a currency sign OCR read as a digit (``$62.80`` as ``862.80``, ``S``/``5``/``8`` are the usual
-readings): the leading digit is dropped only when the amounts then add up, and every repair is noted.
+readings): the leading digit is dropped only when the amounts then add up; likewise a decimal point OCR lost
+(``Tea | 793``) is restored only when the items or the total then add up. Every repair is noted.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 
+from roomscan.receipts.layout import Line
 from roomscan.receipts.money import Amount, to_decimal
 from roomscan.receipts.result import ArithmeticCheck, LineItem, TaxLine
 
-__all__ = ["check", "repair_misread_signs"]
+__all__ = ["check", "repair_misread_signs", "restore_lost_point_item", "restore_lost_point_tax"]
 
 _CENT = Decimal("0.01")
 
@@ -123,3 +125,58 @@ def check(
         total_ok=total_ok,
         notes=tuple(notes),
     )
+
+
+def _point_lost(line: Line) -> Amount | None:
+    """``Tea | 793``: a price whose decimal point OCR lost, as the amount it would be (7.93), else None."""
+    if len(line.cells) < 2 or sum(c.isalpha() for c in line.cells[0]) < 2:
+        return None
+    m = re.fullmatch(r"[$€£]?(\d{3,5})", line.cells[-1].strip())
+    if not m:
+        return None
+    digits = f"{m.group(1)[:-2]}.{m.group(1)[-2:]}"
+    return Amount(Decimal(digits), None, digits, None, False)
+
+
+def restore_lost_point_tax(
+    lines: list[Line],
+    amounts: list[Amount | None],
+    is_tax: list[bool],
+    sub_i: int | None,
+    total_i: int | None,
+    tax_is: list[int],
+    tip_i: int | None,
+    notes: list[str],
+) -> set[int]:
+    """A tax line read without its decimal point (``TAX 5% | 172``), restored only when the total then adds up."""
+    if tax_is or total_i is None or sub_i is None:
+        return set()
+    base = amounts[sub_i].value + (amounts[tip_i].value if tip_i is not None else Decimal(0))  # type: ignore[union-attr]
+    for i, line in enumerate(lines):
+        alt = _point_lost(line) if amounts[i] is None and is_tax[i] else None
+        if alt and abs(base + alt.value - amounts[total_i].value) <= _CENT:  # type: ignore[union-attr]
+            amounts[i] = alt
+            tax_is.append(i)
+            notes.append(f"read {line.cells[-1]} as {alt.digits}: a decimal point OCR lost")
+            return {i}
+    return set()
+
+
+def restore_lost_point_item(
+    lines: list[Line],
+    amounts: list[Amount | None],
+    body: list[int],
+    sub_i: int | None,
+    item_rows: list[int],
+    notes: list[str],
+) -> set[int]:
+    """An item read without its decimal point (``Tea | 793``), restored only when the items then match the subtotal."""
+    if sub_i is None or amounts[sub_i] is None:
+        return set()
+    missing = amounts[sub_i].value - sum((amounts[i].value for i in item_rows), Decimal(0))  # type: ignore[union-attr]
+    for i in body:
+        if amounts[i] is None and (alt := _point_lost(lines[i])) and abs(alt.value - missing) <= _CENT:
+            amounts[i] = alt
+            notes.append(f"read {lines[i].cells[-1]} as {alt.digits}: a decimal point OCR lost")
+            return {i}
+    return set()

@@ -15,7 +15,7 @@ import re
 from decimal import Decimal
 
 from roomscan.receipts import arithmetic, region
-from roomscan.receipts.arithmetic import repair_misread_signs
+from roomscan.receipts.arithmetic import repair_misread_signs, restore_lost_point_item, restore_lost_point_tax
 from roomscan.receipts.dates import find_date, parse_date, parse_time
 from roomscan.receipts.layout import Line
 from roomscan.receipts.money import Amount, find_amount, parse_amount, symbol_currency
@@ -130,7 +130,12 @@ def extract_fields(lines: list[Line], *, date_order: str | None = None) -> Recei
     conf["items"] = item_conf
 
     notes: list[str] = []
+    is_tax = [bool(_TAX.search(t)) and not refs[i] for i, t in enumerate(texts)]
+    restored = restore_lost_point_tax(lines, amounts, is_tax, sub_i, total_i, tax_is, tip_i, notes)
+    body = [i for i in range(header_end, items_end) if not refs[i]]
+    restored |= restore_lost_point_item(lines, amounts, body, sub_i, item_rows, notes)
     repaired = repair_misread_signs(amounts, sub_i, total_i, tax_is, tip_i, item_rows, printed, notes)
+    repaired |= restored
     if repaired:
         items, item_conf, item_rows = _items(lines, texts, amounts, refs, header_end, items_end)
 
@@ -325,7 +330,7 @@ def _items(
         if qty > 1 and unit is None:
             unit = (amount / qty).quantize(_CENT)
         pending_name = None
-        name = re.sub(r"\s*(?:[$€£]|\b[A-Z]{3}\b)\s*$", "", name).strip()
+        name = re.sub(r"\s*(?:[$€£]|\b[A-Z]{3}\b)\s*$", "", name).strip(" '\"‘’`|_~")
         if not name or sum(c.isalpha() for c in name) < 2:
             continue
         items.append(

@@ -306,3 +306,25 @@ def test_summary_keywords_in_several_languages(label, amount):
     got = {"subtotal": r.subtotal, "total": r.total, "tax": r.tax}
     assert got[amount] == Decimal("7.00")
     assert [i.name for i in r.items] == ["Coffee"]
+
+
+def test_a_decimal_point_ocr_lost_is_restored_only_when_the_arithmetic_agrees():
+    r = extract_fields(
+        lines(
+            "SHOP",
+            ("Date: 03/04/2025", "12:00"),
+            ("Tea", "793"),
+            ("Soup", "5.00"),
+            ("SUBTOTAL", "12.93"),
+            ("TAX 5%", "065"),
+            ("TOTAL", "13.58"),
+        )
+    )
+    assert [i.amount for i in r.items] == [Decimal("7.93"), Decimal("5.00")]
+    assert r.tax == Decimal("0.65") and r.check.total_ok is True and r.check.items_match_subtotal is True
+    assert sum("decimal point OCR lost" in n for n in r.check.notes) == 2
+    # without a subtotal to agree with, "Tea | 793" stays unread: no price is made up
+    r = extract_fields(
+        lines("SHOP", ("Date: 03/04/2025", "12:00"), ("Tea", "793"), ("Soup", "5.00"), ("TOTAL", "5.00"))
+    )
+    assert [i.amount for i in r.items] == [Decimal("5.00")]
