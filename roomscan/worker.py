@@ -198,8 +198,11 @@ class DetectionWorker:
                 select(ListingPhoto.listing_id).where(ListingPhoto.photo_id == photo_id).order_by(ListingPhoto.listing_id)
             ).all()
             for listing_id in listing_ids:
+                listing = session.get(Listing, listing_id)
+                if listing is None:  # deleted since its photos were read
+                    continue
                 # The refresh locks the listing: two workers finishing two of its photos do not interleave.
-                store.refresh_listing_amenities(session, session.get_one(Listing, listing_id), self.model_id, self.taxonomy)
+                store.refresh_listing_amenities(session, listing, self.model_id, self.taxonomy)
         self.stats.done += 1
 
     def _fail(self, job_id: int, attempt: int, error: str, *, final: bool) -> None:
