@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
 from roomscan.api.pages import listing_context
 from roomscan.api.services import Services
-from roomscan.api.uploads import decode_upload, read_uploads
+from roomscan.api.uploads import decode_upload, read_uploads, safe_filename
 from roomscan.api.web import STATIC_DIR, key_from, redirect, remember_key, render
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing
@@ -55,7 +55,7 @@ async def store_file(
     try:
         raw = (await read_uploads([upload], services.settings))[0]  # per-file size limit
     except HTTPException as exc:
-        return FileOutcome(upload.filename or "upload", "refused", str(exc.detail), status=exc.status_code)
+        return _refused(safe_filename(upload.filename) or "upload", exc)
 
     def store_one() -> FileOutcome:
         try:
@@ -72,7 +72,7 @@ async def store_file(
             session.commit()
         except HTTPException as exc:  # not an image, unsupported, too many pixels
             session.rollback()
-            return FileOutcome(raw.name, "refused", str(exc.detail), status=exc.status_code)
+            return _refused(raw.name, exc)
         except BaseException:
             session.rollback()
             raise
@@ -83,6 +83,11 @@ async def store_file(
         return FileOutcome(raw.name, "stored", "queued for detection", added.photo_id)
 
     return await run_in_threadpool(store_one)
+
+
+def _refused(name: str, exc: HTTPException) -> FileOutcome:
+    # The reason names the file ("a.pdf: not an image ..."); the account shows the name beside it already.
+    return FileOutcome(name, "refused", str(exc.detail).removeprefix(f"{name}: "), status=exc.status_code)
 
 
 def account(outcomes: list[FileOutcome]) -> dict[str, Any]:
@@ -201,6 +206,8 @@ def photo_view(
     """One photo, large, with every box and label drawn over it; ``amenity`` highlights its best box."""
     photo = store.get_photo(session, photo_id)
     owner = store.get_listing(session, listing) if listing is not None else None
+    if owner is not None and photo_id not in {lp.photo_id for lp in owner.photos}:
+        owner = None  # a stale link (the photo was removed from that listing): show the photo without it
     dets = store.photo_detections(session, [photo_id], services.model_id, services.taxonomy)[photo_id]
     taxonomy = services.taxonomy
     highlight = taxonomy.resolve(amenity).slug if amenity else None

@@ -332,3 +332,27 @@ def test_api_docs_work_with_no_internet(live_server, browser):  # noqa: F811
     assert outside == []
     shot(page, "docs")
     page.close()
+
+
+def test_without_javascript_the_plain_upload_form_reports_refused_files(live_server, browser, tmp_path):  # noqa: F811
+    from playwright.sync_api import expect
+
+    live = live_server
+    listing_id, _ = _listing(live, "No script")
+    good, bad = tmp_path / "terrace.jpg", tmp_path / "plan.pdf"
+    good.write_bytes(jpeg(seed=9))
+    bad.write_bytes(b"%PDF-1.4 not a photo")
+    context = browser.new_context(viewport=PHONE, java_script_enabled=False)
+    context.add_cookies([{"name": "roomscan_api_key", "value": API_KEY, "url": live.url}])
+    page = context.new_page()
+    page.goto(f"{live.url}/listings/{listing_id}")
+    page.set_input_files("#upload-form input[type=file]", [str(good), str(bad)])
+    page.get_by_role("button", name="Upload").click()
+    expect(page).to_have_url(f"{live.url}/listings/{listing_id}")  # redirected: a reload posts nothing
+    expect(page.locator("#flash")).to_contain_text("Upload: 1 stored, 1 refused.")
+    expect(page.locator("#upload-account li[data-outcome=refused]")).to_contain_text("plan.pdf")
+    expect(page.locator("#upload-account li[data-outcome=stored]")).to_contain_text("terrace.jpg")
+    expect(page.locator("#photos figure")).to_have_count(1)
+    no_sideways_scroll(page)
+    shot(page, "upload-no-script")
+    context.close()
