@@ -101,7 +101,7 @@ def test_the_plain_upload_form_stores_good_files_and_says_which_were_refused(cli
         ("stored", "bath.jpg"),
         ("already_on_listing", "kitchen-again.jpg"),
     ]
-    assert re.search(r"<strong>notes.txt</strong>:\s+refused \(not an image roomscan can read", html)  # and why
+    assert re.search(r"<strong>notes.txt</strong>\s+refused: not an image roomscan can read", html)  # and why
     assert len(_photo_ids(client, listing_id)) == 2
 
 
