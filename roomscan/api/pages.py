@@ -177,8 +177,7 @@ def listing_context(services: Services, session: Session, listing_id: int) -> di
     listing = store.get_listing(session, listing_id)
     summary = store.listing_amenities(session, listing, services.model_id, services.taxonomy)
     state = store.listing_processing_state(session, listing, services.model_id)
-    photos = {lp.photo_id: lp.photo for lp in listing.photos}
-    return {"listing": listing, "summary": summary, "state": state, "photos": photos}
+    return {"listing": listing, "summary": summary, "state": state}
 
 
 @router.get("/search", response_class=HTMLResponse)

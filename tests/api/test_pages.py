@@ -366,3 +366,13 @@ def test_the_api_still_uploads_all_or_nothing(client):
         headers=HEADERS,
     )
     assert r.status_code == 415 and _photo_ids(client, listing_id) == []
+
+
+def test_the_next_page_link_keeps_the_whole_query():
+    from roomscan.api.web import query_url
+
+    url = query_url(
+        "/search", amenity=["bed", "oven"], any=["sink"], min_score=None, confirmed_only=True, after=7
+    )
+    assert url == "/search?amenity=bed&amenity=oven&any=sink&confirmed_only=true&after=7"
+    assert query_url("/search", amenity=[], confirmed_only=False) == "/search"
