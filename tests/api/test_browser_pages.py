@@ -289,6 +289,9 @@ def test_any_of_search_with_evidence_thumbnails_at_phone_width(live_server, brow
             "[...document.querySelectorAll('li.hit img')].every(i => i.complete && i.naturalWidth > 0)"
         )
         no_sideways_scroll(page)
+        # Every thumbnail keeps its size beside a long title (the link around it must not shrink).
+        widths = [round(b["width"]) for b in (hits.nth(i).locator("img.thumb").bounding_box() for i in range(2))]
+        assert widths == [96, 96], widths
         shot(page, "search")
 
         hits.nth(1).locator("a.evidence").click()
