@@ -74,3 +74,14 @@ def test_evaluate_reports_per_field_accuracy(capsys, clean_receipts):
 def test_bad_options_are_clear_errors(capsys, clean_receipts, args):
     code, _, err = run(capsys, "receipt", "read", str(clean_receipts[0]), *args)
     assert code == 2 and "error" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "count", "suffix"),
+    [(["--n", "2", "--rotated"], 2, ".jpg"), (["--held-out"], 36, ".png")],
+)
+def test_synth_writes_receipts_with_ground_truth(capsys, tmp_path, args, count, suffix):
+    code, _, err = run(capsys, "receipt", "synth", str(tmp_path / "out"), *args)
+    images = sorted((tmp_path / "out").glob(f"*{suffix}"))
+    assert code == 0 and f"wrote {count} receipts" in err and len(images) == count
+    assert all(json.loads(p.with_suffix(".json").read_text())["total"] for p in images)
