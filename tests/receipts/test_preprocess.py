@@ -38,3 +38,19 @@ def test_every_step_can_be_switched_off(clean_receipts):
 def test_tiny_and_blank_images_pass_through(shape):
     out = preprocess(np.full((*shape, 3), 255, np.uint8))
     assert out.image.ndim == 3
+
+
+@pytest.mark.parametrize("angle", [90.0, 270.0, 95.0, 30.0, -40.0])
+def test_skew_estimate_on_a_short_page_at_any_angle(angle):
+    # A short, wide page turned sideways once looked 39 degrees tilted (row variance rewarded its outline's
+    # diagonal); the skew is the angle modulo a quarter turn, so sideways is 0 and 95 is -5.
+    import dataclasses
+    import random
+
+    from roomscan.receipts.synth import make_receipt, render
+
+    receipt = make_receipt(random.Random(3))
+    short = render(dataclasses.replace(receipt, lines=receipt.lines[:9]), width=560).convert("L")
+    expected = (-angle + 45) % 90 - 45
+    gray = np.asarray(short.rotate(angle, expand=True, fillcolor=255))
+    assert estimate_skew(gray) == pytest.approx(expected, abs=0.6)
