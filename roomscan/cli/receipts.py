@@ -156,7 +156,7 @@ def evaluate(
 def synth(
     folder: Path = typer.Argument(..., help="Where to write generated receipts (+ ground-truth JSON)."),
     n: int = typer.Option(40, "--n", min=1, help="How many receipts."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed writes the same receipts."),
     degraded: bool = typer.Option(
         False, "--degraded", help="Photograph-like damage (table, tilt, light, blur...)."
     ),
