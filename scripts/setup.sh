@@ -14,8 +14,8 @@ optional=0
 if ! command -v tesseract >/dev/null 2>&1; then apt_packages+=(tesseract-ocr tesseract-ocr-eng); optional=1; fi
 # The fonts generated receipts are drawn with (roomscan/receipts/fonts.py): named exactly, so generated receipts
 # and the tests on them do not depend on what else a machine has installed.
-for font in fonts-dejavu-core:dejavu/DejaVuSansMono.ttf fonts-liberation:liberation/LiberationMono-Regular.ttf \
-            fonts-freefont-ttf:freefont/FreeMono.ttf; do
+for font in fonts-dejavu-core:dejavu/DejaVuSansMono.ttf fonts-dejavu-extra:dejavu/DejaVuSansCondensed.ttf \
+            fonts-liberation:liberation/LiberationMono-Regular.ttf fonts-freefont-ttf:freefont/FreeMono.ttf; do
   [[ -e /usr/share/fonts/truetype/${font#*:} ]] || { apt_packages+=("${font%%:*}"); optional=1; }
 done
 if (( want_test )); then
