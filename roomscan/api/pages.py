@@ -92,14 +92,7 @@ def edit_listing_form(
         session.rollback()
         code, message = _failure(exc)
         form = {"title": title, "claimed": set(claimed), "editing": True}
-        return render(
-            request,
-            "listing.html",
-            code,
-            error=message,
-            form=form,
-            **listing_context(services, session, listing_id),
-        )
+        return listing_error(request, services, session, listing_id, code, message, form=form)
     session.commit()
     return redirect(f"/listings/{listing_id}", key, text="Listing saved.")
 
@@ -117,18 +110,11 @@ def delete_listing_form(
     try:
         check_api_key(services, key)
     except HTTPException as exc:
-        return render(
-            request,
-            "listing.html",
-            exc.status_code,
-            error=exc.detail,
-            **listing_context(services, session, listing_id),
-        )
+        return listing_error(request, services, session, listing_id, exc.status_code, exc.detail)
     title = listing.title
     orphans = store.delete_listing(session, listing)
     session.commit()
-    for sha256 in orphans:  # photos no other listing uses: their files go after the rows
-        store.delete_orphan_file(session, services.photos, sha256)
+    store.delete_orphan_files(session, services.photos, orphans)  # photos no other listing uses
     return redirect("/", key, text=f"Listing “{title}” deleted.")
 
 
@@ -161,15 +147,28 @@ def decision_form(
     except (HTTPException, ValueError, TaxonomyError) as exc:
         session.rollback()
         code, message = _failure(exc)
-        return render(
-            request, "listing.html", code, error=message, **listing_context(services, session, listing_id)
-        )
+        return listing_error(request, services, session, listing_id, code, message)
     session.commit()
     name = services.taxonomy.resolve(slug).name
     text = {"confirmed": f"{name}: confirmed by you.", "rejected": f"{name}: rejected by you."}.get(
         decision, f"{name}: your decision is cleared; the model's report stands."
     )
     return redirect(f"/listings/{listing_id}#amenity-{slug}", key, text=text)
+
+
+def listing_error(
+    request: Request,
+    services: Services,
+    session: Session,
+    listing_id: int,
+    code: int,
+    message: object,
+    **context: Any,
+) -> HTMLResponse:
+    """The listing page again, with the error and whatever the person typed (``form``), after a refused write."""
+    return render(
+        request, "listing.html", code, error=message, **context, **listing_context(services, session, listing_id)
+    )
 
 
 def listing_context(services: Services, session: Session, listing_id: int) -> dict[str, Any]:

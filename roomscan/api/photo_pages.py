@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
 from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
-from roomscan.api.pages import listing_context
+from roomscan.api.pages import listing_error
 from roomscan.api.services import Services
 from roomscan.api.uploads import decode_upload, read_uploads, safe_filename
 from roomscan.api.web import STATIC_DIR, key_from, redirect, remember_key, render
@@ -131,13 +131,7 @@ async def upload_form(
             )
     except HTTPException as exc:
         message = f"{exc.detail}. Nothing was uploaded; choose the photos again."
-        return render(
-            request,
-            "listing.html",
-            exc.status_code,
-            error=message,
-            **listing_context(services, session, listing_id),
-        )
+        return listing_error(request, services, session, listing_id, exc.status_code, message)
     outcomes = [await store_file(services, session, listing, f) for f in files]
     note = account(outcomes)
     return redirect(f"/listings/{listing_id}", key, text=account_text(note["counts"]), upload=note)
@@ -178,19 +172,12 @@ def remove_photo_form(
     try:
         check_api_key(services, key)
     except HTTPException as exc:
-        return render(
-            request,
-            "listing.html",
-            exc.status_code,
-            error=exc.detail,
-            **listing_context(services, session, listing_id),
-        )
+        return listing_error(request, services, session, listing_id, exc.status_code, exc.detail)
     removed = store.remove_photo(
         session, listing, photo_id, taxonomy=services.taxonomy, model_id=services.model_id
     )
     session.commit()
-    if removed.deleted_sha256:  # no listing uses it any more
-        store.delete_orphan_file(session, services.photos, removed.deleted_sha256)
+    store.delete_orphan_files(session, services.photos, removed.deleted)  # no listing uses it any more
     return redirect(f"/listings/{listing_id}", key, text=f"Photo {photo_id} removed from this listing.")
 
 

@@ -41,7 +41,7 @@ __all__ = [
     "add_photo",
     "create_listing",
     "delete_listing",
-    "delete_orphan_file",
+    "delete_orphan_files",
     "enqueue_missing_jobs",
     "ensure_model",
     "get_listing",
@@ -139,7 +139,7 @@ def delete_listing(session: Session, listing: Listing) -> list[str]:
     """Delete a listing with its claims, decisions and roll-up; photos no other listing uses go too.
 
     Returns the SHA-256 of each photo deleted, whose file the caller removes after committing
-    (:func:`delete_orphan_file`).
+    (:func:`delete_orphan_files`).
     """
     photo_ids = [lp.photo_id for lp in listing.photos]
     session.delete(listing)
@@ -424,15 +424,16 @@ def refresh_stale_listings(session: Session, model_id: int, taxonomy: Taxonomy, 
 @dataclass(frozen=True)
 class RemovedPhoto:
     photo_id: int
-    deleted_sha256: str | None
-    """The photo's hash when no listing uses it any more: its row is gone, its file is the caller's to delete."""
+    deleted: tuple[str, ...]
+    """The photo's hash when no listing uses it any more (else empty): its row is gone, its file is the caller's
+    to delete after committing (:func:`delete_orphan_files`)."""
 
 
 def remove_photo(
     session: Session, listing: Listing, photo_id: int, *, taxonomy: Taxonomy, model_id: int | None
 ) -> RemovedPhoto:
     """Take a photo off a listing; the listing's roll-up follows. A photo no other listing uses is deleted
-    with its detections (the caller deletes its file after committing: :func:`delete_orphan_file`).
+    with its detections (the caller deletes its file after committing: :func:`delete_orphan_files`).
 
     Raises:
         NotFoundError: the photo is not on this listing.
@@ -445,7 +446,7 @@ def remove_photo(
     session.expire(listing, ["photos"])
     deleted = _delete_orphan_photos(session, [photo_id])
     _follow(session, listing, model_id, taxonomy)
-    return RemovedPhoto(photo_id=photo_id, deleted_sha256=deleted[0] if deleted else None)
+    return RemovedPhoto(photo_id=photo_id, deleted=tuple(deleted))
 
 
 def _delete_orphan_photos(session: Session, photo_ids: Sequence[int]) -> list[str]:
@@ -465,11 +466,14 @@ def _delete_orphan_photos(session: Session, photo_ids: Sequence[int]) -> list[st
     return [row.sha256 for row in orphans]
 
 
-def delete_orphan_file(session: Session, photos: PhotoStore, sha256: str) -> bool:
-    """After a commit that deleted a photo row: remove its file unless the same bytes were stored again since."""
-    if session.scalar(select(Photo.id).where(Photo.sha256 == sha256)) is not None:
-        return False
-    return photos.delete(sha256)
+def delete_orphan_files(session: Session, photos: PhotoStore, sha256s: Iterable[str]) -> int:
+    """After a commit that deleted photo rows: remove their files, except any whose bytes were stored again
+    since. Returns how many files were removed."""
+    removed = 0
+    for sha256 in sha256s:
+        if session.scalar(select(Photo.id).where(Photo.sha256 == sha256)) is None:
+            removed += photos.delete(sha256)
+    return removed
 
 
 def retry_failed_jobs(session: Session, model_id: int) -> int:

@@ -170,8 +170,7 @@ def listings_delete(
             raise typer.Exit(1)
         deleted = store.delete_listing(session, listing)
         session.commit()
-        for sha in deleted:
-            store.delete_orphan_file(session, photo_store, sha)
+        store.delete_orphan_files(session, photo_store, deleted)
     err_console.print(f"deleted listing {listing_id} ({len(deleted)} photo(s) no other listing used)")
 
 
@@ -309,6 +308,5 @@ def photos_remove(
         model = catalog_model(session, listing_id)
         removed = store.remove_photo(session, listing, photo_id, taxonomy=tax, model_id=model.id if model else None)
         session.commit()
-        if removed.deleted_sha256:
-            store.delete_orphan_file(session, photo_store, removed.deleted_sha256)
+        store.delete_orphan_files(session, photo_store, removed.deleted)
     err_console.print(f"removed photo {photo_id} from listing {listing_id}", highlight=False)

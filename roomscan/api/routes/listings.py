@@ -98,8 +98,7 @@ def delete_listing(listing_id: int, services: ServicesDep, session: SessionDep) 
     """Delete a listing with its claims and decisions; photos no other listing uses are deleted too."""
     deleted = store.delete_listing(session, store.get_listing(session, listing_id))
     session.commit()
-    for sha in deleted:
-        store.delete_orphan_file(session, services.photos, sha)
+    store.delete_orphan_files(session, services.photos, deleted)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -99,8 +99,7 @@ def remove_photo(listing_id: int, photo_id: int, services: ServicesDep, session:
     listing = store.get_listing(session, listing_id)
     removed = store.remove_photo(session, listing, photo_id, taxonomy=services.taxonomy, model_id=services.model_id)
     session.commit()
-    if removed.deleted_sha256:
-        store.delete_orphan_file(session, services.photos, removed.deleted_sha256)
+    store.delete_orphan_files(session, services.photos, removed.deleted)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
