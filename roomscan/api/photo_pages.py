@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 
 from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
 from roomscan.api.pages import listing_error
+from roomscan.api.routes.photos import attach_upload
 from roomscan.api.services import Services
-from roomscan.api.uploads import decode_upload, read_uploads, safe_filename
+from roomscan.api.uploads import read_uploads, safe_filename
 from roomscan.api.web import STATIC_DIR, key_from, redirect, remember_key, render
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing
@@ -59,16 +60,7 @@ async def store_file(
 
     def store_one() -> FileOutcome:
         try:
-            photo = decode_upload(raw, services.settings)
-            added = store.add_photo(
-                session,
-                services.photos,
-                listing,
-                photo,
-                model_id=services.model_id,
-                taxonomy=services.taxonomy,
-                filename=raw.filename,
-            )
+            added = attach_upload(services, session, listing, raw)
             session.commit()
         except HTTPException as exc:  # not an image, unsupported, too many pixels
             session.rollback()

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 from roomscan.api.deps import ApiKeyDep, ServicesDep, SessionDep
 from roomscan.api.schemas import DetectionOut, PhotoAccepted, PhotoOut, PhotosAccepted
 from roomscan.api.services import Services
-from roomscan.api.uploads import decode_upload, read_uploads
+from roomscan.api.uploads import RawUpload, decode_upload, read_uploads
 from roomscan.catalog import store
-from roomscan.catalog.models import PhotoJob
+from roomscan.catalog.models import Listing, PhotoJob
 from roomscan.detection.core import detections_to_records
 from roomscan.detection.draw import annotate
 from roomscan.detection.image import load_image
@@ -25,6 +25,21 @@ router = APIRouter(tags=["photos"])
 
 _MEDIA = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
           "BMP": "image/bmp", "TIFF": "image/tiff"}
+
+
+def attach_upload(services: Services, session: Session, listing: Listing, upload: RawUpload) -> store.AddedPhoto:
+    """Decode one read upload (HTTPException when it is not a usable image) and attach it to ``listing``
+    through ``store.add_photo``, the one attach path. Blocking: call it from a worker thread. Not committed."""
+    photo = decode_upload(upload, services.settings)
+    return store.add_photo(
+        session,
+        services.photos,
+        listing,
+        photo,
+        model_id=services.model_id,
+        taxonomy=services.taxonomy,
+        filename=upload.filename,
+    )
 
 
 async def accept_photos(services: Services, session: Session, listing_id: int, files: list[UploadFile]) -> PhotosAccepted:
@@ -40,16 +55,7 @@ async def accept_photos(services: Services, session: Session, listing_id: int, f
         accepted = []
         try:
             for upload in raw:
-                photo = decode_upload(upload, services.settings)
-                added = store.add_photo(
-                    session,
-                    services.photos,
-                    listing,
-                    photo,
-                    model_id=services.model_id,
-                    taxonomy=services.taxonomy,
-                    filename=upload.filename,
-                )
+                added = attach_upload(services, session, listing, upload)
                 accepted.append(
                     PhotoAccepted(
                         photo_id=added.photo_id,
