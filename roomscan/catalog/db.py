@@ -50,7 +50,7 @@ class SchemaVersionError(RoomscanError):
     """The database's schema is not one this roomscan can migrate (written by a newer version, or unmanaged)."""
 
 
-def make_engine(url: str | URL) -> Engine:
+def make_engine(url: str | URL, *, pool_size: int | None = None, pool_timeout: float | None = None) -> Engine:
     """Create an engine for a catalog URL, tuned for roomscan's use.
 
     SQLite: the parent directory is created; every connection gets WAL journaling (readers never block the
@@ -59,6 +59,11 @@ def make_engine(url: str | URL) -> Engine:
     databases share one connection so every session sees the same data.
 
     PostgreSQL: ``postgresql://`` (and ``postgres://``) URLs use psycopg 3; connections are pinged before use.
+
+    ``pool_size`` connections are kept (no overflow beyond them), and a request waits at most ``pool_timeout``
+    seconds for one (then ``sqlalchemy.exc.TimeoutError``, which the server answers with 503): a server sizes
+    the pool to its thread limit (``Settings.db_pool_size``), so a burst of requests queues for threads, not
+    for connections that threads hold. ``None`` keeps SQLAlchemy's defaults (5 + 10 overflow, 30 s).
 
     No connection is made here: :func:`migrate` or :func:`open_catalog` report an unreachable database.
 
@@ -81,11 +86,16 @@ def make_engine(url: str | URL) -> Engine:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
+    pool: dict[str, Any] = {}
+    if pool_size is not None:
+        pool.update(pool_size=pool_size, max_overflow=0)
+    if pool_timeout is not None:
+        pool["pool_timeout"] = pool_timeout
     try:
         if backend == "sqlite":
-            engine = _make_sqlite_engine(parsed)
+            engine = _make_sqlite_engine(parsed, **pool)
         elif backend == "postgresql":
-            engine = create_engine(parsed, pool_pre_ping=True)
+            engine = create_engine(parsed, pool_pre_ping=True, **pool)
         else:
             raise RoomscanError(
                 f"Unsupported database {_mask(parsed)!r}: roomscan's catalog runs on SQLite or PostgreSQL."
@@ -139,7 +149,9 @@ def migrate(engine_or_url: Engine | str | URL) -> None:
         engine.dispose()
 
 
-def open_catalog(url: str | URL) -> tuple[Engine, sessionmaker[Session]]:
+def open_catalog(
+    url: str | URL, *, pool_size: int | None = None, pool_timeout: float | None = None
+) -> tuple[Engine, sessionmaker[Session]]:
     """Open (and migrate) the catalog database: what every entry point calls first.
 
     Args:
@@ -158,7 +170,7 @@ def open_catalog(url: str | URL) -> tuple[Engine, sessionmaker[Session]]:
         ...     session.query(Listing).count()  # doctest: +SKIP
         0
     """
-    engine = make_engine(url)
+    engine = make_engine(url, pool_size=pool_size, pool_timeout=pool_timeout)
     try:
         migrate(engine)
     except BaseException:
@@ -204,7 +216,7 @@ def _is_sqlite_memory(url: URL) -> bool:
     return database in ("", ":memory:") or database.startswith("file::memory:") or "mode=memory" in database
 
 
-def _make_sqlite_engine(url: URL) -> Engine:
+def _make_sqlite_engine(url: URL, **pool: Any) -> Engine:
     connect_args: dict[str, Any] = {"check_same_thread": False}
     if _is_sqlite_memory(url):
         # One shared connection: otherwise each pooled connection would see its own empty database.
@@ -219,7 +231,7 @@ def _make_sqlite_engine(url: URL) -> Engine:
                     f"Cannot create the directory for the SQLite database {path}: {exc}. "
                     "Check the path in ROOMSCAN_DATABASE_URL / ROOMSCAN_HOME and that it is writable."
                 ) from exc
-        engine = create_engine(url, connect_args=connect_args)
+        engine = create_engine(url, connect_args=connect_args, **pool)
     event.listen(engine, "connect", _sqlite_on_connect)
     return engine
 
