@@ -23,6 +23,17 @@ def _megabytes(env: Mapping[str, str], name: str, default: float) -> int:
     return int(value * 1024 * 1024)
 
 
+def _positive(env: Mapping[str, str], name: str, default: float, kind: type = int) -> Any:
+    text = env.get(name)
+    try:
+        value = kind(text) if text else default
+    except ValueError:
+        raise RoomscanError(f"{name} must be a positive {'whole ' if kind is int else ''}number; got {text!r}") from None
+    if value <= 0:
+        raise RoomscanError(f"{name} must be positive, got {text!r}")
+    return value
+
+
 def default_home() -> Path:
     """``$ROOMSCAN_HOME``, default ``~/.roomscan``: where roomscan keeps its data, caches and sweeps."""
     return Path(os.environ.get("ROOMSCAN_HOME") or Path.home() / ".roomscan")
@@ -43,6 +54,14 @@ class Settings:
         max_files_per_upload: most files in one upload request.
         max_request_bytes: largest request body (all files together). ``ROOMSCAN_MAX_REQUEST_MB`` (default 100).
         max_pixels: decompression-bomb guard for every decoded image.
+        threads: the server's threads for blocking request work (database, files, decoding); requests beyond
+            them wait their turn without blocking the event loop. ``ROOMSCAN_THREADS`` (default 16).
+        db_pool_size: catalog connections per process; 0 means ``threads`` + 4 (the detection worker, health
+            checks), so a thread never waits for a connection another thread holds. ``ROOMSCAN_DB_POOL_SIZE``.
+        db_pool_timeout: seconds a request waits for a connection before it is answered 503.
+            ``ROOMSCAN_DB_POOL_TIMEOUT`` (default 10).
+        max_inflight: requests the server works on at once; beyond that it answers 503 with ``Retry-After`` at
+            once instead of queueing without bound. ``ROOMSCAN_MAX_INFLIGHT`` (default 64).
     """
 
     home: Path = field(default_factory=default_home)
@@ -55,10 +74,17 @@ class Settings:
     max_files_per_upload: int = 20
     max_request_bytes: int = 100 * 1024 * 1024
     max_pixels: int = DEFAULT_MAX_PIXELS
+    threads: int = 16
+    db_pool_size: int = 0
+    db_pool_timeout: float = 10.0
+    max_inflight: int = 64
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
-        for name in ("max_upload_bytes", "max_request_bytes", "max_pixels", "max_files_per_upload"):
+        if self.db_pool_size == 0:
+            object.__setattr__(self, "db_pool_size", self.threads + 4)
+        for name in ("max_upload_bytes", "max_request_bytes", "max_pixels", "max_files_per_upload", "threads",
+                     "db_pool_size", "db_pool_timeout", "max_inflight"):
             if getattr(self, name) <= 0:
                 raise RoomscanError(f"setting {name} must be positive, got {getattr(self, name)}")
 
@@ -74,6 +100,10 @@ class Settings:
             device=env.get("ROOMSCAN_DEVICE") or "auto",
             max_upload_bytes=_megabytes(env, "ROOMSCAN_MAX_UPLOAD_MB", 20),
             max_request_bytes=_megabytes(env, "ROOMSCAN_MAX_REQUEST_MB", 100),
+            threads=_positive(env, "ROOMSCAN_THREADS", 16),
+            db_pool_size=_positive(env, "ROOMSCAN_DB_POOL_SIZE", 0) if env.get("ROOMSCAN_DB_POOL_SIZE") else 0,
+            db_pool_timeout=_positive(env, "ROOMSCAN_DB_POOL_TIMEOUT", 10.0, float),
+            max_inflight=_positive(env, "ROOMSCAN_MAX_INFLIGHT", 64),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings

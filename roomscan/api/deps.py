@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from roomscan.api.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: a plain attribute read needs no thread (sync dependencies queue for the server's threads).
     return request.app.state.services
 
 

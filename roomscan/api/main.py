@@ -9,14 +9,18 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from roomscan import __version__
+from roomscan.api.overload import InflightLimit, install_database_handlers
 from roomscan.api.routes import health, listings, photos, receipts, search
 from roomscan.api.services import Services
 from roomscan.api.uploads import BodySizeLimit
@@ -37,7 +41,9 @@ def build_services(settings: Settings, detector: Detector | None = None) -> Serv
     from roomscan.catalog.photos import PhotoStore
     from roomscan.worker import DetectionWorker
 
-    _, sessions = open_catalog(settings.resolved_database_url)
+    _, sessions = open_catalog(
+        settings.resolved_database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout
+    )
     if detector is None:
         # taxonomy None lets a fine-tuned model directory bring its own taxonomy.yaml.
         detector = get_detector(settings.model, taxonomy=settings.taxonomy, device=settings.device)
@@ -71,6 +77,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import anyio.to_thread
+
+        # Blocking request work runs on this many threads, each with a pooled connection (overload.py).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         built = services or build_services(settings, detector)
         app.state.services = built
         if start_worker:
@@ -97,6 +107,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(InflightLimit, limit=settings.max_inflight)  # outermost: refuses before reading a body
 
     for router in (listings.router, photos.router, search.router, receipts.router):
         app.include_router(router, prefix=API_PREFIX)
@@ -110,6 +121,7 @@ def create_app(
     app.include_router(photo_pages.router)
     app.include_router(receipt_pages.router)
     _install_error_handlers(app)
+    install_database_handlers(app)
     return app
 
 
@@ -123,29 +135,54 @@ _ERROR_STATUS: tuple[tuple[type[RoomscanError], int], ...] = (
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    """Every error answer of the API is a ``schemas.Problem``: ``{"detail": "..."}``, plus ``errors`` for a request
+    that does not match the schema. No handler echoes text it cannot encode (a lone surrogate), so none fails."""
+
     @app.exception_handler(RoomscanError)
     async def roomscan_error(request: Request, exc: RoomscanError) -> Response:
         code = next(c for cls, c in _ERROR_STATUS if isinstance(exc, cls))
         if not request.url.path.startswith((API_PREFIX, "/healthz")):
             from roomscan.api.web import render_error
 
-            return render_error(request, code, str(exc))  # a person on the web page gets a page
-        return JSONResponse({"detail": str(exc)}, status_code=code)
+            return render_error(request, code, encodable(str(exc)))  # a person on the web page gets a page
+        return JSONResponse({"detail": encodable(str(exc))}, status_code=code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if not isinstance(exc.detail, str) or encodable(exc.detail) != exc.detail:
+            exc = StarletteHTTPException(exc.status_code, encodable(str(exc.detail)), exc.headers)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        # One readable sentence per problem, e.g. "body.title: Field required".
-        parts = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
-            parts.append(f"{where}: {err.get('msg', 'invalid')}")
-        return JSONResponse(
-            {"detail": "; ".join(parts) or "invalid request", "errors": jsonable(exc.errors())},
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-        )
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        try:
+            body = validation_problem(exc.errors())
+        except Exception:  # the answer must stay a 422, whatever pydantic reported
+            log.exception("could not describe a validation error")
+            body = {"detail": "invalid request"}
+        if not request.url.path.startswith((API_PREFIX, "/healthz")):
+            from roomscan.api.web import render_error
+
+            return render_error(request, status.HTTP_422_UNPROCESSABLE_CONTENT, body["detail"])
+        return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-def jsonable(errors: object) -> object:
-    from fastapi.encoders import jsonable_encoder
+def validation_problem(errors: Sequence[Any]) -> dict[str, Any]:
+    """A ``Problem`` body for pydantic's errors: one readable sentence per problem (``"body.title: Field
+    required"``) in ``detail``, and each as ``{loc, msg, type}`` in ``errors``. The input itself is left out: it may
+    be huge, or text no response can encode."""
+    issues = [
+        {
+            "loc": [p if isinstance(p, int) else encodable(str(p)) for p in err.get("loc", ())],
+            "msg": encodable(str(err.get("msg", "invalid"))),
+            "type": encodable(str(err.get("type", "value_error"))),
+        }
+        for err in errors
+    ]
+    parts = [f"{'.'.join(str(p) for p in i['loc'] if p != 'body') or 'request'}: {i['msg']}" for i in issues]
+    return {"detail": "; ".join(parts) or "invalid request", "errors": issues}
 
-    return jsonable_encoder(errors, custom_encoder={Exception: str, bytes: lambda b: b.decode("utf-8", "replace")})
+
+def encodable(text: str) -> str:
+    """``text`` with lone surrogates (not encodable as UTF-8) written as ``\\udXXX`` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

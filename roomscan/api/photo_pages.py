@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
 from roomscan.api.pages import listing_error
-from roomscan.api.routes.photos import attach_upload
+from roomscan.api.schemas import CatalogId
+from roomscan.api.routes.photos import attach_upload, listing_released
 from roomscan.api.services import Services
 from roomscan.api.uploads import read_uploads, safe_filename
 from roomscan.api.web import STATIC_DIR, key_from, redirect, remember_key, render
@@ -102,7 +103,7 @@ def account_text(counts: dict[str, int]) -> str:
 @router.post("/listings/{listing_id}/photos", response_class=HTMLResponse)
 async def upload_form(
     request: Request,
-    listing_id: int,
+    listing_id: CatalogId,
     services: ServicesDep,
     session: SessionDep,
     files: Annotated[list[UploadFile], File()] = [],  # noqa: B006
@@ -110,7 +111,8 @@ async def upload_form(
 ) -> Response:
     """The plain form (no script): every file stored or refused on its own, then back to the listing."""
     key = key_from(request, api_key)
-    listing = store.get_listing(session, listing_id)
+    # Database and template work on threads: the event loop keeps serving other requests.
+    listing = await run_in_threadpool(listing_released, session, listing_id)
     files = [f for f in files if f.filename or f.size]
     try:
         check_api_key(services, key)
@@ -123,7 +125,9 @@ async def upload_form(
             )
     except HTTPException as exc:
         message = f"{exc.detail}. Nothing was uploaded; choose the photos again."
-        return listing_error(request, services, session, listing_id, exc.status_code, message)
+        return await run_in_threadpool(
+            listing_error, request, services, session, listing_id, exc.status_code, message
+        )
     outcomes = [await store_file(services, session, listing, f) for f in files]
     note = account(outcomes)
     return redirect(f"/listings/{listing_id}", key, text=account_text(note["counts"]), upload=note)
@@ -132,7 +136,7 @@ async def upload_form(
 @router.post("/listings/{listing_id}/photos/file")
 async def upload_one(
     request: Request,
-    listing_id: int,
+    listing_id: CatalogId,
     services: ServicesDep,
     session: SessionDep,
     file: Annotated[UploadFile, File()],
@@ -140,7 +144,7 @@ async def upload_one(
 ) -> Response:
     """One file from the page's script: JSON ``{name, outcome, detail, photo_id, status}``; 401/403 for the key."""
     key = key_from(request, api_key)
-    listing = store.get_listing(session, listing_id)
+    listing = await run_in_threadpool(listing_released, session, listing_id)
     try:
         check_api_key(services, key)
     except HTTPException as exc:
@@ -152,8 +156,8 @@ async def upload_one(
 @router.post("/listings/{listing_id}/photos/{photo_id}/delete", response_class=HTMLResponse)
 def remove_photo_form(
     request: Request,
-    listing_id: int,
-    photo_id: int,
+    listing_id: CatalogId,
+    photo_id: CatalogId,
     services: ServicesDep,
     session: SessionDep,
     api_key: Annotated[str | None, Form()] = None,
@@ -176,10 +180,10 @@ def remove_photo_form(
 @router.get("/photos/{photo_id}", response_class=HTMLResponse)
 def photo_view(
     request: Request,
-    photo_id: int,
+    photo_id: CatalogId,
     services: ServicesDep,
     session: SessionDep,
-    listing: Annotated[int | None, Query(ge=1)] = None,
+    listing: Annotated[CatalogId | None, Query()] = None,
     amenity: str | None = None,
 ) -> HTMLResponse:
     """One photo, large, with every box and label drawn over it; ``amenity`` highlights its best box."""
@@ -235,7 +239,7 @@ def _colour(class_id: int) -> str:
 
 
 @router.get("/photos/{photo_id}/{size}.jpg", response_class=Response)
-def thumbnail(photo_id: int, size: int, services: ServicesDep, session: SessionDep) -> Response:
+def thumbnail(photo_id: CatalogId, size: int, services: ServicesDep, session: SessionDep) -> Response:
     """The photo upright (EXIF applied, as its boxes are), its longest side at most ``size`` px, as JPEG."""
     if size not in THUMB_SIZES:
         raise HTTPException(

@@ -12,7 +12,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from roomscan.api.deps import ApiKeyDep, ServicesDep, SessionDep
-from roomscan.api.schemas import DetectionOut, PhotoAccepted, PhotoOut, PhotosAccepted
+from roomscan.api.schemas import (
+    DELETE,
+    READ,
+    UPLOAD,
+    CatalogId,
+    DetectionOut,
+    PhotoAccepted,
+    PhotoOut,
+    PhotosAccepted,
+)
 from roomscan.api.services import Services
 from roomscan.api.uploads import RawUpload, decode_upload, read_uploads
 from roomscan.catalog import store
@@ -25,6 +34,17 @@ router = APIRouter(tags=["photos"])
 
 _MEDIA = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
           "BMP": "image/bmp", "TIFF": "image/tiff"}
+# The stored bytes, in whichever of these types they were uploaded.
+_IMAGE_TYPES = sorted({*_MEDIA.values(), "application/octet-stream"})
+_IMAGE = {200: {"description": "the photo's bytes", "content": {media: {} for media in _IMAGE_TYPES}}}
+
+
+def listing_released(session: Session, listing_id: int) -> Listing:
+    """The listing (404 if missing), with the read's transaction ended so its connection returns to the pool
+    while an async handler awaits the upload's bytes. Blocking: call it from a worker thread."""
+    listing = store.get_listing(session, listing_id)
+    session.commit()  # objects stay usable (expire_on_commit=False); the next query takes a connection again
+    return listing
 
 
 def attach_upload(services: Services, session: Session, listing: Listing, upload: RawUpload) -> store.AddedPhoto:
@@ -48,7 +68,9 @@ async def accept_photos(services: Services, session: Session, listing_id: int, f
     Decoding and storing run in a worker thread (the event loop keeps serving), one photo at a time, so only one
     decoded image is in memory at once; a bad file rolls back the photos stored before it.
     """
-    listing = store.get_listing(session, listing_id)  # 404 before reading any upload
+    # Every database call runs on a thread (a blocked event loop would stall every other request), and no
+    # connection is held while the uploads are read.
+    listing = await run_in_threadpool(listing_released, session, listing_id)  # 404 before reading uploads
     raw = await read_uploads(files, services.settings)
 
     def store_all() -> list[PhotoAccepted]:
@@ -80,9 +102,10 @@ async def accept_photos(services: Services, session: Session, listing_id: int, f
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PhotosAccepted,
     dependencies=[ApiKeyDep],
+    responses=UPLOAD,
 )
 async def upload_photos(
-    listing_id: int,
+    listing_id: CatalogId,
     files: Annotated[list[UploadFile], File(description="one or more photos (JPEG, PNG, WebP)")],
     services: ServicesDep,
     session: SessionDep,
@@ -97,9 +120,12 @@ async def upload_photos(
 
 
 @router.delete(
-    "/listings/{listing_id}/photos/{photo_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[ApiKeyDep]
+    "/listings/{listing_id}/photos/{photo_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[ApiKeyDep],
+    responses=DELETE,
 )
-def remove_photo(listing_id: int, photo_id: int, services: ServicesDep, session: SessionDep) -> Response:
+def remove_photo(listing_id: CatalogId, photo_id: CatalogId, services: ServicesDep, session: SessionDep) -> Response:
     """Take a photo off a listing; its amenities roll up again without it. A photo no other listing uses is
     deleted with its detections."""
     listing = store.get_listing(session, listing_id)
@@ -109,8 +135,8 @@ def remove_photo(listing_id: int, photo_id: int, services: ServicesDep, session:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/photos/{photo_id}", response_model=PhotoOut)
-def get_photo(photo_id: int, services: ServicesDep, session: SessionDep) -> PhotoOut:
+@router.get("/photos/{photo_id}", response_model=PhotoOut, responses=READ)
+def get_photo(photo_id: CatalogId, services: ServicesDep, session: SessionDep) -> PhotoOut:
     """A photo's size, processing state and detections under the served model."""
     photo = store.get_photo(session, photo_id)
     job = session.scalar(
@@ -130,8 +156,8 @@ def get_photo(photo_id: int, services: ServicesDep, session: SessionDep) -> Phot
     )
 
 
-@router.get("/photos/{photo_id}/image", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def get_photo_image(photo_id: int, services: ServicesDep, session: SessionDep) -> Response:
+@router.get("/photos/{photo_id}/image", response_class=Response, responses={**_IMAGE, **READ})
+def get_photo_image(photo_id: CatalogId, services: ServicesDep, session: SessionDep) -> Response:
     """The photo exactly as uploaded."""
     photo = store.get_photo(session, photo_id)
     return Response(
@@ -141,8 +167,12 @@ def get_photo_image(photo_id: int, services: ServicesDep, session: SessionDep) -
     )
 
 
-@router.get("/photos/{photo_id}/annotated", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def get_annotated(photo_id: int, services: ServicesDep, session: SessionDep) -> Response:
+@router.get(
+    "/photos/{photo_id}/annotated",
+    response_class=Response,
+    responses={200: {"description": "JPEG", "content": {"image/jpeg": {}}}, **READ},
+)
+def get_annotated(photo_id: CatalogId, services: ServicesDep, session: SessionDep) -> Response:
     """The photo (upright) with the served model's boxes and labels drawn, as JPEG."""
     photo = store.get_photo(session, photo_id)
     dets = store.photo_detections(session, [photo_id], services.model_id, services.taxonomy)[photo_id]
