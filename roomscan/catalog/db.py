@@ -13,6 +13,7 @@ a newer roomscan) into a :class:`~roomscan.errors.RoomscanError` that says what 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -233,10 +234,15 @@ def _make_sqlite_engine(url: URL, **pool: Any) -> Engine:
                 ) from exc
         engine = create_engine(url, connect_args=connect_args, **pool)
     event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "before_cursor_execute", _sqlite_begin_before_write)
     return engine
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own ("legacy") transaction control is off: it never BEGINs before a SAVEPOINT, so a savepoint
+    # outside a transaction committed on RELEASE, e.g. a photo row of an upload that was then refused.
+    # _sqlite_begin_before_write opens transactions instead (SQLAlchemy's "sqlite_transactions" notes).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
@@ -245,6 +251,28 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
+
+
+# Statements that write (DML, DDL, SAVEPOINT), alone or after a WITH clause.
+_SQLITE_WRITE = re.compile(
+    r"\s*(?:(?:INSERT|UPDATE|DELETE|REPLACE|SAVEPOINT|CREATE|ALTER|DROP)\b"
+    r"|WITH\b.*\b(?:INSERT|UPDATE|DELETE|REPLACE)\b)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _sqlite_begin_before_write(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+    """``BEGIN IMMEDIATE`` before a transaction's first write (or SAVEPOINT); reads before it run outside.
+
+    Why not ``BEGIN`` at a transaction's first statement (SQLAlchemy's recipe): a transaction that read first
+    holds a WAL snapshot, and its first write then fails at once with "database is locked" whenever another
+    connection wrote meanwhile (SQLite skips the busy timeout for that upgrade), so every read-then-write
+    (an upload, a job claim) would fail under concurrent writers. Taking the write lock up front waits out the
+    busy timeout instead; reads stay concurrent, as with the driver's legacy mode, and savepoints, DDL and
+    everything written after the first write are now one transaction that rolls back whole.
+    """
+    if not cursor.connection.in_transaction and _SQLITE_WRITE.match(statement):
+        cursor.execute("BEGIN IMMEDIATE")
 
 
 def _unavailable(engine: Engine, exc: Exception) -> DatabaseUnavailableError:
@@ -311,8 +339,8 @@ def _lock_for_migration(connection: Any) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
     elif connection.dialect.name == "sqlite":
-        # pysqlite would only BEGIN before the first INSERT/UPDATE; take the write lock now so that a second
-        # process waits (busy_timeout) and then sees the tables this one created.
+        # Take the write lock before reading the schema version, so that a second process waits (busy_timeout)
+        # and then sees the tables this one created.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
