@@ -21,12 +21,14 @@ from roomscan.errors import RoomscanError
 
 __all__ = ["FONT_PACKAGES", "HELD_OUT_FONTS", "TUNED_FONTS", "FontMissingError", "font_root", "load_font"]
 
-# Debian package of each font folder under /usr/share/fonts/truetype.
+# Debian package of each font folder under /usr/share/fonts/truetype (Debian 12; scripts/setup.sh installs them)...
 FONT_PACKAGES = {
     "dejavu": "fonts-dejavu-core",
     "liberation": "fonts-liberation",
     "freefont": "fonts-freefont-ttf",
 }
+# ...except the condensed DejaVu faces, which Debian ships separately.
+_EXTRA_PACKAGES = {"Condensed": "fonts-dejavu-extra"}
 # The fonts the field rules were developed against (roomscan receipt synth, the tests' receipts).
 TUNED_FONTS = (
     "dejavu/DejaVuSansMono.ttf",
@@ -68,7 +70,10 @@ def load_font(name: str, size: int) -> ImageFont.FreeTypeFont:
     """
     path = font_root() / name
     if not path.is_file():
-        package = FONT_PACKAGES.get(name.split("/", 1)[0], "the package that ships it")
+        package = next(
+            (pkg for part, pkg in _EXTRA_PACKAGES.items() if part in name),
+            FONT_PACKAGES.get(name.split("/", 1)[0], "the package that ships it"),
+        )
         raise FontMissingError(
             f"font {path} is not installed; generated receipts need it (no fallback font, so receipts are the "
             f"same on every machine): run scripts/setup.sh or apt-get install {package}"

@@ -14,12 +14,21 @@ def test_every_named_font_is_installed(name):
     assert load_font(name, 20).getname()[0]
 
 
-def test_a_missing_font_is_an_error_naming_its_package_never_a_fallback(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("font", "package"),
+    [
+        ("liberation/LiberationMono-Regular.ttf", "fonts-liberation"),
+        ("dejavu/DejaVuSansMono.ttf", "fonts-dejavu-core"),
+        ("dejavu/DejaVuSansCondensed.ttf", "fonts-dejavu-extra"),
+        ("freefont/FreeMono.ttf", "fonts-freefont-ttf"),
+    ],
+)
+def test_a_missing_font_is_an_error_naming_its_package_never_a_fallback(tmp_path, monkeypatch, font, package):
     monkeypatch.setenv("ROOMSCAN_FONT_DIR", str(tmp_path))
     load_font.cache_clear()
     try:
-        with pytest.raises(FontMissingError, match="apt-get install fonts-liberation"):
-            render(make_receipt(random.Random(0), fonts=("liberation/LiberationMono-Regular.ttf",)))
+        with pytest.raises(FontMissingError, match=f"apt-get install {package}$"):
+            render(make_receipt(random.Random(0), fonts=(font,)))
     finally:
         load_font.cache_clear()
 
