@@ -74,7 +74,9 @@ async def receipt_upload(
     try:
         check_api_key(services, key)
         uploads = await read_images(await uploaded(None, file), services.settings)
-        scan = await run_in_threadpool(get_reader(engine or None).scan, uploads[0].photo)
+        # Loading an engine (first use) and reading are blocking: on a thread, never on the event loop.
+        reader = await run_in_threadpool(get_reader, engine or None)
+        scan = await run_in_threadpool(reader.scan, uploads[0].photo)
     except HTTPException as exc:
         return render(
             request,
@@ -89,11 +91,7 @@ async def receipt_upload(
         return render(
             request, "receipt.html", 422, error=str(exc), result=None, image_uri=None, labels=FIELD_LABELS
         )
-    from roomscan.receipts.pipeline import annotate_words
-
-    buffer = io.BytesIO()
-    annotate_words(scan.image, scan.words).save(buffer, "PNG")
-    image_uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    image_uri = await run_in_threadpool(_annotated_uri, scan)
     result = scan.receipt.to_dict()
     result["source"] = uploads[0].filename
     page = render(
@@ -105,3 +103,12 @@ async def receipt_upload(
         downloads=downloads(result),
     )
     return remember_key(page, key)
+
+
+def _annotated_uri(scan) -> str:  # type: ignore[no-untyped-def]
+    """The cleaned-up receipt with its word boxes drawn, as a PNG data URI (blocking: call it on a thread)."""
+    from roomscan.receipts.pipeline import annotate_words
+
+    buffer = io.BytesIO()
+    annotate_words(scan.image, scan.words).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
