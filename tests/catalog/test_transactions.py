@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _models import tiny_taxonomy
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -16,9 +17,6 @@ from roomscan.catalog.db import open_catalog
 from roomscan.catalog.models import Listing, ListingPhoto, Photo, PhotoJob
 from roomscan.catalog.photos import PhotoStore
 from roomscan.detection.image import load_image
-
-from _databases import fresh_database
-from _models import tiny_taxonomy
 
 KEY = "test-key-transactions"
 
