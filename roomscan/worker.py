@@ -1,18 +1,23 @@
 """The detection worker: runs persisted photo jobs through the detector and updates listings' roll-ups.
 
 Jobs live in the catalog (``photo_jobs``), so an accepted photo survives a crash: a job is claimed by setting it
-``running`` with a lease; if the process dies, the lease runs out and the next worker (or the restarted server)
-claims it again. Several workers, in one process or many, can share one catalog.
+``running`` with a lease held by this process (``leased_by``). If the process dies, a worker on the same host
+(the restarted server, ``roomscan worker``) sees that the holder is gone and takes its jobs over at once; a
+worker elsewhere waits for the lease to run out, so a live worker on another host is never robbed. Several
+workers, in one process or many, can share one catalog.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import socket
 import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,11 +32,47 @@ from roomscan.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DetectionWorker", "WorkerStats"]
+__all__ = ["DetectionWorker", "WorkerStats", "lease_holder"]
+
+# Tells this process apart from an earlier one that had the same pid (a container's pid 1 after a restart).
+_BOOT = secrets.token_hex(4)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
+
+
+def _host() -> str:
+    """This host as far as process ids go: the host name and the pid namespace (containers that share a host
+    name, as pods with the node's network do, cannot see each other's processes)."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return f"{socket.gethostname()}/{namespace}"
+
+
+def lease_holder() -> str:
+    """Who this process is in ``photo_jobs.leased_by``: ``host/pid-namespace/pid/boot``."""
+    return f"{_host()}/{os.getpid()}/{_BOOT}"
+
+
+def _holder_is_gone(holder: str) -> bool:
+    """True when ``holder`` was a process of this host that no longer runs; False when it runs, may run, or
+    belongs to another host (whose lease then decides)."""
+    host, pid_text, boot = (holder.rsplit("/", 2) + ["", ""])[:3]
+    if host != _host() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return boot != _BOOT  # our own pid, another boot: the process before us
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, another user's
+        return False
+    return False  # running (or its pid was reused: then the lease decides)
 
 
 @dataclass
@@ -41,6 +82,8 @@ class WorkerStats:
     retried: int = 0
     refreshed: int = 0
     """Listings whose stale roll-up this worker recomputed."""
+    reclaimed: int = 0
+    """Running jobs taken over from a process of this host that was gone (killed, crashed)."""
 
 
 class DetectionWorker:
@@ -77,15 +120,52 @@ class DetectionWorker:
         self.batch_size = batch_size
         self.lease = lease
         self.max_attempts = max_attempts
+        self.holder = lease_holder()
         self.stats = WorkerStats()
 
     # -- claiming -----------------------------------------------------------------------------------------------
+    def reclaim_orphans(self) -> int:
+        """End the leases of running jobs whose holder was a process of this host that is gone (killed mid-way,
+        crashed), so that they are claimed at once rather than when their lease runs out. Returns how many.
+
+        Called on start-up and before every claim. Holders on other hosts are never touched: their leases decide.
+        A job ended this way still counts its attempt, so a photo that kills the worker every time is failed
+        after ``max_attempts`` (see :meth:`claim`).
+        """
+        now = _now()
+        with self.sessions() as session:
+            holders = session.scalars(
+                select(PhotoJob.leased_by)
+                .distinct()
+                .where(
+                    PhotoJob.state == "running",
+                    PhotoJob.leased_until >= now,
+                    PhotoJob.leased_by.startswith(_host() + "/", autoescape=True),
+                )
+            ).all()
+            gone = [holder for holder in holders if holder and _holder_is_gone(holder)]
+            if not gone:
+                return 0
+            result = session.execute(
+                update(PhotoJob)
+                .where(PhotoJob.state == "running", PhotoJob.leased_by.in_(gone))
+                .values(leased_until=now - timedelta(seconds=1))
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+        reclaimed = int(result.rowcount or 0)  # type: ignore[attr-defined]  # a CursorResult for UPDATE
+        if reclaimed:
+            log.warning("took over %d job(s) left running by %s (no longer running)", reclaimed, ", ".join(gone))
+        self.stats.reclaimed += reclaimed
+        return reclaimed
+
     def claim(self, limit: int) -> list[tuple[int, int]]:
-        """Atomically take up to ``limit`` jobs (pending, or running with an expired lease).
+        """Atomically take up to ``limit`` jobs (pending, or running with an expired lease or a gone holder).
 
         Returns ``(job_id, attempt)`` pairs: the attempt number is this worker's token, so a worker whose lease ran
         out and was taken over cannot complete or fail a job that now belongs to another.
         """
+        self.reclaim_orphans()
         now = _now()
         expired = (PhotoJob.state == "running") & (PhotoJob.leased_until < now)
         claimable = or_(PhotoJob.state == "pending", expired & (PhotoJob.attempts < self.max_attempts))
@@ -95,7 +175,7 @@ class DetectionWorker:
             session.execute(
                 update(PhotoJob)
                 .where(PhotoJob.model_id == self.model_id, expired, PhotoJob.attempts >= self.max_attempts)
-                .values(state="failed", leased_until=None, error="the worker stopped while detecting this photo, "
+                .values(state="failed", leased_until=None, leased_by=None, error="the worker stopped while detecting this photo, "
                         f"{self.max_attempts} times; `roomscan worker --retry-failed` tries again")
                 .execution_options(synchronize_session=False)
             )
@@ -111,7 +191,8 @@ class DetectionWorker:
                 result = session.execute(
                     update(PhotoJob)
                     .where(PhotoJob.id == job_id, PhotoJob.attempts == attempts, claimable)
-                    .values(state="running", leased_until=now + self.lease, attempts=attempts + 1)
+                    .values(state="running", leased_until=now + self.lease, leased_by=self.holder,
+                            attempts=attempts + 1)
                     .execution_options(synchronize_session=False)
                 )
                 session.commit()
@@ -165,7 +246,7 @@ class DetectionWorker:
             return len(jobs)
         try:
             results = self.detector.predict(images, batch_size=self.batch_size)
-        except Exception as exc:  # noqa: BLE001 - recorded on the jobs; the worker keeps going
+        except Exception as exc:
             log.exception("detection failed for jobs %s", [j.id for j in ready])
             for job in ready:
                 attempt = attempt_of[job.id]
@@ -175,25 +256,31 @@ class DetectionWorker:
             attempt = attempt_of[job.id]
             try:
                 self._complete(job.id, attempt, job.photo_id, dets)
-            except Exception as exc:  # noqa: BLE001 - e.g. the database went away: retry this job later
+            except Exception as exc:
                 log.exception("storing the detections of job %s failed", job.id)
                 self._fail(job.id, attempt, f"{type(exc).__name__}: {exc}", final=attempt >= self.max_attempts)
         return len(jobs)
 
-    def _owned(self, session: Session, job_id: int, attempt: int) -> PhotoJob | None:
-        """The job, locked, if this worker still holds it (running, with our attempt number)."""
-        job = session.scalars(select(PhotoJob).where(PhotoJob.id == job_id).with_for_update()).first()
-        if job is None or job.state != "running" or job.attempts != attempt:
-            return None  # lost the lease to another worker, which will store its own result
-        return job
+    def _settle(self, session: Session, job_id: int, attempt: int, state: str, error: str | None) -> bool:
+        """Move the job to ``state`` if this worker still holds it (running, with our attempt number).
+
+        One conditional UPDATE: it takes the row's write lock (on SQLite the database's) before checking, so no
+        worker that took the job over can slip in between the check and the result. False when we lost it: the
+        new holder stores its own result.
+        """
+        result = session.execute(
+            update(PhotoJob)
+            .where(PhotoJob.id == job_id, PhotoJob.state == "running", PhotoJob.attempts == attempt)
+            .values(state=state, error=error, leased_until=None, leased_by=None)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1  # type: ignore[attr-defined]  # a CursorResult for UPDATE
 
     def _complete(self, job_id: int, attempt: int, photo_id: int, dets) -> None:  # type: ignore[no-untyped-def]
         with self.sessions() as session, session.begin():
-            job = self._owned(session, job_id, attempt)
-            if job is None:
+            if not self._settle(session, job_id, attempt, "done", None):
                 return
             store.save_detections(session, photo_id, self.model_id, dets)
-            job.state, job.error, job.leased_until = "done", None, None
             listing_ids = session.scalars(
                 select(ListingPhoto.listing_id).where(ListingPhoto.photo_id == photo_id).order_by(ListingPhoto.listing_id)
             ).all()
@@ -207,12 +294,8 @@ class DetectionWorker:
 
     def _fail(self, job_id: int, attempt: int, error: str, *, final: bool) -> None:
         with self.sessions() as session, session.begin():
-            job = self._owned(session, job_id, attempt)
-            if job is None:
+            if not self._settle(session, job_id, attempt, "failed" if final else "pending", error[:2000]):
                 return
-            job.error = error[:2000]
-            job.leased_until = None
-            job.state = "failed" if final else "pending"
         if final:
             self.stats.failed += 1
         else:

@@ -155,7 +155,8 @@ class PhotoJob(Base):
     """Persisted detection work: one photo through one model. ``done`` means its detections are stored.
 
     A worker claims a job by moving it to ``running`` with a lease; a job whose lease ran out (its worker died)
-    is claimed again, so an accepted photo is never lost.
+    is claimed again, so an accepted photo is never lost. ``leased_by`` names the process holding the lease
+    (``host/pid-namespace/pid/boot``), so a worker on the same host can tell at once that it is gone.
     """
 
     __tablename__ = "photo_jobs"
@@ -167,6 +168,7 @@ class PhotoJob(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     leased_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    leased_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
