@@ -154,8 +154,7 @@ class DetectionWorker:
             )
             session.commit()
         reclaimed = int(result.rowcount or 0)  # type: ignore[attr-defined]  # a CursorResult for UPDATE
-        if reclaimed:
-            log.warning("took over %d job(s) left running by %s (no longer running)", reclaimed, ", ".join(gone))
+        log.info("taking over %d job(s) left running by %s, which no longer runs", reclaimed, ", ".join(gone))
         self.stats.reclaimed += reclaimed
         return reclaimed
 
@@ -165,7 +164,8 @@ class DetectionWorker:
         Returns ``(job_id, attempt)`` pairs: the attempt number is this worker's token, so a worker whose lease ran
         out and was taken over cannot complete or fail a job that now belongs to another.
         """
-        self.reclaim_orphans()
+        if reclaimed := self.reclaim_orphans():
+            log.warning("took over %d job(s) a stopped worker of this host had left running", reclaimed)
         now = _now()
         expired = (PhotoJob.state == "running") & (PhotoJob.leased_until < now)
         claimable = or_(PhotoJob.state == "pending", expired & (PhotoJob.attempts < self.max_attempts))

@@ -34,11 +34,12 @@ API_PREFIX = "/api/v1"
 
 
 def build_services(settings: Settings, detector: Detector | None = None) -> Services:
-    """Open the catalog (migrating it), load the detector, register its model, queue unprocessed photos."""
+    """Open the catalog (migrating it), load the detector, register its model, queue unprocessed photos; clear
+    what a crashed process left (photo store litter, jobs held by a process of this host that is gone)."""
     from roomscan.backends import get_detector
     from roomscan.catalog import store
     from roomscan.catalog.db import open_catalog
-    from roomscan.catalog.photos import PhotoStore
+    from roomscan.catalog.photos import PhotoStore, sweep_photo_store
     from roomscan.worker import DetectionWorker
 
     _, sessions = open_catalog(
@@ -54,7 +55,11 @@ def build_services(settings: Settings, detector: Detector | None = None) -> Serv
     if queued:
         log.info("queued %d photos not yet processed by %s", queued, detector.info.key)
     photo_store = PhotoStore(settings.photo_dir)
+    if (swept := sweep_photo_store(sessions, photo_store)).removed:
+        log.warning("photo store %s: %s", photo_store.root, swept)
     worker = DetectionWorker(sessions, photo_store, detector, model_id, detector.taxonomy)
+    if reclaimed := worker.reclaim_orphans():
+        log.warning("took over %d photo(s) a stopped worker had left running", reclaimed)
     return Services(settings, sessions, photo_store, detector, model_id, worker)
 
 

@@ -7,7 +7,6 @@ removes such litter once it is older than a grace period; younger files may belo
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import tempfile
@@ -22,8 +21,6 @@ from roomscan.errors import NotFoundError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
-
-log = logging.getLogger(__name__)
 
 __all__ = ["SWEEP_GRACE", "PhotoStore", "SweepReport", "sweep_photo_store"]
 
@@ -154,7 +151,7 @@ def sweep_photo_store(
     sessions: sessionmaker[Session], photos: PhotoStore, *, grace: timedelta = SWEEP_GRACE
 ) -> SweepReport:
     """Remove what interrupted uploads left in ``photos``: temp files, and photo files no ``photos`` row names,
-    once older than ``grace``. Run on start-up (``roomscan serve``, ``roomscan worker``); logs what it removed.
+    once older than ``grace``. Run on start-up (``roomscan serve``, ``roomscan worker``), which report it.
 
     Example:
         >>> report = sweep_photo_store(Session, PhotoStore(settings.photo_dir))  # doctest: +SKIP
@@ -169,7 +166,4 @@ def sweep_photo_store(
         with sessions() as session:
             return set(session.scalars(select(Photo.sha256).where(Photo.sha256.in_(list(hashes)))))
 
-    report = photos.sweep(known, grace=grace)
-    if report.removed:
-        log.warning("photo store %s: %s", photos.root, report)
-    return report
+    return photos.sweep(known, grace=grace)

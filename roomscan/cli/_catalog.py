@@ -47,6 +47,8 @@ def run_worker(sessions, photo_store, detector, model_id: int) -> None:  # type:
     from roomscan.worker import DetectionWorker
 
     worker = DetectionWorker(sessions, photo_store, detector, model_id, detector.taxonomy)
+    if reclaimed := worker.reclaim_orphans():
+        err_console.print(f"took over {reclaimed} photo(s) a stopped worker had left running", highlight=False)
     total, stale = worker.pending_count(), worker.stale_count()
     if total == 0 and stale == 0:
         err_console.print(f"nothing to do: no photo is waiting for {detector.info.key}", highlight=False)

@@ -23,10 +23,17 @@ def worker(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Queue failed photos again first."),
     db: str | None = DbOpt,
 ) -> None:
-    """Process every queued photo (e.g. after a crash or a model change) and refresh stale roll-ups, then exit."""
+    """Process every queued photo (e.g. after a crash or a model change) and refresh stale roll-ups, then exit.
+
+    First clears what a crashed server or worker left: upload files no photo uses (older than 10 minutes) and
+    photos a stopped worker on this host had left running.
+    """
     from roomscan.catalog import store
+    from roomscan.catalog.photos import sweep_photo_store
 
     _, sessions, photo_store = open_catalog(db)
+    if (swept := sweep_photo_store(sessions, photo_store)).removed:
+        err_console.print(f"photo store: {swept}", highlight=False)
     detector = load_detector(model, taxonomy, device)
     with sessions() as session:
         model_id = store.ensure_model(session, detector.info).id
