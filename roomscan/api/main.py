@@ -184,8 +184,15 @@ def validation_problem(errors: Sequence[Any]) -> dict[str, Any]:
         }
         for err in errors
     ]
-    parts = [f"{'.'.join(str(p) for p in i['loc'] if p != 'body') or 'request'}: {i['msg']}" for i in issues]
+    parts = [f"{_where(issue['loc'])}: {issue['msg']}" for issue in issues]
     return {"detail": "; ".join(parts) or "invalid request", "errors": issues}
+
+
+def _where(loc: Sequence[str | int]) -> str:
+    """``body.title`` reads ``title``; ``query.limit`` and a whole ``body`` stay as they are."""
+    if len(loc) > 1 and loc[0] == "body":
+        loc = loc[1:]
+    return ".".join(str(p) for p in loc) or "request"
 
 
 def encodable(text: str) -> str:

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
+from roomscan.api.schemas import CatalogId, Cursor, Text
 from roomscan.api.services import Services
 from roomscan.api.web import key_from, query_url, redirect, render
 from roomscan.catalog import store
@@ -38,8 +39,8 @@ def create_listing_form(
     request: Request,
     services: ServicesDep,
     session: SessionDep,
-    title: Annotated[str, Form()] = "",
-    claimed: Annotated[list[str], Form()] = [],  # noqa: B006
+    title: Annotated[Text, Form()] = "",
+    claimed: Annotated[list[Text], Form()] = [],  # noqa: B006
     api_key: Annotated[str | None, Form()] = None,
 ) -> Response:
     key = key_from(request, api_key)
@@ -61,7 +62,7 @@ def create_listing_form(
 
 @router.get("/listings/{listing_id}", response_class=HTMLResponse)
 def listing_page(
-    request: Request, listing_id: int, services: ServicesDep, session: SessionDep
+    request: Request, listing_id: CatalogId, services: ServicesDep, session: SessionDep
 ) -> HTMLResponse:
     return render(request, "listing.html", **listing_context(services, session, listing_id))
 
@@ -69,11 +70,11 @@ def listing_page(
 @router.post("/listings/{listing_id}/edit", response_class=HTMLResponse)
 def edit_listing_form(
     request: Request,
-    listing_id: int,
+    listing_id: CatalogId,
     services: ServicesDep,
     session: SessionDep,
-    title: Annotated[str, Form()] = "",
-    claimed: Annotated[list[str], Form()] = [],  # noqa: B006
+    title: Annotated[Text, Form()] = "",
+    claimed: Annotated[list[Text], Form()] = [],  # noqa: B006
     api_key: Annotated[str | None, Form()] = None,
 ) -> Response:
     key = key_from(request, api_key)
@@ -100,7 +101,7 @@ def edit_listing_form(
 @router.post("/listings/{listing_id}/delete", response_class=HTMLResponse)
 def delete_listing_form(
     request: Request,
-    listing_id: int,
+    listing_id: CatalogId,
     services: ServicesDep,
     session: SessionDep,
     api_key: Annotated[str | None, Form()] = None,
@@ -121,8 +122,8 @@ def delete_listing_form(
 @router.post("/listings/{listing_id}/amenities/{amenity}/decision", response_class=HTMLResponse)
 def decision_form(
     request: Request,
-    listing_id: int,
-    amenity: str,
+    listing_id: CatalogId,
+    amenity: Text,
     services: ServicesDep,
     session: SessionDep,
     decision: Annotated[str, Form()],
@@ -184,11 +185,11 @@ def search_page(
     request: Request,
     services: ServicesDep,
     session: SessionDep,
-    amenity: Annotated[list[str], Query(description="all of these")] = [],  # noqa: B006
-    any_: Annotated[list[str], Query(alias="any", description="at least one of these")] = [],  # noqa: B006
+    amenity: Annotated[list[Text], Query(description="all of these")] = [],  # noqa: B006
+    any_: Annotated[list[Text], Query(alias="any", description="at least one of these")] = [],  # noqa: B006
     min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
     confirmed_only: bool = False,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[Cursor | None, Query()] = None,
 ) -> HTMLResponse:
     page, error, evidence = None, None, {}
     all_of: list[str] = []

@@ -1,17 +1,59 @@
-"""Request and response bodies of the REST API (pydantic models; what ``/openapi.json`` documents)."""
+"""Request and response bodies of the REST API (pydantic models; what ``/openapi.json`` documents).
+
+Also the types every route shares: ids bounded to what the catalog's columns hold (``CatalogId``, ``Cursor``),
+text that a database can store (``Text``), and the one error body (``Problem``) with the error responses each
+kind of operation documents (``READ``, ``WRITE``, ``DELETE``, ``UPLOAD``).
+
+Example:
+    >>> from fastapi import APIRouter
+    >>> router = APIRouter()
+    >>> @router.get("/things/{thing_id}", responses=READ)
+    ... def get_thing(thing_id: CatalogId) -> dict[str, int]:  # 1 .. 2**31 - 1, else 422
+    ...     return {"id": thing_id}
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from annotated_types import Ge, Le
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+# The catalog's id columns are SQL INTEGER: PostgreSQL's int4 holds at most 2**31 - 1 (SQLite's 2**63 - 1); a
+# larger id must be refused as invalid input (422), not reach the driver (500).
+MAX_ID = 2**31 - 1
+CatalogId = Annotated[int, Ge(1), Le(MAX_ID)]
+"""A listing or photo id."""
+Cursor = Annotated[int, Ge(0), Le(MAX_ID)]
+"""A keyset cursor: the last id of the previous page (0 starts at the beginning)."""
+
+# NUL: PostgreSQL text cannot hold it. Lone surrogates (a JSON "\ud800" escape): not encodable as UTF-8, so no
+# database (nor a JSON answer echoing them) can hold them.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(value: str) -> str:
+    """``value`` unchanged, or ValueError when it holds a NUL character or a lone surrogate."""
+    bad = _UNSTORABLE.search(value)
+    if bad is None:
+        return value
+    if bad.group() == "\x00":
+        raise ValueError("text must not contain NUL characters (U+0000)")
+    raise ValueError(
+        f"text must be valid Unicode: a lone surrogate (U+{ord(bad.group()):04X}) at position {bad.start()}"
+    )
+
+
+Text = Annotated[str, AfterValidator(storable_text)]
+"""A string without NUL characters or lone surrogates (422 otherwise): every text field of the API."""
 
 
 class ListingCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1, max_length=200, examples=["Sea-view flat with pool"])
-    claimed_amenities: list[str] = Field(
+    title: Text = Field(min_length=1, max_length=200, examples=["Sea-view flat with pool"])
+    claimed_amenities: list[Text] = Field(
         default_factory=list, max_length=100, description="Amenity slugs or names the host claims."
     )
 
@@ -21,8 +63,8 @@ class ListingUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(default=None, min_length=1, max_length=200)
-    claimed_amenities: list[str] | None = Field(
+    title: Text | None = Field(default=None, min_length=1, max_length=200)
+    claimed_amenities: list[Text] | None = Field(
         default=None, max_length=100, description="The full new set of claimed amenities (slugs, names or synonyms)."
     )
 
@@ -36,10 +78,10 @@ class DecisionIn(BaseModel):
 
 
 class ListingOut(BaseModel):
-    id: int
+    id: CatalogId
     title: str
     claimed_amenities: list[str]
-    photo_ids: list[int]
+    photo_ids: list[CatalogId]
     created_at: str
 
 
@@ -50,7 +92,7 @@ class ListingPage(BaseModel):
 
 
 class EvidenceOut(BaseModel):
-    photo_id: int
+    photo_id: CatalogId
     box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the upright photo")
     score: float
 
@@ -84,7 +126,7 @@ class ProcessingOut(BaseModel):
 
 
 class ListingAmenitiesOut(BaseModel):
-    listing_id: int
+    listing_id: CatalogId
     model: str
     processing: ProcessingOut
     amenities: list[AmenityOut]
@@ -95,7 +137,7 @@ class ListingAmenitiesOut(BaseModel):
 
 
 class PhotoAccepted(BaseModel):
-    photo_id: int
+    photo_id: CatalogId
     sha256: str
     filename: str | None
     duplicate: bool = Field(description="true when these exact bytes were already stored (by any listing)")
@@ -106,7 +148,7 @@ class PhotoAccepted(BaseModel):
 
 
 class PhotosAccepted(BaseModel):
-    listing_id: int
+    listing_id: CatalogId
     photos: list[PhotoAccepted]
 
 
@@ -117,7 +159,7 @@ class DetectionOut(BaseModel):
 
 
 class PhotoOut(BaseModel):
-    id: int
+    id: CatalogId
     sha256: str
     format: str
     width: int
@@ -129,15 +171,58 @@ class PhotoOut(BaseModel):
 
 
 class SearchHitOut(BaseModel):
-    listing_id: int
+    listing_id: CatalogId
     title: str
     amenities: dict[str, float]
 
 
 class SearchOut(BaseModel):
     hits: list[SearchHitOut]
-    next_cursor: int | None = Field(description="pass as `after` to get the next page; null on the last page")
+    next_cursor: Cursor | None = Field(
+        description="pass as `after` to get the next page; null on the last page"
+    )
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(
+        description="where: body, query, path or header, then the field", examples=[["body", "title"]]
+    )
+    msg: str = Field(examples=["Field required"])
+    type: str = Field(examples=["missing"])
 
 
 class Problem(BaseModel):
-    detail: str
+    """The body of every error answer of the API."""
+
+    detail: str = Field(description="what was wrong, in words", examples=["listing 7 does not exist"])
+    errors: list[ValidationIssue] | None = Field(
+        default=None, description="422 for a request that does not match the schema: each problem on its own"
+    )
+
+
+_ERRORS: dict[int, str] = {
+    400: "The request body cannot be parsed (JSON that is not UTF-8, a broken multipart body).",
+    401: "No API key: send it in the X-API-Key header.",
+    403: "Wrong API key.",
+    404: "No such listing or photo (or photo on that listing).",
+    413: "Too large: a photo over the per-file limit, too many files, or a body over the request limit.",
+    415: "Not an image, or an image format that is not supported.",
+    422: "Invalid input: it does not match this schema (`errors` lists each problem), or names something "
+    "unknown (an amenity) or unusable (a blank title, an undecodable image).",
+    503: "Writes are disabled (the server has no API key), the server is busy, or the catalog database cannot "
+    "be reached; retry after `Retry-After` seconds.",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting each of ``codes`` with the :class:`Problem` body."""
+    return {code: {"model": Problem, "description": _ERRORS[code]} for code in codes}
+
+
+# What each kind of operation can answer besides success (every operation can be refused 503 under load).
+LIST = error_responses(422, 503)
+READ = error_responses(404, 422, 503)
+CREATE = error_responses(400, 401, 403, 413, 422, 503)
+WRITE = error_responses(400, 401, 403, 404, 413, 422, 503)
+DELETE = error_responses(401, 403, 404, 422, 503)
+UPLOAD = error_responses(400, 401, 403, 404, 413, 415, 422, 503)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from api_helpers import HEADERS, jpeg, make_listing, upload
+from api_helpers import API_KEY, HEADERS, jpeg, make_listing, upload
 from PIL import Image
 
 
@@ -146,3 +146,123 @@ def test_a_refused_key_cookie_is_forgotten_so_the_form_asks_again(client):
     assert 'name="api_key"' in r.text  # the key field is shown again
     assert "roomscan_api_key" in r.headers.get("set-cookie", "")  # and the stale cookie is deleted
 
+
+
+# The catalog's ids are SQL INTEGER: PostgreSQL's int4 ends at 2**31 - 1, SQLite's at 2**63 - 1. Past the end, an
+# id is invalid input (422 naming the parameter), not a driver overflow (500); the largest id is just not found.
+TOO_LARGE_IDS = [
+    "/api/v1/listings/2147483648",
+    "/api/v1/listings/9223372036854775808",
+    "/api/v1/listings/2147483648/amenities",
+    "/api/v1/photos/2147483648",
+    "/api/v1/photos/2147483648/image",
+    "/api/v1/photos/99999999999999999999999/annotated",
+    "/api/v1/search?amenity=bed&after=2147483648",
+    "/api/v1/listings?offset=9223372036854775808",
+    "/listings/2147483648",
+    "/photos/2147483648",
+    "/photos/2147483648/160.jpg",
+    "/search?amenity=bed&after=9223372036854775808",
+]
+
+
+@pytest.mark.parametrize("url", TOO_LARGE_IDS)
+def test_an_id_past_what_the_catalog_holds_is_refused_as_invalid(client, url):
+    r = client.get(url)
+    assert r.status_code == 422, r.text
+    assert "less than or equal to 2147483647" in (r.json()["detail"] if url.startswith("/api/") else r.text)
+
+
+LARGEST_IDS = ["/api/v1/listings/2147483647", "/api/v1/photos/2147483647", "/listings/2147483647", "/photos/2147483647"]
+
+
+@pytest.mark.parametrize("url", LARGEST_IDS)
+def test_the_largest_id_reaches_the_catalog_and_is_not_found(client, url):
+    assert client.get(url).status_code == 404
+
+
+def test_writes_with_an_id_past_the_end_are_refused_before_anything_runs(client):
+    assert client.delete("/api/v1/listings/2147483648", headers=HEADERS).status_code == 422
+    r = client.patch("/api/v1/listings/2147483648", json={"title": "x"}, headers=HEADERS)
+    assert r.status_code == 422 and "listing_id" in r.json()["detail"]
+    assert upload(client, 2147483648, ("a.jpg", jpeg())).status_code == 422
+    r = client.post("/listings/2147483648/photos/2147483648/delete", data={"api_key": API_KEY})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
+
+
+# Text no database can store: NUL (PostgreSQL text refuses it) and a lone surrogate (no UTF-8 for it; it
+# arrives as a JSON "\ud800" escape). Each is a 422 that says so, in a body that is valid UTF-8 JSON.
+ODD_TEXT = [
+    ("post", "/api/v1/listings", b'{"title": "Loft\\u0000"}', "NUL"),
+    ("post", "/api/v1/listings", b'{"title": "Loft \\ud800"}', "unicode"),
+    ("post", "/api/v1/listings", b'{"title": "Loft", "claimed_amenities": ["bed\\u0000"]}', "NUL"),
+    ("post", "/api/v1/listings", b'{"title": "Loft", "claimed_amenities": ["\\udfff"]}', "unicode"),
+    ("patch", "/api/v1/listings/{id}", b'{"title": "\\u0000"}', "NUL"),
+    ("patch", "/api/v1/listings/{id}", b'{"claimed_amenities": ["oven", "\\ud83d"]}', "unicode"),
+    # A field whose very name is a lone surrogate (pydantic's own message; the body must not echo it raw).
+    ("post", "/api/v1/listings", b'{"title": "Loft", "\\ud800": 1}', "unicode"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "message"), ODD_TEXT)
+def test_text_no_database_can_store_is_refused_clearly(client, method, path, body, message):
+    listing_id = make_listing(client, title="Villa")
+    r = client.request(
+        method,
+        path.format(id=listing_id),
+        content=body,
+        headers={**HEADERS, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    r.content.decode("utf-8")  # the answer itself is valid UTF-8
+    assert message.lower() in r.json()["detail"].lower()
+    assert client.get(f"/api/v1/listings/{listing_id}").json()["title"] == "Villa"
+
+
+@pytest.mark.parametrize("value", ["bed\x00", "\x00"])
+def test_nul_in_a_query_or_path_string_is_refused(client, value):
+    r = client.get("/api/v1/search", params={"amenity": value})
+    assert r.status_code == 422 and "NUL" in r.json()["detail"]
+    listing_id = make_listing(client)
+    r = client.put(
+        f"/api/v1/listings/{listing_id}/amenities/{value.replace(chr(0), '%00')}/decision",
+        json={"decision": "confirmed"},
+        headers=HEADERS,
+    )
+    assert r.status_code == 422 and "NUL" in r.json()["detail"]
+
+
+def test_a_nul_title_typed_into_the_page_form_is_refused_with_a_page(client):
+    r = client.post("/listings", data={"title": "Loft\x00", "api_key": API_KEY})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("text/html")
+    assert "NUL" in r.text
+    assert client.get("/api/v1/listings").json()["listings"] == []
+
+
+def test_every_validation_error_is_a_problem_with_each_issue_listed(client):
+    r = client.post("/api/v1/listings", json={"claimed_amenities": "bed", "extra": 1}, headers=HEADERS)
+    assert r.status_code == 422
+    body = r.json()
+    assert isinstance(body["detail"], str) and "title: Field required" in body["detail"]
+    assert {tuple(e["loc"]) for e in body["errors"]} == {
+        ("body", "title"),
+        ("body", "claimed_amenities"),
+        ("body", "extra"),
+    }
+    assert all(set(e) == {"loc", "msg", "type"} for e in body["errors"])  # the input is not echoed
+
+
+def test_the_openapi_document_names_one_error_body_for_every_error_status(client):
+    doc = client.get("/openapi.json").json()
+    problem = {"$ref": "#/components/schemas/Problem"}
+    assert "HTTPValidationError" not in doc["components"]["schemas"]
+    documented = set()
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            for code, response in operation["responses"].items():
+                if int(code) >= 400 and path.startswith("/api/v1/") and "health" not in operation["tags"]:
+                    assert response["content"]["application/json"]["schema"] == problem, (method, path, code)
+                    documented.add(int(code))
+    assert documented == {400, 401, 403, 404, 413, 415, 422, 503}
+    upload_op = doc["paths"]["/api/v1/listings/{listing_id}/photos"]["post"]
+    assert {"401", "403", "404", "413", "415", "422", "503"} <= set(upload_op["responses"])

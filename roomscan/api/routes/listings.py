@@ -8,7 +8,14 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from roomscan.api.deps import ApiKeyDep, ServicesDep, SessionDep
 from roomscan.api.schemas import (
+    CREATE,
+    DELETE,
+    LIST,
+    MAX_ID,
+    READ,
+    WRITE,
     AmenityOut,
+    CatalogId,
     DecisionIn,
     EvidenceOut,
     ListingAmenitiesOut,
@@ -17,6 +24,7 @@ from roomscan.api.schemas import (
     ListingPage,
     ListingUpdate,
     ProcessingOut,
+    Text,
 )
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing
@@ -44,7 +52,13 @@ def resolve_amenities(taxonomy: Taxonomy, names: list[str]) -> list[str]:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ListingOut, dependencies=[ApiKeyDep])
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ListingOut,
+    dependencies=[ApiKeyDep],
+    responses=CREATE,
+)
 def create_listing(body: ListingCreate, services: ServicesDep, session: SessionDep) -> ListingOut:
     """Create a listing with the amenities its host claims (they start as ``unverified``)."""
     try:
@@ -57,24 +71,26 @@ def create_listing(body: ListingCreate, services: ServicesDep, session: SessionD
     return listing_out(listing)
 
 
-@router.get("", response_model=ListingPage)
+@router.get("", response_model=ListingPage, responses=LIST)
 def list_listings(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> ListingPage:
     """Newest listings first."""
     listings = store.list_listings(session, limit=limit, offset=offset)
     return ListingPage(listings=[listing_out(x) for x in listings], limit=limit, offset=offset)
 
 
-@router.get("/{listing_id}", response_model=ListingOut)
-def get_listing(listing_id: int, session: SessionDep) -> ListingOut:
+@router.get("/{listing_id}", response_model=ListingOut, responses=READ)
+def get_listing(listing_id: CatalogId, session: SessionDep) -> ListingOut:
     return listing_out(store.get_listing(session, listing_id))
 
 
-@router.patch("/{listing_id}", response_model=ListingOut, dependencies=[ApiKeyDep])
-def update_listing(listing_id: int, body: ListingUpdate, services: ServicesDep, session: SessionDep) -> ListingOut:
+@router.patch("/{listing_id}", response_model=ListingOut, dependencies=[ApiKeyDep], responses=WRITE)
+def update_listing(
+    listing_id: CatalogId, body: ListingUpdate, services: ServicesDep, session: SessionDep
+) -> ListingOut:
     """Change the title and/or the claimed amenities (the whole new set); the amenity roll-up follows."""
     listing = store.get_listing(session, listing_id)
     try:
@@ -93,8 +109,10 @@ def update_listing(listing_id: int, body: ListingUpdate, services: ServicesDep, 
     return listing_out(listing)
 
 
-@router.delete("/{listing_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[ApiKeyDep])
-def delete_listing(listing_id: int, services: ServicesDep, session: SessionDep) -> Response:
+@router.delete(
+    "/{listing_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[ApiKeyDep], responses=DELETE
+)
+def delete_listing(listing_id: CatalogId, services: ServicesDep, session: SessionDep) -> Response:
     """Delete a listing with its claims and decisions; photos no other listing uses are deleted too."""
     deleted = store.delete_listing(session, store.get_listing(session, listing_id))
     session.commit()
@@ -102,12 +120,17 @@ def delete_listing(listing_id: int, services: ServicesDep, session: SessionDep) 
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-AmenityPath = Annotated[str, Path(min_length=1, max_length=100, description="slug, name or synonym")]
+AmenityPath = Annotated[Text, Path(min_length=1, max_length=100, description="slug, name or synonym")]
 
 
-@router.put("/{listing_id}/amenities/{amenity}/decision", response_model=ListingAmenitiesOut, dependencies=[ApiKeyDep])
+@router.put(
+    "/{listing_id}/amenities/{amenity}/decision",
+    response_model=ListingAmenitiesOut,
+    dependencies=[ApiKeyDep],
+    responses=WRITE,
+)
 def decide(
-    listing_id: int, amenity: AmenityPath, body: DecisionIn, services: ServicesDep, session: SessionDep
+    listing_id: CatalogId, amenity: AmenityPath, body: DecisionIn, services: ServicesDep, session: SessionDep
 ) -> ListingAmenitiesOut:
     """The host confirms or rejects an amenity the model reported. Stored beside the model's detections (which
     stay as they are); search and the label export read it. Answers the updated checklist."""
@@ -115,9 +138,14 @@ def decide(
 
 
 @router.delete(
-    "/{listing_id}/amenities/{amenity}/decision", response_model=ListingAmenitiesOut, dependencies=[ApiKeyDep]
+    "/{listing_id}/amenities/{amenity}/decision",
+    response_model=ListingAmenitiesOut,
+    dependencies=[ApiKeyDep],
+    responses=DELETE,
 )
-def undecide(listing_id: int, amenity: AmenityPath, services: ServicesDep, session: SessionDep) -> ListingAmenitiesOut:
+def undecide(
+    listing_id: CatalogId, amenity: AmenityPath, services: ServicesDep, session: SessionDep
+) -> ListingAmenitiesOut:
     """Withdraw the host's decision: the model's report stands alone again."""
     return _decide(listing_id, amenity, None, services, session)
 
@@ -135,8 +163,8 @@ def _decide(listing_id: int, amenity: str, decision: str | None, services, sessi
     return get_amenities(listing_id, services, session)
 
 
-@router.get("/{listing_id}/amenities", response_model=ListingAmenitiesOut)
-def get_amenities(listing_id: int, services: ServicesDep, session: SessionDep) -> ListingAmenitiesOut:
+@router.get("/{listing_id}/amenities", response_model=ListingAmenitiesOut, responses=READ)
+def get_amenities(listing_id: CatalogId, services: ServicesDep, session: SessionDep) -> ListingAmenitiesOut:
     """The listing's amenity checklist with photo evidence, and whether its photos are still being processed."""
     listing = store.get_listing(session, listing_id)
     summary = store.listing_amenities(session, listing, services.model_id, services.taxonomy)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
@@ -36,7 +36,9 @@ _MEDIA = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP":
           "BMP": "image/bmp", "TIFF": "image/tiff"}
 # The stored bytes, in whichever of these types they were uploaded.
 _IMAGE_TYPES = sorted({*_MEDIA.values(), "application/octet-stream"})
-_IMAGE = {200: {"description": "the photo's bytes", "content": {media: {} for media in _IMAGE_TYPES}}}
+_IMAGE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the photo's bytes", "content": {media: {} for media in _IMAGE_TYPES}}
+}
 
 
 def listing_released(session: Session, listing_id: int) -> Listing:
@@ -125,7 +127,9 @@ async def upload_photos(
     dependencies=[ApiKeyDep],
     responses=DELETE,
 )
-def remove_photo(listing_id: CatalogId, photo_id: CatalogId, services: ServicesDep, session: SessionDep) -> Response:
+def remove_photo(
+    listing_id: CatalogId, photo_id: CatalogId, services: ServicesDep, session: SessionDep
+) -> Response:
     """Take a photo off a listing; its amenities roll up again without it. A photo no other listing uses is
     deleted with its detections."""
     listing = store.get_listing(session, listing_id)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, HTTPException, Query, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 
 from roomscan.api.deps import ApiKeyDep, ServicesDep
+from roomscan.api.schemas import Text, error_responses
 from roomscan.api.uploads import read_images
 from roomscan.errors import RoomscanError
 
@@ -42,12 +43,12 @@ async def uploaded(files: list[UploadFile] | None, file: UploadFile | None) -> l
     return chosen
 
 
-@router.post("", dependencies=[ApiKeyDep])
+@router.post("", dependencies=[ApiKeyDep], responses=error_responses(400, 401, 403, 413, 415, 422, 503))
 async def read_receipts(
     services: ServicesDep,
     files: Annotated[list[UploadFile] | None, File(description="receipt photos (JPEG, PNG, WebP)")] = None,
     file: Annotated[UploadFile | None, File(description="one receipt photo")] = None,
-    engine: Annotated[str | None, Query(description="rapidocr or tesseract")] = None,
+    engine: Annotated[Text | None, Query(description="rapidocr or tesseract")] = None,
     date_order: Annotated[str | None, Query(pattern="^(dmy|mdy)$", description="for ambiguous dates")] = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Read each photo; returns ``{"receipts": [...]}`` in upload order (the JSON of ``roomscan receipt read``).

@@ -8,22 +8,22 @@ from fastapi import APIRouter, HTTPException, Query, status
 
 from roomscan.api.deps import ServicesDep, SessionDep
 from roomscan.api.routes.listings import resolve_amenities
-from roomscan.api.schemas import SearchHitOut, SearchOut
+from roomscan.api.schemas import LIST, Cursor, SearchHitOut, SearchOut, Text
 from roomscan.catalog.search import SearchQuery, search_listings
 
 router = APIRouter(tags=["search"])
 
 
-@router.get("/search", response_model=SearchOut)
+@router.get("/search", response_model=SearchOut, responses=LIST)
 def search(
     services: ServicesDep,
     session: SessionDep,
-    amenity: Annotated[list[str], Query(description="the listing must show every one of these")] = [],  # noqa: B006
-    any_amenity: Annotated[list[str], Query(alias="any", description="...and at least one of these")] = [],  # noqa: B006
+    amenity: Annotated[list[Text], Query(description="the listing must show every one of these")] = [],  # noqa: B006
+    any_amenity: Annotated[list[Text], Query(alias="any", description="...and at least one of these")] = [],  # noqa: B006
     min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
     confirmed_only: bool = False,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    after: Annotated[int | None, Query(ge=0, description="cursor from the previous page's next_cursor")] = None,
+    after: Annotated[Cursor | None, Query(description="cursor from the previous page's next_cursor")] = None,
 ) -> SearchOut:
     """Listings whose photos show the given amenities, by listing id; page with ``after=next_cursor``.
 
