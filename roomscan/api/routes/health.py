@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from roomscan import __version__
 from roomscan.api.deps import ServicesDep
+from roomscan.api.schemas import Problem
 
 router = APIRouter(tags=["health"])
 
@@ -19,7 +20,9 @@ async def healthz(services: ServicesDep) -> dict[str, object]:
     return {"status": "ok", "version": __version__, "model": services.model_key}
 
 
-@router.get("/readyz", responses={503: {"description": "the catalog database cannot be reached"}})
+@router.get(
+    "/readyz", responses={503: {"model": Problem, "description": "the catalog database cannot be reached"}}
+)
 async def readyz(services: ServicesDep) -> JSONResponse:
     """Readiness: the catalog database answers; ``pending_jobs`` is the detection backlog."""
 
