@@ -1,10 +1,11 @@
 """The detection worker: runs persisted photo jobs through the detector and updates listings' roll-ups.
 
 Jobs live in the catalog (``photo_jobs``), so an accepted photo survives a crash: a job is claimed by setting it
-``running`` with a lease held by this process (``leased_by``). If the process dies, a worker on the same host
-(the restarted server, ``roomscan worker``) sees that the holder is gone and takes its jobs over at once; a
-worker elsewhere waits for the lease to run out, so a live worker on another host is never robbed. Several
-workers, in one process or many, can share one catalog.
+``running`` with a lease held by this process (``leased_by``) and renewed while the job is worked on. If the
+process dies, a worker on the same host (the restarted server, ``roomscan worker``) sees that the holder is gone
+and takes its jobs over at once; a worker elsewhere waits for the lease (a minute) to run out, so a live worker
+on another host, however slow its batch, is never robbed. Several workers, in one process or many, can share one
+catalog.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import secrets
 import socket
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -96,7 +98,8 @@ class DetectionWorker:
         model_id: the catalog id of that model (``store.ensure_model``).
         taxonomy: thresholds for the roll-up (the detector's taxonomy).
         batch_size: photos per detector call.
-        lease: how long a claimed job is ours before another worker may take it over.
+        lease: how long a claimed job is ours before another worker may take it over; renewed every third of it
+            while the job is worked on, so it bounds how long a dead worker's jobs wait, not how long a batch takes.
         max_attempts: a job that fails this many times is marked ``failed`` with its error.
     """
 
@@ -109,7 +112,7 @@ class DetectionWorker:
         taxonomy: Taxonomy,
         *,
         batch_size: int = 4,
-        lease: timedelta = timedelta(minutes=3),
+        lease: timedelta = timedelta(minutes=1),
         max_attempts: int = 3,
     ) -> None:
         self.sessions = sessions
@@ -228,6 +231,42 @@ class DetectionWorker:
         if not claimed:
             return 0
         attempt_of = dict(claimed)
+        with self._heartbeat(attempt_of):
+            return self._process(attempt_of)
+
+    @contextmanager
+    def _heartbeat(self, attempt_of: dict[int, int]) -> Iterator[None]:
+        """Renew the leases of the jobs being worked on every third of a lease, so that a slow batch keeps
+        them while a dead worker's lease runs out soon (one lease after its last renewal)."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.lease.total_seconds() / 3):
+                try:
+                    self._renew(attempt_of)
+                except Exception:  # noqa: BLE001 - e.g. the database is away for a moment: the next beat retries
+                    log.warning("renewing the leases of jobs %s failed:\n%s", list(attempt_of), traceback.format_exc())
+
+        thread = threading.Thread(target=beat, name="roomscan-lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _renew(self, attempt_of: dict[int, int]) -> None:
+        until = _now() + self.lease
+        with self.sessions() as session, session.begin():
+            for job_id, attempt in attempt_of.items():
+                session.execute(
+                    update(PhotoJob)
+                    .where(PhotoJob.id == job_id, PhotoJob.state == "running", PhotoJob.attempts == attempt)
+                    .values(leased_until=until)
+                    .execution_options(synchronize_session=False)
+                )
+
+    def _process(self, attempt_of: dict[int, int]) -> int:
         with self.sessions() as session:
             jobs = session.scalars(select(PhotoJob).where(PhotoJob.id.in_(attempt_of))).all()
             sha_by_photo = dict(

@@ -93,6 +93,40 @@ def test_a_worker_done_with_a_job_leaves_no_holder(client, services):
         ]
 
 
+class _Slow:
+    """The detector, taking as long as the test says (longer than the lease)."""
+
+    def __init__(self, detector) -> None:  # type: ignore[no-untyped-def]
+        self.taxonomy, self.info, self.inner = detector.taxonomy, detector.info, detector
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def predict(self, images, batch_size=4):  # type: ignore[no-untyped-def]
+        self.started.set()
+        assert self.release.wait(60)
+        return self.inner.predict(images, batch_size=batch_size)
+
+
+def test_a_batch_slower_than_the_lease_keeps_its_jobs(client, services):
+    # The lease is renewed while the batch is detected: it bounds how long a dead worker's jobs wait, not how
+    # long a live worker may take.
+    listing_id = make_listing(client)
+    upload(client, listing_id, ("a.jpg", jpeg(seed=14)))
+    w = services.worker
+    detector = _Slow(w.detector)
+    slow = DetectionWorker(w.sessions, w.photos, detector, w.model_id, w.taxonomy, lease=timedelta(seconds=2))
+    working = threading.Thread(target=slow.process_once)
+    working.start()
+    try:
+        assert detector.started.wait(60)
+        time.sleep(4)  # two leases: unrenewed, the job would be anyone's now
+        assert w.claim(1) == []
+    finally:
+        detector.release.set()
+        working.join(timeout=60)
+    assert slow.stats.done == 1
+    assert client.get(f"/api/v1/listings/{listing_id}/amenities").json()["processing"]["done"] == 1
+
+
 # -- kill -9, restart (real processes) --------------------------------------------------------------------------
 
 # A server like `roomscan serve`, which can be told to stop for good inside detection or inside writing the
