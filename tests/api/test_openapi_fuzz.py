@@ -1,15 +1,16 @@
 """Schemathesis fuzzes every documented operation: no 5xx, no undocumented status, every body as documented.
 
-Each operation gets a bounded number of generated requests, valid and invalid ones, sent with the API key and
-without it, on SQLite and PostgreSQL, to a catalog that holds one listing with one photo (small ids reach real
-rows). Schemathesis' default checks judge every answer. All distinct failures are reported at once, each with a
+Each operation gets a bounded number of generated requests, valid and invalid ones: sent with the API key,
+without it, and to a server that has no key (it refuses writes with 503), on SQLite and PostgreSQL, to a catalog
+that holds one listing with one photo (small ids reach real rows). Schemathesis' default checks judge every answer. All distinct failures are reported at once, each with a
 curl command that reproduces it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,28 +18,47 @@ import schemathesis
 from api_helpers import API_KEY, jpeg, make_listing, upload
 from fastapi.testclient import TestClient
 
-from roomscan.api import create_app
+from roomscan.api import build_services, create_app
 
-# Per operation and generation mode: the four runs take about half a minute on two cores. Set
+# Per operation and generation mode: the six runs take under a minute on two cores. Set
 # ROOMSCAN_FUZZ_EXAMPLES for a deeper search (80 took two minutes and found nothing more).
 MAX_EXAMPLES = int(os.environ.get("ROOMSCAN_FUZZ_EXAMPLES", "12"))
 
 # A request the schema allows may be refused only for what the schema cannot state: the key (401, 403), a row
 # that does not exist (404), bytes that do not decode as a photo (413, 415, 422), a name that is no amenity (422).
 _ACCEPTED = ["2xx", "401", "403", "404", "413", "415", "422"]
-_CONFIG = schemathesis.Config.from_dict({"checks": {"positive_data_acceptance": {"expected-statuses": _ACCEPTED}}})
+
+
+def _config(server_has_key: bool) -> Any:
+    if server_has_key:
+        return schemathesis.Config.from_dict({"checks": {"positive_data_acceptance": {"expected-statuses": _ACCEPTED}}})
+    # A server without a key refuses every write with its documented 503 (and nothing else answers 5xx).
+    return schemathesis.Config.from_dict(
+        {
+            "checks": {
+                "positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "503"]},
+                "not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "503"]},
+            }
+        }
+    )
 
 
 @pytest.fixture
-def api_schema(services) -> Iterator[Any]:
-    """The app's schema, loaded through the app (schemathesis calls it in-process), after seeding one listing."""
+def api_schema(services, settings, api_detector) -> Iterator[Callable[[bool], Any]]:
+    """``api_schema(server_has_key)``: the app's schema, loaded through the app (schemathesis calls it
+    in-process), with one listing and its photo seeded; a server without a key refuses every write (503)."""
     from schemathesis.python import asgi
 
-    app = create_app(services=services, start_worker=False)  # no worker: the fuzzer never waits on detection
-    with TestClient(app) as client:
+    with TestClient(create_app(services=services, start_worker=False)) as client:
         listing_id = make_listing(client)
         assert upload(client, listing_id, ("room.jpg", jpeg())).status_code == 202
-    yield schemathesis.openapi.from_asgi("/openapi.json", app, config=_CONFIG)
+
+    def load(server_has_key: bool) -> Any:
+        served = services if server_has_key else build_services(replace(settings, api_key=None), api_detector)
+        app = create_app(services=served, start_worker=False)  # no worker: the fuzzer never waits on detection
+        return schemathesis.openapi.from_asgi("/openapi.json", app, config=_config(server_has_key))
+
+    yield load
     asgi.shutdown_lifespans()
 
 
@@ -82,12 +102,16 @@ def fuzz_operation(operation: Any, mode: Any, headers: dict[str, str], failures:
     return sent
 
 
-@pytest.mark.parametrize("with_key", [True, False], ids=["with-key", "without-key"])
-def test_every_operation_answers_as_documented(api_schema, with_key):
-    headers = {"X-API-Key": API_KEY} if with_key else {}
+@pytest.mark.parametrize(
+    ("server_has_key", "headers"),
+    [(True, {"X-API-Key": API_KEY}), (True, {}), (False, {"X-API-Key": API_KEY})],
+    ids=["with-key", "without-key", "server-without-key"],
+)
+def test_every_operation_answers_as_documented(api_schema, server_has_key, headers):
+    schema = api_schema(server_has_key)
     # Deletions last, the listing itself at the very end: the operations before them find the seeded rows.
     operations = sorted(
-        (result.ok() for result in api_schema.get_all_operations()),
+        (result.ok() for result in schema.get_all_operations()),
         key=lambda op: (op.method.upper() == "DELETE", -len(op.path)),
     )
     failures: Failures = {}
