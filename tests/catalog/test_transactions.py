@@ -128,3 +128,27 @@ def test_a_refused_upload_stores_nothing(upload_client: TestClient, sample_photo
         assert _counts(session) == before == {"photos": 0, "listing_photos": 0, "photo_jobs": 0}
     listing = upload_client.get(f"/api/v1/listings/{listing_id}").json()
     assert listing.get("photos", []) == []
+
+
+def test_0003_deletes_the_photo_rows_refused_uploads_left(catalog_url: str) -> None:
+    # Before the fix, SQLite kept the first photo row of a refused upload: no listing, no job.
+    from alembic import command
+    from sqlalchemy import text
+
+    from roomscan.catalog.db import alembic_config, make_engine, migrate
+
+    engine = make_engine(catalog_url)
+    with engine.begin() as con:
+        command.upgrade(alembic_config(con), "0002")
+    with engine.begin() as con:
+        now = "2026-01-01 00:00:00+00:00"
+        con.execute(text(f"INSERT INTO listings (id, title, created_at) VALUES (1, 'Loft', '{now}')"))
+        for photo_id, sha in ((1, "a"), (2, "b")):
+            con.execute(text(f"INSERT INTO photos (id, sha256, format, width, height, size_bytes, created_at) "
+                             f"VALUES ({photo_id}, '{sha * 64}', 'JPEG', 4, 4, 10, '{now}')"))
+        con.execute(text("INSERT INTO listing_photos (listing_id, photo_id, position) VALUES (1, 1, 0)"))
+    migrate(engine)
+    with engine.connect() as con:
+        assert con.execute(text("SELECT id FROM photos")).scalars().all() == [1]
+        assert con.execute(text("SELECT listing_id, photo_id FROM listing_photos")).all() == [(1, 1)]
+    engine.dispose()
