@@ -178,8 +178,13 @@ class DetectionWorker:
             session.execute(
                 update(PhotoJob)
                 .where(PhotoJob.model_id == self.model_id, expired, PhotoJob.attempts >= self.max_attempts)
-                .values(state="failed", leased_until=None, leased_by=None, error="the worker stopped while detecting this photo, "
-                        f"{self.max_attempts} times; `roomscan worker --retry-failed` tries again")
+                .values(
+                    state="failed",
+                    leased_until=None,
+                    leased_by=None,
+                    error=f"the worker stopped while detecting this photo, {self.max_attempts} times; "
+                    "`roomscan worker --retry-failed` tries again",
+                )
                 .execution_options(synchronize_session=False)
             )
             session.commit()
