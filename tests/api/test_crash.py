@@ -31,7 +31,7 @@ from roomscan.worker import DetectionWorker, lease_holder
 
 
 def _hold(services, holder: str) -> int:  # type: ignore[no-untyped-def]
-    """Claim the one queued job as if ``holder`` had (a 3-minute lease, still running). Returns the job id."""
+    """Claim the one queued job as if ``holder`` had (its lease still running). Returns the job id."""
     w = services.worker
     other = DetectionWorker(w.sessions, w.photos, w.detector, w.model_id, w.taxonomy)
     ((job_id, _),) = other.claim(1)
