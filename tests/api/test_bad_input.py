@@ -266,3 +266,16 @@ def test_the_openapi_document_names_one_error_body_for_every_error_status(client
     assert documented == {400, 401, 403, 404, 413, 415, 422, 503}
     upload_op = doc["paths"]["/api/v1/listings/{listing_id}/photos"]["post"]
     assert {"401", "403", "404", "413", "415", "422", "503"} <= set(upload_op["responses"])
+
+
+def test_a_nul_in_an_uploaded_file_name_is_cleaned_not_stored(client):
+    listing_id = make_listing(client)
+    part = b'Content-Disposition: form-data; name="files"; filename="room\x00.jpg"\r\nContent-Type: image/jpeg'
+    body = b"--B\r\n" + part + b"\r\n\r\n" + jpeg(seed=3) + b"\r\n--B--\r\n"
+    r = client.post(
+        f"/api/v1/listings/{listing_id}/photos",
+        content=body,
+        headers={**HEADERS, "Content-Type": "multipart/form-data; boundary=B"},
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["photos"][0]["filename"] == "room_.jpg"
