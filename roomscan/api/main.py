@@ -173,9 +173,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def validation_problem(errors: Sequence[Any]) -> dict[str, Any]:
-    """A ``Problem`` body for pydantic's errors: one readable sentence per problem (``"body.title: Field
-    required"``) in ``detail``, and each as ``{loc, msg, type}`` in ``errors``. The input itself is left out: it may
-    be huge, or text no response can encode."""
+    """A ``Problem`` body for pydantic's errors: one readable sentence per problem (``"title: Field required"``,
+    ``"query.limit: ..."``) in ``detail``, and each as ``{loc, msg, type}`` in ``errors``. The input itself is left
+    out: it may be huge, or text no response can encode."""
     issues = [
         {
             "loc": [p if isinstance(p, int) else encodable(str(p)) for p in err.get("loc", ())],
