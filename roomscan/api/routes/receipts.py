@@ -58,7 +58,7 @@ async def read_receipts(
     """
     uploads = await read_images(await uploaded(files, file), services.settings)
     try:
-        reader = get_reader(engine, date_order)
+        reader = await run_in_threadpool(get_reader, engine, date_order)  # first use loads the engine
         receipts = []
         for upload in uploads:
             receipt = await run_in_threadpool(reader.read, upload.photo)
