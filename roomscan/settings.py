@@ -12,26 +12,21 @@ from roomscan.detection.image import DEFAULT_MAX_PIXELS
 from roomscan.errors import RoomscanError
 
 
-def _megabytes(env: Mapping[str, str], name: str, default: float) -> int:
-    text = env.get(name)
-    try:
-        value = float(text) if text else default
-    except ValueError:
-        raise RoomscanError(f"{name} must be a number of megabytes, like 20; got {text!r}") from None
-    if value <= 0:
-        raise RoomscanError(f"{name} must be positive, got {text!r}")
-    return int(value * 1024 * 1024)
-
-
-def _positive(env: Mapping[str, str], name: str, default: float, kind: type = int) -> Any:
+def _positive(env: Mapping[str, str], name: str, default: float, kind: type = int, what: str = "") -> Any:
+    """``env[name]`` as a positive ``kind`` (``default`` when unset); a clear error naming the variable if not."""
     text = env.get(name)
     try:
         value = kind(text) if text else default
     except ValueError:
-        raise RoomscanError(f"{name} must be a positive {'whole ' if kind is int else ''}number; got {text!r}") from None
+        what = what or f"a positive {'whole ' if kind is int else ''}number"
+        raise RoomscanError(f"{name} must be {what}; got {text!r}") from None
     if value <= 0:
         raise RoomscanError(f"{name} must be positive, got {text!r}")
     return value
+
+
+def _megabytes(env: Mapping[str, str], name: str, default: float) -> int:
+    return int(_positive(env, name, default, float, "a number of megabytes, like 20") * 1024 * 1024)
 
 
 def default_home() -> Path:
