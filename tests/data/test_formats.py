@@ -237,3 +237,48 @@ def test_label_studio_images_beside_the_export_resolve(tmp_path):
     (tmp_path / "export.json").write_text(json.dumps(tasks))
     ds = labelstudio.read(tmp_path / "export.json")
     assert all(ds.path(im).is_file() for im in ds.images), [str(ds.path(im)) for im in ds.images]
+
+
+USER_LABELS = ["closed_door", "Kitchen & dining room table", "Café table", "sofa-bed"]
+
+
+def _user_labelled(tmp_path: Path, sample_photo) -> DetectionDataset:
+    from roomscan.data.dataset import ImageRecord
+    from roomscan.data.formats._common import ClassMap
+    from roomscan.detection.core import make_detections
+
+    images = tmp_path / "src" / "images"
+    images.mkdir(parents=True)
+    (images / "room.jpg").write_bytes(sample_photo((100, 80)))
+    tax = ClassMap(declared=USER_LABELS).finish("user labels")
+    boxes = [[5, 5, 20, 20], [30, 10, 60, 40], [10, 50, 40, 70], [60, 40, 90, 75]]
+    dets = make_detections(boxes, [1.0] * 4, [0, 1, 2, 3], tax.slugs)
+    return DetectionDataset(images, tax, [ImageRecord(1, "room.jpg", 100, 80)], {1: dets})
+
+
+@pytest.mark.parametrize("name", ["coco", *DIR_FORMATS])
+def test_label_strings_survive_a_round_trip_exactly(name, tmp_path, sample_photo):
+    ds = _user_labelled(tmp_path, sample_photo)
+    assert [a.name for a in ds.taxonomy] == USER_LABELS
+    back = write_read(name, ds, tmp_path / "out")
+    assert sorted(a.name for a in back.taxonomy) == sorted(USER_LABELS)
+    named = {back.taxonomy.amenities[c].name for c in back.annotations[1].class_id.tolist()}
+    assert named == set(USER_LABELS)
+    if name in ("yolo", "voc", "openimages"):  # the text files hold the label itself, not a slug or a prettified form
+        written = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "out").rglob("*") if p.suffix in {".yaml", ".txt", ".xml", ".csv"})
+        for label in USER_LABELS:
+            assert label in written
+
+
+def test_yolo_classes_file_converts_to_coco_with_the_same_names(tmp_path, sample_photo):
+    from roomscan.data.convert import convert
+
+    src = tmp_path / "yolo"
+    (src / "images").mkdir(parents=True)
+    (src / "labels").mkdir()
+    (src / "images" / "door.jpg").write_bytes(sample_photo((100, 80)))
+    (src / "classes.txt").write_text("closed_door\nopened_door\n")
+    (src / "labels" / "door.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n")
+    convert(src, "coco", tmp_path / "coco")
+    doc = json.loads((tmp_path / "coco" / "annotations.json").read_text())
+    assert [c["name"] for c in doc["categories"]] == ["closed_door", "opened_door"]

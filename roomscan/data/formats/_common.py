@@ -65,9 +65,10 @@ def list_images(images_dir: Path) -> list[str]:
 
 
 def label_name_to_amenity(name: str, mid: str | None = None) -> Amenity:
-    slug = slugify(name)
-    display = name if not name.islower() else name.replace("-", " ").replace("_", " ").capitalize()
-    return Amenity(slug=slug, name=display, mid=mid, prompts=(f"a photo of a {display.lower()}",))
+    """The amenity for a user's label string: ``name`` is the label exactly as written (writers emit it), the slug
+    is roomscan's own identifier beside it, and the prompt reads the label as words (``closed_door`` -> "closed door")."""
+    words = " ".join(name.replace("_", " ").split()).lower()
+    return Amenity(slug=slugify(name), name=name, mid=mid, prompts=(f"a photo of a {words}",))
 
 
 @dataclass

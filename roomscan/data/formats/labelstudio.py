@@ -9,7 +9,7 @@
 was not cancelled counts (a ``ground_truth`` one first); rotated rectangles become their enclosing box.
 ``data.image`` (an upload path, a ``?d=`` local-files path, a URL or a relative path) is matched to a file by
 its relative path or, failing that, its base name under ``images_dir`` (without the ``1a2b3c4d-`` prefix Label
-Studio gives uploads). Labels are written as amenity slugs.
+Studio gives uploads). Labels are written exactly as the amenities' names.
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def read(
 def to_tasks(dataset: DetectionDataset, *, image_prefix: str = f"{IMAGES_DIR}/") -> list[dict[str, Any]]:
     """The dataset as Label Studio tasks; ``data.image`` is ``image_prefix + file_name``."""
     tasks = []
-    slugs = dataset.taxonomy.slugs
+    names = [a.name for a in dataset.taxonomy]
     for im, dets in dataset:
         result = []
         for k, (box, cls) in enumerate(box_rows(dets)):
@@ -209,7 +209,7 @@ def to_tasks(dataset: DetectionDataset, *, image_prefix: str = f"{IMAGES_DIR}/")
                 "id": f"{im.id}-{k}", "type": "rectanglelabels", "from_name": "label", "to_name": "image",
                 "original_width": im.width, "original_height": im.height, "image_rotation": 0,
                 "value": {"x": x1 / im.width * 100, "y": y1 / im.height * 100, "width": (x2 - x1) / im.width * 100,
-                          "height": (y2 - y1) / im.height * 100, "rotation": 0, "rectanglelabels": [slugs[int(cls)]]},
+                          "height": (y2 - y1) / im.height * 100, "rotation": 0, "rectanglelabels": [names[int(cls)]]},
             })
         tasks.append({
             "id": im.id,

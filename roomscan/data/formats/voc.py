@@ -7,8 +7,8 @@
       labels.txt               optional class order, one name per line (written by roomscan)
 
 Coordinates are read as pixel edges, as CVAT, Roboflow and supervision write them (no 1-based shift). XML with a
-DTD or entities is refused (the billion-laughs and external-entity attacks need one). Class names are written as
-amenity slugs; ``<difficult>`` is kept in ``Detections.data["difficult"]``.
+DTD or entities is refused (the billion-laughs and external-entity attacks need one). Class names are written
+exactly as the amenities' names; ``<difficult>`` is kept in ``Detections.data["difficult"]``.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def read(path: str | os.PathLike[str], *, taxonomy: Taxonomy | None = None) -> D
         raise DatasetError(f"{ann_dir}: no .xml annotation files")
     images_dir = root / IMAGES_DIR if (root / IMAGES_DIR).is_dir() or not (root / "images").is_dir() else root / "images"
     labels_file = root / LABELS_FILE
-    declared = [n.strip() for n in labels_file.read_text().splitlines() if n.strip()] if labels_file.is_file() else []
+    declared = [n.strip() for n in labels_file.read_text(encoding="utf-8").splitlines() if n.strip()] if labels_file.is_file() else []
     classes = ClassMap(taxonomy, declared=declared if taxonomy is None else ())
 
     records: list[ImageRecord] = []
@@ -130,8 +130,8 @@ def write(dataset: DetectionDataset, path: str | os.PathLike[str], *, copy_image
     root = Path(path)
     ann_dir = root / ANNOTATIONS_DIR
     ann_dir.mkdir(parents=True, exist_ok=True)
-    (root / LABELS_FILE).write_text("".join(f"{s}\n" for s in dataset.taxonomy.slugs))
-    slugs = dataset.taxonomy.slugs
+    names = [a.name for a in dataset.taxonomy]
+    (root / LABELS_FILE).write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
     for im, dets in dataset:
         doc = ET.Element("annotation")
         ET.SubElement(doc, "folder").text = IMAGES_DIR
@@ -142,7 +142,7 @@ def write(dataset: DetectionDataset, path: str | os.PathLike[str], *, copy_image
         difficult = box_flags(dets, "difficult")
         for k, (box, cls) in enumerate(box_rows(dets)):
             obj = ET.SubElement(doc, "object")
-            ET.SubElement(obj, "name").text = slugs[int(cls)]
+            ET.SubElement(obj, "name").text = names[int(cls)]
             ET.SubElement(obj, "pose").text = "Unspecified"
             ET.SubElement(obj, "truncated").text = "0"
             ET.SubElement(obj, "difficult").text = str(difficult[k])

@@ -6,7 +6,7 @@
       labels/<name>.txt   one line per box: ``class cx cy w h``, normalised to [0, 1]; a missing file = no boxes
 
 Image sizes come from the image headers (EXIF rotation applied, as Ultralytics does), so the images must exist.
-Class names are written as amenity slugs.
+Class names are written exactly as the amenities' names (the label strings read in).
 
 Example:
     >>> ds = yolo.read("datasets/rooms-yolo")                     # doctest: +SKIP
@@ -136,8 +136,8 @@ def write(dataset: DetectionDataset, path: str | os.PathLike[str], *, copy_image
     root = Path(path)
     labels_dir = root / LABELS_DIR
     labels_dir.mkdir(parents=True, exist_ok=True)
-    doc = {"path": ".", "train": IMAGES_DIR, "val": IMAGES_DIR, "nc": len(dataset.taxonomy), "names": dataset.taxonomy.slugs}
-    (root / DATA_YAML).write_text(yaml.safe_dump(doc, sort_keys=False))
+    doc = {"path": ".", "train": IMAGES_DIR, "val": IMAGES_DIR, "nc": len(dataset.taxonomy), "names": [a.name for a in dataset.taxonomy]}
+    (root / DATA_YAML).write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
     for im, dets in dataset:
         lines = []
         for (x1, y1, x2, y2), cls in box_rows(dets):
