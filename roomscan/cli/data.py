@@ -40,6 +40,10 @@ def convert_cmd(
             bar.update(task, completed=done, total=total)
 
         dataset = convert(src, to, out, from_format=fmt, taxonomy=taxonomy, force=force, on_image=step)
+    from roomscan.data.dataset import skipped_lines
+
+    for line in skipped_lines(dataset.skipped):
+        err_console.print(f"[yellow]skipped:[/] {escape(line)}", highlight=False, soft_wrap=True)
     missing = sum(not dataset.path(im).is_file() for im in dataset.images)
     if missing:
         err_console.print(f"[yellow]warning:[/] {missing} image file(s) were missing under {dataset.images_dir}", highlight=False)

@@ -34,7 +34,15 @@ ANNOTATIONS_FILE = "annotations.json"
 TAXONOMY_FILE = "taxonomy.yaml"
 IMAGES_DIR = "images"
 
-__all__ = ["ANNOTATIONS_FILE", "DatasetError", "DetectionDataset", "ImageRecord", "empty_detections"]
+__all__ = [
+    "ANNOTATIONS_FILE",
+    "DatasetError",
+    "DetectionDataset",
+    "ImageRecord",
+    "Skipped",
+    "empty_detections",
+    "skipped_lines",
+]
 
 
 class DatasetError(RoomscanError, ValueError):
@@ -51,6 +59,36 @@ class ImageRecord:
     height: int
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """Something a reader left out, changed or chose while reading, and why (never silently).
+
+    ``kind`` is one of: ``orphan label file`` (a label file without its image; skipped), ``unknown class`` (a box
+    whose class id or name is not in the class list; dropped), ``box clipped`` (reached outside its image; cut to
+    it), ``box dropped`` (wholly outside its image), ``image without labels`` (kept, with no boxes),
+    ``annotation`` (which of a task's annotations was used, or why one was left out). ``where`` names the file and
+    record; ``reason`` says what was done.
+    """
+
+    kind: str
+    where: str
+    reason: str
+
+
+def skipped_lines(skipped: list[Skipped] | tuple[Skipped, ...], *, examples: int = 3) -> list[str]:
+    """One line per kind, e.g. ``"2 orphan label files (labels/a.txt, labels/b.txt): no image with that name"``."""
+    by_kind: dict[str, list[Skipped]] = {}
+    for item in skipped:
+        by_kind.setdefault(item.kind, []).append(item)
+    lines = []
+    for kind, items in by_kind.items():
+        shown = ", ".join(i.where for i in items[:examples]) + (", ..." if len(items) > examples else "")
+        reasons = sorted({i.reason for i in items})
+        reason = reasons[0] if len(reasons) == 1 else f"{reasons[0]} (and {len(reasons) - 1} other reasons)"
+        lines.append(f"{len(items):,} x {kind} ({shown}): {reason}")
+    return lines
+
+
 def empty_detections() -> Detections:
     return make_detections(np.zeros((0, 4), dtype=np.float32), [], [], [])
 
@@ -65,12 +103,14 @@ class DetectionDataset:
         images: the images, in a stable order.
         annotations: image id -> ground truth as ``Detections`` (``confidence`` all 1, ``class_id`` and
             ``data["class_name"]`` set; extra per-box fields such as ``iscrowd`` may live in ``data``).
+        skipped: what the reader left out or changed, and why (see :class:`Skipped`); empty for a clean read.
     """
 
     images_dir: Path
     taxonomy: Taxonomy
     images: list[ImageRecord]
     annotations: dict[int, Detections] = field(default_factory=dict)
+    skipped: list[Skipped] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.images_dir = Path(self.images_dir)

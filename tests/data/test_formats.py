@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -134,8 +135,6 @@ OI_CLASSES = {"class-descriptions.csv": "LabelName,DisplayName\n/m/03ssj5,Bed\n"
 MALFORMED = [
     ("yolo", {**YOLO_OK, "labels/a.txt": "0 0.5 0.5 0.2\n"}, ["a.txt", "line 1", "expected 5 values"]),
     ("yolo", {**YOLO_OK, "labels/a.txt": "0 0.5 0.5 0.2 0.2\n1 x 0.5 0.2 0.2\n"}, ["a.txt", "line 2", "not numbers"]),
-    ("yolo", {**YOLO_OK, "labels/a.txt": "5 0.5 0.5 0.2 0.2\n"}, ["a.txt", "line 1", "class 5 is out of range"]),
-    ("yolo", {**YOLO_OK, "labels/a.txt": "0 0.9 0.5 0.5 0.2\n"}, ["a.txt", "line 1", "outside"]),
     ("yolo", {"data.yaml": "names: 3\n"}, ["data.yaml", "names"]),
     ("yolo", {"labels/a.txt": "0 0.5 0.5 0.2 0.2\n"}, ["data.yaml", "class names"]),
     ("voc", {"Annotations/a.xml": VOC_HEAD + "<object><name>bed</name>"}, ["a.xml", "line 1", "not well-formed"]),
@@ -282,3 +281,31 @@ def test_yolo_classes_file_converts_to_coco_with_the_same_names(tmp_path, sample
     convert(src, "coco", tmp_path / "coco")
     doc = json.loads((tmp_path / "coco" / "annotations.json").read_text())
     assert [c["name"] for c in doc["categories"]] == ["closed_door", "opened_door"]
+
+
+def test_yolo_says_what_it_skipped_and_why(tmp_path, sample_photo):
+    from roomscan.data.dataset import skipped_lines
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "classes.txt").write_text("bed\noven\n")
+    for stem in ("a", "b"):
+        (tmp_path / "images" / f"{stem}.jpg").write_bytes(sample_photo((100, 80)))
+    (tmp_path / "labels" / "a.txt").write_text(
+        "0 0.5 0.5 0.2 0.2\n"  # fine
+        "5 0.5 0.5 0.2 0.2\n"  # class 5 of 2: dropped
+        "1 0.9 0.5 0.4 0.2\n"  # x from 0.7 to 1.1: clipped at the right edge
+        "0 1.5 0.5 0.2 0.2\n"  # wholly right of the image: dropped
+    )
+    (tmp_path / "labels" / "gone.txt").write_text("0 0.5 0.5 0.2 0.2\n")  # no images/gone.*
+    ds = yolo.read(tmp_path)
+    kinds = Counter(s.kind for s in ds.skipped)
+    assert kinds == {"unknown class": 1, "box clipped": 1, "box dropped": 1, "orphan label file": 1,
+                     "image without labels": 1}
+    assert [s.where for s in ds.skipped if s.kind == "orphan label file"] == ["labels/gone.txt"]
+    assert [s.where for s in ds.skipped if s.kind == "image without labels"] == ["images/b.jpg"]
+    assert len(ds) == 2 and ds.annotations[2].xyxy.shape == (0, 4)  # the unlabelled image is kept
+    np.testing.assert_allclose(ds.annotations[1].xyxy, [[40, 32, 60, 48], [70, 32, 100, 48]], atol=1e-3)
+    lines = skipped_lines(ds.skipped)
+    assert any(line.startswith("1 x orphan label file (labels/gone.txt)") for line in lines)
+    assert any("class 5 is out of range" in line for line in lines)

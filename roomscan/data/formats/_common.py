@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roomscan.data.dataset import DatasetError, DetectionDataset, ImageRecord
+from roomscan.data.dataset import DatasetError, DetectionDataset, ImageRecord, Skipped
 from roomscan.detection.core import Detections, make_detections
 from roomscan.detection.image import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from roomscan.errors import TaxonomyError
@@ -125,20 +125,38 @@ class Box:
     difficult: int = 0
 
 
-def check_box(xyxy: Sequence[float], size: tuple[int, int], path: Path | str, where: str) -> None:
-    """Boxes must have ``x1 <= x2``, ``y1 <= y2`` and lie (within a pixel) inside the image."""
-    x1, y1, x2, y2 = xyxy
-    if not all(np.isfinite(v) for v in xyxy):
+def fit_box(
+    xyxy: Sequence[float], size: tuple[int, int], path: Path | str, where: str, skipped: list[Skipped]
+) -> tuple[float, float, float, float] | None:
+    """The box cut to its image, or ``None`` when none of it lies inside; either change is noted in ``skipped``.
+
+    A pixel of slack is allowed without a note (exporters round). Raises on boxes no tool means: a non-finite
+    coordinate or ``x2 < x1`` / ``y2 < y1``.
+    """
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    if not all(np.isfinite(v) for v in (x1, y1, x2, y2)):
         raise fail(path, where, f"box {list(xyxy)} has a non-finite coordinate")
     if x2 < x1 or y2 < y1:
         raise fail(path, where, f"box {list(xyxy)} has negative width or height")
     w, h = size
-    if x1 < -1 or y1 < -1 or x2 > w + 1 or y2 > h + 1:
-        raise fail(path, where, f"box {[round(v, 2) for v in xyxy]} lies outside the {w}x{h} image")
+    if x1 >= -1 and y1 >= -1 and x2 <= w + 1 and y2 <= h + 1:
+        return (x1, y1, x2, y2)
+    shown = [round(v, 2) for v in (x1, y1, x2, y2)]
+    cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(w)), min(y2, float(h))
+    place = f"{path}: {where}" if where else str(path)
+    if cx2 <= cx1 or cy2 <= cy1:
+        skipped.append(Skipped("box dropped", place, f"box {shown} lies wholly outside the {w}x{h} image"))
+        return None
+    skipped.append(Skipped("box clipped", place, f"box {shown} reached outside the {w}x{h} image; cut to it"))
+    return (cx1, cy1, cx2, cy2)
 
 
 def build_dataset(
-    images_dir: Path, taxonomy: Taxonomy, images: list[ImageRecord], boxes: dict[int, list[Box]]
+    images_dir: Path,
+    taxonomy: Taxonomy,
+    images: list[ImageRecord],
+    boxes: dict[int, list[Box]],
+    skipped: list[Skipped] | None = None,
 ) -> DetectionDataset:
     """A dataset from image records and their boxes (``iscrowd``/``difficult`` kept in ``Detections.data``)."""
     annotations = {}
@@ -152,7 +170,7 @@ def build_dataset(
             iscrowd=np.array([b.iscrowd for b in items], dtype=np.int64),
             difficult=np.array([b.difficult for b in items], dtype=np.int64),
         )
-    return DetectionDataset(images_dir, taxonomy, images, annotations)
+    return DetectionDataset(images_dir, taxonomy, images, annotations, list(skipped or []))
 
 
 def box_flags(dets: object, key: str) -> list[int]:

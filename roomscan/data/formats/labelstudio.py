@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from roomscan.data.dataset import DatasetError, DetectionDataset, ImageRecord, write_json_atomic
+from roomscan.data.dataset import DatasetError, DetectionDataset, ImageRecord, Skipped, write_json_atomic
 from roomscan.data.formats._common import (
     Box,
     ClassMap,
     box_rows,
     build_dataset,
-    check_box,
+    fit_box,
     fail,
     image_size,
     place_images,
@@ -148,6 +148,7 @@ def read(
     records: list[ImageRecord] = []
     boxes: dict[int, list[Box]] = {}
     seen_names: set[str] = set()
+    skipped: list[Skipped] = []
     for i, task in enumerate(tasks):
         where = f"task[{i}]" + (f" (id {task.get('id')})" if isinstance(task, dict) and "id" in task else "")
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
@@ -189,12 +190,13 @@ def read(
         items = []
         for rwhere, value, slug in rects:
             xyxy = _box(value, size, path, rwhere)
-            check_box(xyxy, size, path, rwhere)
-            items.append(Box(xyxy, slug))
+            fitted = fit_box(xyxy, size, path, rwhere, skipped)
+            if fitted is not None:
+                items.append(Box(fitted, slug))
         boxes[image_id] = items
     if not records:
         raise DatasetError(f"{path}: the export has no tasks")
-    return build_dataset(root, classes.finish(str(path)), records, boxes)
+    return build_dataset(root, classes.finish(str(path)), records, boxes, skipped)
 
 
 def to_tasks(dataset: DetectionDataset, *, image_prefix: str = f"{IMAGES_DIR}/") -> list[dict[str, Any]]:

@@ -22,13 +22,13 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from roomscan.data.dataset import DatasetError, DetectionDataset, ImageRecord
+from roomscan.data.dataset import DatasetError, DetectionDataset, ImageRecord, Skipped
 from roomscan.data.formats._common import (
     Box,
     box_flags,
     box_rows,
     build_dataset,
-    check_box,
+    fit_box,
     fail,
     find_image,
     image_size,
@@ -186,6 +186,7 @@ def read(
     img_root = Path(images_dir) if images_dir is not None else root / IMAGES_DIR
 
     rows: dict[str, list[tuple[Amenity, tuple[float, float, float, float], int]]] = {k: [] for k in listed}
+    skipped: list[Skipped] = []
     for image_id, mid, box, group in iter_boxes(ann):
         if not _SAFE_ID.match(image_id):  # it becomes a file name: no separators, no ".."
             raise fail(ann, f"image {image_id!r}", "ImageID must be letters, digits, '_' or '-'")
@@ -193,6 +194,7 @@ def read(
         if amenity is None:
             if own_taxonomy:
                 raise fail(ann, f"image {image_id}", f"LabelName {mid!r} is not in {cls_path}")
+            skipped.append(Skipped("unknown class", f"{ann}: image {image_id}", f"LabelName {mid!r} is not in the taxonomy; box dropped"))
             continue
         rows.setdefault(image_id, []).append((amenity, box, group))
 
@@ -211,10 +213,11 @@ def read(
         out = []
         for amenity, (x1, y1, x2, y2), group in items:
             xyxy = (x1 * w, y1 * h, x2 * w, y2 * h)
-            check_box(xyxy, (w, h), ann, f"image {image_id}")
-            out.append(Box(xyxy, amenity.slug, iscrowd=group))
+            fitted = fit_box(xyxy, (w, h), ann, f"image {image_id}", skipped)
+            if fitted is not None:
+                out.append(Box(fitted, amenity.slug, iscrowd=group))
         boxes[rec.id] = out
-    return build_dataset(img_root, taxonomy, records, boxes)
+    return build_dataset(img_root, taxonomy, records, boxes, skipped)
 
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")

@@ -17,14 +17,14 @@ import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from roomscan.data.dataset import DatasetError, DetectionDataset, ImageRecord
+from roomscan.data.dataset import DatasetError, DetectionDataset, ImageRecord, Skipped
 from roomscan.data.formats._common import (
     Box,
     ClassMap,
     box_flags,
     box_rows,
     build_dataset,
-    check_box,
+    fit_box,
     fail,
     place_images,
 )
@@ -90,6 +90,7 @@ def read(path: str | os.PathLike[str], *, taxonomy: Taxonomy | None = None) -> D
 
     records: list[ImageRecord] = []
     boxes: dict[int, list[Box]] = {}
+    skipped: list[Skipped] = []
     for image_id, xml_path in enumerate(xml_files, start=1):
         doc = _parse_xml(xml_path)
         if doc.tag != "annotation":
@@ -112,13 +113,14 @@ def read(path: str | os.PathLike[str], *, taxonomy: Taxonomy | None = None) -> D
             if bnd is None:
                 raise fail(xml_path, where, "missing <bndbox>")
             xyxy = tuple(_number(bnd, t, xml_path, f"{where} <bndbox>") for t in ("xmin", "ymin", "xmax", "ymax"))
-            check_box(xyxy, (width, height), xml_path, where)
+            fitted = fit_box(xyxy, (width, height), xml_path, where, skipped)
             difficult = obj.findtext("difficult", "0").strip() or "0"
             if difficult not in ("0", "1"):
                 raise fail(xml_path, where, f"<difficult> must be 0 or 1, got {difficult!r}")
-            items.append(Box(xyxy, slug, difficult=int(difficult)))  # type: ignore[arg-type]
+            if fitted is not None:
+                items.append(Box(fitted, slug, difficult=int(difficult)))
         boxes[image_id] = items
-    return build_dataset(images_dir, classes.finish(str(root)), records, boxes)
+    return build_dataset(images_dir, classes.finish(str(root)), records, boxes, skipped)
 
 
 def _fmt(value: float) -> str:

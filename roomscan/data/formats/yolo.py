@@ -6,6 +6,9 @@
       labels/<name>.txt   one line per box: ``class cx cy w h``, normalised to [0, 1]; a missing file = no boxes
 
 Image sizes come from the image headers (EXIF rotation applied, as Ultralytics does), so the images must exist.
+Nothing is dropped silently; ``DetectionDataset.skipped`` lists label files without an image (skipped), images
+without a label file (kept, no boxes), class numbers outside the class list (box dropped) and boxes reaching outside
+their image (clipped, or dropped when wholly outside).
 Class names are written exactly as the amenities' names (the label strings read in).
 
 Example:
@@ -20,13 +23,13 @@ from pathlib import Path
 
 import yaml
 
-from roomscan.data.dataset import DatasetError, DetectionDataset, ImageRecord
+from roomscan.data.dataset import DatasetError, DetectionDataset, ImageRecord, Skipped
 from roomscan.data.formats._common import (
     Box,
     ClassMap,
     box_rows,
     build_dataset,
-    check_box,
+    fit_box,
     fail,
     image_size,
     list_images,
@@ -80,8 +83,8 @@ def read(path: str | os.PathLike[str], *, taxonomy: Taxonomy | None = None) -> D
         taxonomy: resolve class names through it (slug, name or MID); default: the names become the taxonomy.
 
     Raises:
-        DatasetError: no class list, a label line that is not ``class cx cy w h`` numbers, a class number out of
-            range, a box outside the image, or an unreadable image; the message names the file and line.
+        DatasetError: no class list, a label line that is not ``class cx cy w h`` numbers, a negative box size, or
+            an unreadable image; the message names the file and line.
     """
     root = Path(path)
     if not root.is_dir():
@@ -98,15 +101,29 @@ def read(path: str | os.PathLike[str], *, taxonomy: Taxonomy | None = None) -> D
 
     records: list[ImageRecord] = []
     boxes: dict[int, list[Box]] = {}
+    skipped: list[Skipped] = []
+    used_labels: set[Path] = set()
     for image_id, file_name in enumerate(files, start=1):
         size = image_size(images_dir / file_name)
         records.append(ImageRecord(image_id, file_name, *size))
         label_path = labels_dir / Path(file_name).with_suffix(".txt")
-        boxes[image_id] = _read_label_file(label_path, slugs, size) if label_path.is_file() else []
-    return build_dataset(images_dir, classes.finish(str(root)), records, boxes)
+        if label_path.is_file():
+            used_labels.add(label_path)
+            boxes[image_id] = _read_label_file(label_path, slugs, size, skipped)
+        else:
+            boxes[image_id] = []
+            skipped.append(Skipped("image without labels", f"{IMAGES_DIR}/{file_name}",
+                                   f"no {LABELS_DIR}/{Path(file_name).with_suffix('.txt').as_posix()}; kept with no boxes"))
+    if labels_dir.is_dir():
+        for label_path in sorted(labels_dir.rglob("*.txt")):
+            if label_path not in used_labels:
+                rel = label_path.relative_to(root).as_posix()
+                skipped.append(Skipped("orphan label file", rel, f"no image {IMAGES_DIR}/"
+                                       f"{label_path.relative_to(labels_dir).with_suffix('').as_posix()}.* for it; skipped"))
+    return build_dataset(images_dir, classes.finish(str(root)), records, boxes, skipped)
 
 
-def _read_label_file(path: Path, slugs: list[str], size: tuple[int, int]) -> list[Box]:
+def _read_label_file(path: Path, slugs: list[str], size: tuple[int, int], skipped: list[Skipped]) -> list[Box]:
     out = []
     w, h = size
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -122,12 +139,15 @@ def _read_label_file(path: Path, slugs: list[str], size: tuple[int, int]) -> lis
         except ValueError as exc:
             raise fail(path, where, f"not numbers: {line.strip()!r}") from exc
         if not 0 <= cls < len(slugs):
-            raise fail(path, where, f"class {cls} is out of range (the class list has {len(slugs)} names)")
+            skipped.append(Skipped("unknown class", f"{path}: {where}",
+                                   f"class {cls} is out of range (the class list has {len(slugs)} names); box dropped"))
+            continue
         if bw < 0 or bh < 0:
             raise fail(path, where, f"negative width or height: {line.strip()!r}")
         xyxy = ((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h)
-        check_box(xyxy, size, path, where)
-        out.append(Box(xyxy, slugs[cls]))
+        fitted = fit_box(xyxy, size, path, where, skipped)
+        if fitted is not None:
+            out.append(Box(fitted, slugs[cls]))
     return out
 
 
