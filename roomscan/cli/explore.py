@@ -12,7 +12,10 @@ from roomscan.cli._console import console, err_console, progress
 
 
 def explore_cmd(
-    dataset: Path = typer.Argument(..., help="Dataset directory (images/, annotations.json, taxonomy.yaml)."),
+    dataset: Path = typer.Argument(
+        ...,
+        help="The dataset: a roomscan, YOLO, VOC or Open Images folder, or a COCO / Label Studio .json (detected as data convert does).",
+    ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="Directory for report.html and summary.json (created if needed)."
     ),
@@ -23,6 +26,9 @@ def explore_cmd(
         min=0,
         max=64,
         help="Perceptual-hash bits (of 64) within which two images are near-duplicates.",
+    ),
+    from_format: str | None = typer.Option(
+        None, "--from", help="Source format (roomscan, coco, yolo, voc, openimages or labelstudio); detected if omitted."
     ),
     workers: int = typer.Option(2, "--workers", min=1, max=32, help="Threads decoding images."),
     strict: bool = typer.Option(
@@ -53,6 +59,7 @@ def explore_cmd(
             near_duplicate_distance=near_duplicate_distance,
             workers=workers,
             progress=on_progress,
+            fmt=from_format,
         )
     err_console.print(
         f"[bold]{report.num_images:,} images, {report.num_boxes:,} boxes.[/] What to look at:",

@@ -30,7 +30,7 @@ import numpy as np
 
 from roomscan.data import _dedup
 from roomscan.data._explore_scan import CACHE_FILE, ImageFacts, ProgressFn, read_all
-from roomscan.data.dataset import DetectionDataset, ImageRecord, write_json_atomic
+from roomscan.data.dataset import DetectionDataset, ImageRecord, Skipped, skipped_lines, write_json_atomic
 from roomscan.errors import ImageError
 
 __all__ = [
@@ -110,6 +110,8 @@ class ExploreReport:
         image_sizes: ``(width, height, images)`` of decoded files, most common first.
         aspect_ratio_quantiles: box width/height at the 5th, 50th and 95th percentile.
         exact_duplicates / near_duplicates: groups of file names (near: different bytes, nearly the same picture).
+        skipped: what reading the source format left out or changed (orphan label files, unknown classes,
+            clipped boxes...), each with its reason; also summarised in ``findings``.
     """
 
     dataset: str
@@ -130,6 +132,7 @@ class ExploreReport:
     degenerate_boxes: tuple[BoxIssue, ...]
     out_of_bounds_boxes: tuple[BoxIssue, ...]
     size_mismatches: tuple[SizeMismatch, ...]
+    skipped: tuple[Skipped, ...]
     report_html: str
     summary_json: str
 
@@ -145,6 +148,7 @@ def explore(
     near_duplicate_distance: int = 6,
     workers: int = 1,
     progress: ProgressFn | None = None,
+    fmt: str | None = None,
 ) -> ExploreReport:
     """Profile a dataset and write ``report.html`` and ``summary.json`` into ``out_dir``.
 
@@ -152,13 +156,15 @@ def explore(
     count in the class statistics (the annotations exist; only the pixels are missing).
 
     Args:
-        dataset: a loaded dataset, or the directory of one in roomscan's format.
+        dataset: a loaded dataset, or a path in any format ``data convert`` reads (a roomscan, YOLO, VOC or Open
+            Images folder, a COCO or Label Studio .json), detected the same way.
         out_dir: created if needed; also holds the resume cache.
         samples_per_class: thumbnails in each class's sample strip (0 for none).
         near_duplicate_distance: largest perceptual-hash Hamming distance (of 64 bits) that counts as a
             near-duplicate; 0 finds only re-encodings of the same picture, ~10 starts to join different photos.
         workers: threads decoding images (Pillow releases the GIL while decoding).
         progress: called as ``progress(stage, done, total)``.
+        fmt: the format of a ``dataset`` path (one of :data:`~roomscan.data.convert.FORMATS`); detected if None.
 
     Raises:
         DatasetError: ``dataset`` is a path that does not hold a readable dataset.
@@ -167,7 +173,12 @@ def explore(
 
     if not 0 <= near_duplicate_distance <= 64:
         raise ValueError(f"near_duplicate_distance must be in 0..64, got {near_duplicate_distance}")
-    ds = dataset if isinstance(dataset, DetectionDataset) else DetectionDataset.load(dataset)
+    if isinstance(dataset, DetectionDataset):
+        ds, name = dataset, str(dataset.images_dir.parent if dataset.images_dir.name == "images" else dataset.images_dir)
+    else:
+        from roomscan.data.convert import read_dataset
+
+        ds, name = read_dataset(dataset, fmt), str(dataset)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     facts = read_all(ds, out / CACHE_FILE, workers, progress)
@@ -181,7 +192,7 @@ def explore(
     files = [im.file_name for im, _ in readable]
     digests = [str(f.sha256) for _, f in readable]
     report = ExploreReport(
-        dataset=str(ds.images_dir.parent if ds.images_dir.name == "images" else ds.images_dir),
+        dataset=name,
         num_images=len(ds),
         num_boxes=ds.num_boxes,
         findings=(),
@@ -216,6 +227,7 @@ def explore(
             for im, f in readable
             if (f.width, f.height) != (im.width, im.height)
         ),
+        skipped=tuple(ds.skipped),
         report_html=str(out / "report.html"),
         summary_json=str(out / "summary.json"),
     )
@@ -279,7 +291,7 @@ def _with_findings(r: ExploreReport) -> ExploreReport:
     def plural(n: int, word: str, many: str | None = None) -> str:
         return f"{n:,} {word if n == 1 else many or word + 's'}"
 
-    found: list[str] = []
+    found: list[str] = [f"Skipped while reading: {line}" for line in skipped_lines(r.skipped)]
     if r.unreadable:
         kinds = Counter(u.kind for u in r.unreadable)
         found.append(

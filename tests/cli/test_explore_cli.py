@@ -55,7 +55,18 @@ def test_a_missing_dataset_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, [str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
     # roomscan's main() prints a RoomscanError's message and exits 2; here it surfaces as the exception.
     assert isinstance(result.exception, DatasetError)
-    assert "nope: dataset directory not found" in str(result.exception)
+    assert "nope: no such file or directory" in str(result.exception)
+
+
+def test_explore_a_yolo_folder_and_force_the_format(dataset, tmp_path):
+    from roomscan.data.convert import convert
+
+    convert(dataset, "yolo", tmp_path / "y")
+    result = CliRunner().invoke(app, [str(tmp_path / "y"), "--out", str(tmp_path / "r"), "--samples", "0"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["num_images"] == 12
+    forced = CliRunner().invoke(app, [str(tmp_path / "y"), "--from", "voc", "--out", str(tmp_path / "r2")])
+    assert isinstance(forced.exception, DatasetError) and "no Annotations/ folder" in str(forced.exception)
 
 
 def test_out_is_required(dataset):

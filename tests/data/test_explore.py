@@ -271,5 +271,40 @@ def test_phash_is_stable_under_re_encoding():
 
 
 def test_a_missing_dataset_is_a_clear_error(tmp_path):
-    with pytest.raises(DatasetError, match="dataset directory not found"):
+    with pytest.raises(DatasetError, match="nope: no such file or directory"):
         explore(tmp_path / "nope", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="not a dataset roomscan recognises"):
+        explore(tmp_path / "empty", tmp_path / "out")
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "voc", "openimages", "labelstudio"])
+def test_explore_reads_every_format_convert_writes(fmt, tmp_path):
+    from roomscan.data.convert import write_dataset
+
+    ds = make_shapes_dataset(tmp_path / "src", n_images=6, image_size=(64, 64), seed=4)
+    write_dataset(ds, fmt, tmp_path / fmt)
+    src = tmp_path / fmt
+    if fmt == "coco":
+        src = src / "annotations.json"  # a COCO file, not a roomscan folder
+    elif fmt == "labelstudio":
+        src = src / "labelstudio.json"
+    report = explore(src, tmp_path / "out", samples_per_class=0)
+    assert report.num_images == 6 and report.num_boxes == ds.num_boxes
+    assert report.dataset == str(src) and Path(report.report_html).is_file()
+    assert sorted(c.boxes for c in report.classes) == sorted(Counter(
+        name for _, d in ds for name in d.data["class_name"]).get(a.slug, 0) for a in ds.taxonomy)
+
+
+def test_explore_lists_what_reading_skipped(tmp_path):
+    from roomscan.data.convert import write_dataset
+
+    ds = make_shapes_dataset(tmp_path / "src", n_images=4, image_size=(64, 64), seed=4)
+    write_dataset(ds, "yolo", tmp_path / "y")
+    (tmp_path / "y" / "labels" / "ghost.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    report = explore(tmp_path / "y", tmp_path / "out", samples_per_class=0, fmt="yolo")
+    assert [s.where for s in report.skipped] == ["labels/ghost.txt"]
+    assert report.findings[0].startswith("Skipped while reading: 1 x orphan label file (labels/ghost.txt)")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["skipped"][0]["kind"] == "orphan label file"
+    assert "ghost.txt" in (tmp_path / "out" / "report.html").read_text()
