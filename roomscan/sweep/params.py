@@ -1,13 +1,15 @@
 """Sweep parameters: W&B's parameter syntax (distributions, nesting) plus ``condition``, validated with paths.
 
-Each parameter becomes one :class:`ParamSpec` with a dotted name (``optimizer.lr`` for nested ``parameters``).
-The distribution is inferred as W&B does when ``distribution`` is absent: ``values`` -> categorical, ``value`` ->
+Each parameter becomes one :class:`ParamSpec` with a dotted name (``optimizer.lr`` for nested ``parameters``);
+a name may itself hold dots (``trainer.lr``, the Hydra override style). Numbers written ``1e-5`` (which YAML 1.1,
+hence PyYAML, reads as a string) are accepted wherever a number is expected. The distribution is inferred as W&B does when ``distribution`` is absent: ``values`` -> categorical, ``value`` ->
 constant, ``min``/``max`` both integers -> int_uniform, otherwise uniform.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +112,7 @@ def parse_parameters(raw: Any, path: str = "parameters") -> list[ParamSpec]:
     if not isinstance(raw, Mapping) or not raw:
         raise SweepConfigError(f"{path}: expected a non-empty mapping of parameter names to their settings")
     specs = _parse_level(raw, path, prefix="")
+    _check_names(specs, path)
     _check_conditions(specs)
     return _ordered(specs)
 
@@ -117,9 +120,10 @@ def parse_parameters(raw: Any, path: str = "parameters") -> list[ParamSpec]:
 def _parse_level(raw: Mapping[str, Any], path: str, prefix: str) -> list[ParamSpec]:
     specs: list[ParamSpec] = []
     for key, body in raw.items():
-        if not isinstance(key, str) or not key or "." in key:
+        if not isinstance(key, str) or not key or "" in key.split("."):
             raise SweepConfigError(
-                f"{path}: parameter names must be non-empty strings without '.', got {key!r}"
+                f"{path}: parameter names must be non-empty strings (dots only between parts, as in "
+                f"trainer.lr), got {key!r}"
             )
         where = f"{path}.{key}"
         if not isinstance(body, Mapping):
@@ -150,6 +154,7 @@ def _parse_one(name: str, body: Mapping[str, Any], where: str) -> ParamSpec:
         raise SweepConfigError(
             f"{where}: unknown key(s) {sorted(unknown)} (allowed: {', '.join(sorted(_ALL_KEYS))})"
         )
+    body = _numbers(body, where)
     dist = body.get("distribution") or _infer(body, where)
     if dist not in DISTRIBUTIONS:
         raise SweepConfigError(
@@ -189,13 +194,47 @@ def _parse_one(name: str, body: Mapping[str, Any], where: str) -> ParamSpec:
                     f"to 1 (one per value), got {probs!r}"
                 )
             args["probabilities"] = tuple(float(p) for p in probs)
-    for key in ("min", "max", "q", "mu", "sigma", "a", "b"):
+    for key in _NUMERIC_KEYS:
         if key in body:
             if not _is_number(body[key]):
                 raise SweepConfigError(f"{where}.{key}: must be a number, got {body[key]!r}")
             args[key] = body[key]
     _check_ranges(args, dist, where)
     return ParamSpec(**args)
+
+
+_NUMERIC_KEYS = ("min", "max", "q", "mu", "sigma", "a", "b")
+# What YAML 1.2 reads as a float but YAML 1.1 (PyYAML) leaves a string: no dot or no sign in the exponent.
+_SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _numbers(body: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``body`` with YAML 1.1's string-typed numbers (``1e-5``) as numbers.
+
+    Keys that must be numbers (``min``, ``max``, ``q``, ``mu``, ...) convert any numeric string and name the key
+    when it is not one; ``value``/``values`` may hold real strings, so only scientific notation converts there.
+    """
+    out = dict(body)
+    for key in _NUMERIC_KEYS:
+        if isinstance(out.get(key), str):
+            out[key] = _to_number(out[key], f"{where}.{key}")
+    if isinstance(out.get("value"), str) and _SCIENTIFIC.fullmatch(out["value"]):
+        out["value"] = float(out["value"])
+    if isinstance(out.get("values"), list):
+        out["values"] = [
+            float(v) if isinstance(v, str) and _SCIENTIFIC.fullmatch(v) else v for v in out["values"]
+        ]
+    return out
+
+
+def _to_number(text: str, where: str) -> int | float:
+    try:
+        number = float(text)
+    except ValueError:
+        raise SweepConfigError(f"{where}: must be a number, got {text!r}") from None
+    if not math.isfinite(number):
+        raise SweepConfigError(f"{where}: must be a finite number, got {text!r}")
+    return int(number) if number.is_integer() and re.fullmatch(r"[+-]?\d+", text.strip()) else number
 
 
 def _infer(body: Mapping[str, Any], where: str) -> str:
@@ -243,6 +282,19 @@ def _condition(raw: Any, where: str) -> dict[str, tuple[Any, ...]]:
             f"{where}: expected a mapping such as {{optimizer: sgd}} or {{optimizer: [sgd, adam]}}"
         )
     return {str(k): tuple(v) if isinstance(v, list) else (v,) for k, v in raw.items()}
+
+
+def _check_names(specs: list[ParamSpec], path: str) -> None:
+    """A dotted name and a nested one must not clash: the program's config nests both the same way."""
+    names = [s.name for s in specs]
+    for name in names:
+        if names.count(name) > 1:
+            raise SweepConfigError(f"{path}.{name}: given twice (a dotted name and a nested parameter?)")
+        clash = next((n for n in names if n.startswith(name + ".")), None)
+        if clash:
+            raise SweepConfigError(
+                f"{path}.{name}: both a parameter and the parent of {clash}; a value cannot be both"
+            )
 
 
 def _check_conditions(specs: list[ParamSpec]) -> None:

@@ -182,3 +182,64 @@ def test_train_sweeps_check_train_fields() -> None:
         SweepConfig.from_dict(raw)
     raw["parameters"] = {"lr": {"values": [0.1]}}
     assert SweepConfig.from_dict(raw).metrics[0].name == "val_ap"
+
+
+def test_scientific_notation_without_a_dot_is_a_number(tmp_path: Path) -> None:
+    # YAML 1.1 (PyYAML) reads 1e-5 and 1E+3 as strings; W&B users write them all the time.
+    file = tmp_path / "sweep.yaml"
+    file.write_text(
+        textwrap.dedent(
+            """
+            program: train.py
+            method: bayes
+            metric: {name: loss}
+            parameters:
+              lr: {distribution: log_uniform_values, min: 1e-5, max: 1e-1}
+              wd: {min: 1e-6, max: 1E-3}
+              noise: {distribution: normal, mu: 0, sigma: 1e-2}
+              warmup: {values: [1e-3, 1e-2, linear]}
+              eps: {value: 1e-8}
+              steps: {min: "10", max: "100"}
+            """
+        )
+    )
+    by_name = {p.name: p for p in load_sweep_config(file).parameters}
+    assert (by_name["lr"].min, by_name["lr"].max) == (1e-5, 1e-1)
+    assert by_name["wd"].distribution == "uniform" and by_name["wd"].max == 1e-3
+    assert by_name["noise"].sigma == 1e-2
+    assert by_name["warmup"].values == (1e-3, 1e-2, "linear")  # real strings stay strings
+    assert by_name["eps"].value == 1e-8
+    assert by_name["steps"].distribution == "int_uniform" and by_name["steps"].max == 100
+
+
+@pytest.mark.parametrize(
+    ("parameters", "needle"),
+    [
+        ({"lr": {"min": "1e-5x", "max": 1}}, "parameters.lr.min: must be a number, got '1e-5x'"),
+        ({"lr": {"distribution": "q_uniform", "min": 0, "max": 1, "q": "tenth"}}, "parameters.lr.q: must be"),
+        ({"lr": {"distribution": "normal", "sigma": "inf"}}, "parameters.lr.sigma: must be a finite number"),
+        ({"trainer..lr": {"value": 1}}, "parameter names must be non-empty strings"),
+        (
+            {"trainer.lr": {"value": 1}, "trainer": {"parameters": {"lr": {"value": 2}}}},
+            "parameters.trainer.lr: given twice",
+        ),
+        ({"model": {"value": "r18"}, "model.depth": {"value": 18}}, "both a parameter and the parent of"),
+    ],
+)
+def test_bad_numbers_and_names_are_named(parameters: dict, needle: str) -> None:
+    with pytest.raises(SweepConfigError) as err:
+        SweepConfig.from_dict(_base(parameters=parameters))
+    assert needle in str(err.value)
+
+
+def test_dotted_names_and_conditions_on_them() -> None:
+    cfg = SweepConfig.from_dict(
+        _base(
+            parameters={
+                "trainer.optimizer": {"values": ["sgd", "adam"]},
+                "trainer.momentum": {"min": 0.5, "max": 0.99, "condition": {"trainer.optimizer": "sgd"}},
+            }
+        )
+    )
+    assert [p.name for p in cfg.parameters] == ["trainer.optimizer", "trainer.momentum"]
+    assert cfg.parameters[1].condition == {"trainer.optimizer": ("sgd",)}
