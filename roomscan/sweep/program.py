@@ -6,10 +6,12 @@ sweep's metric is reported to Optuna at its ``step`` (default: a running count) 
 a pruned program is terminated (SIGTERM, then SIGKILL). The trial's value is the last value of each metric.
 
 Command macros (W&B's): ``${env}`` (``/usr/bin/env``), ``${interpreter}`` (the Python running the agent),
-``${program}``, ``${args}`` (``--name=value`` each), ``${args_no_hyphens}`` (``name=value``),
-``${args_no_boolean_flags}`` (``--flag`` for true, nothing for false), ``${args_json}`` (one JSON argument),
-``${args_json_file}`` (path of a JSON file), ``${envvar:NAME}``. Default: ``${env} ${interpreter} ${program}
-${args}``. The program also gets ``ROOMSCAN_SWEEP_ID``, ``ROOMSCAN_SWEEP_TRIAL`` and ``ROOMSCAN_SWEEP_PARAMS``.
+``${program}``, ``${args}`` (``--name=value`` each), ``${args_no_hyphens}`` (``name=value``, Hydra's override
+syntax), ``${args_no_boolean_flags}`` (``--flag`` for true, nothing for false), ``${args_json}`` (one JSON argument),
+``${args_json_file}`` (path of a JSON file), ``${envvar:NAME}``. The per-parameter macros name each parameter by
+its dotted name (``trainer.lr=0.001`` for ``trainer.lr`` or for ``lr`` nested under ``trainer``); the JSON ones
+keep the nesting. Anything else, ``${now:%Y%m%d}`` or ``${oc.env:HOME}`` for Hydra included, passes through
+untouched, as with W&B. Default: ``${env} ${interpreter} ${program} ${args}``. The program also gets ``ROOMSCAN_SWEEP_ID``, ``ROOMSCAN_SWEEP_TRIAL`` and ``ROOMSCAN_SWEEP_PARAMS``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from roomscan.sweep.space import flatten
 
 if TYPE_CHECKING:
     import optuna
@@ -55,14 +59,27 @@ def _arg(value: Any) -> str:
 
 
 def build_command(
-    command: tuple[str, ...] | None, program: str | None, params: dict[str, Any], json_file: str | None = None
+    command: tuple[str, ...] | None,
+    program: str | None,
+    params: dict[str, Any],
+    json_file: str | None = None,
+    *,
+    names: set[str] | None = None,
 ) -> list[str]:
     """Expand W&B's macros in ``command`` (default :data:`DEFAULT_COMMAND`) for ``params``.
+
+    Args:
+        params: the trial's values, nested as the program's config (``{"trainer": {"lr": 0.1}}``).
+        names: the sweep's dotted parameter names; the per-parameter macros pass ``trainer.lr=0.1`` for each
+            (without them, each top-level key is one argument).
 
     Example:
         >>> build_command(None, "train.py", {"lr": 0.1})[-2:]
         ['train.py', '--lr=0.1']
+        >>> build_command(("${args_no_hyphens}",), None, {"trainer": {"lr": 0.1}}, names={"trainer.lr"})
+        ['trainer.lr=0.1']
     """
+    flat = params if names is None else flatten(params, names)
     out: list[str] = []
     for part in command or DEFAULT_COMMAND:
         if part == "${env}":
@@ -70,13 +87,11 @@ def build_command(
         elif part == "${interpreter}":
             out.append(sys.executable)
         elif part == "${args}":
-            out += [f"--{k}={_arg(v)}" for k, v in params.items()]
+            out += [f"--{k}={_arg(v)}" for k, v in flat.items()]
         elif part == "${args_no_hyphens}":
-            out += [f"{k}={_arg(v)}" for k, v in params.items()]
+            out += [f"{k}={_arg(v)}" for k, v in flat.items()]
         elif part == "${args_no_boolean_flags}":
-            out += [
-                f"--{k}" if v is True else f"--{k}={_arg(v)}" for k, v in params.items() if v is not False
-            ]
+            out += [f"--{k}" if v is True else f"--{k}={_arg(v)}" for k, v in flat.items() if v is not False]
         elif part == "${args_json}":
             out.append(json.dumps(params))
         elif part == "${args_json_file}":
@@ -110,7 +125,7 @@ def program_objective(trial: optuna.Trial, params: dict[str, Any], sweep: Sweep)
     with tempfile.TemporaryDirectory(prefix="roomscan-sweep-") as tmp:
         json_file = os.path.join(tmp, "args.json")
         Path(json_file).write_text(json.dumps(params))
-        argv = build_command(cfg.command, program, params, json_file)
+        argv = build_command(cfg.command, program, params, json_file, names={p.name for p in cfg.parameters})
         env = {
             **os.environ,
             "ROOMSCAN_SWEEP_ID": sweep.id,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
 
-__all__ = ["Dimension", "SearchSpace", "config_hash", "nest"]
+__all__ = ["Dimension", "SearchSpace", "config_hash", "flatten", "nest"]
 
 _EPS = 1e-6  # latent quantiles stay inside (0, 1): the normal's inverse CDF is infinite at the ends
 
@@ -227,6 +227,16 @@ def _flatten(values: dict[str, Any], known: set[str], prefix: str = "") -> dict[
         else:
             out[name] = v
     return out
+
+
+def flatten(values: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """The inverse of :func:`nest` for a sweep's parameter ``names``: a dict that is one parameter's value stays whole.
+
+    Example:
+        >>> flatten({"optimizer": {"lr": 0.1}, "aug": {"flip": True}}, {"optimizer.lr", "aug"})
+        {'optimizer.lr': 0.1, 'aug': {'flip': True}}
+    """
+    return _flatten(values, names)
 
 
 def nest(flat: dict[str, Any]) -> dict[str, Any]:

@@ -52,6 +52,11 @@ PARAMS = {"lr": 0.1, "amp": True, "cache": False, "net": {"w": 2}}
         (["${program}", "${args_json}"], ["train.py", json.dumps(PARAMS)]),
         (["${program}", "--config", "${args_json_file}"], ["train.py", "--config", "/tmp/args.json"]),
         (["echo", "${envvar:ROOMSCAN_TEST_VAR}/x"], ["echo", "hello/x"]),
+        # not W&B macros: passed through for the program (Hydra resolves these itself)
+        (
+            ["${program}", "run.dir=${now:%Y%m%d}", "${oc.env:X}"],
+            ["train.py", "run.dir=${now:%Y%m%d}", "${oc.env:X}"],
+        ),
     ],
 )
 def test_command_macros(monkeypatch: pytest.MonkeyPatch, command, expected) -> None:
@@ -59,6 +64,25 @@ def test_command_macros(monkeypatch: pytest.MonkeyPatch, command, expected) -> N
     assert (
         build_command(tuple(command) if command else None, "train.py", PARAMS, "/tmp/args.json") == expected
     )
+
+
+NESTED = {"trainer": {"lr": 0.001, "amp": True}, "aug": {"flip": 0.5}}
+
+
+@pytest.mark.parametrize(
+    ("macro", "expected"),
+    [
+        ("${args}", ["--trainer.lr=0.001", "--trainer.amp=True", '--aug={"flip": 0.5}']),
+        ("${args_no_hyphens}", ["trainer.lr=0.001", "trainer.amp=True", 'aug={"flip": 0.5}']),
+        ("${args_no_boolean_flags}", ["--trainer.lr=0.001", "--trainer.amp", '--aug={"flip": 0.5}']),
+        ("${args_json}", [json.dumps(NESTED)]),
+    ],
+)
+def test_per_parameter_macros_use_dotted_names(macro: str, expected: list[str]) -> None:
+    # trainer.lr and trainer.amp are parameters (dotted or nested, the program's config nests them alike);
+    # aug is one parameter whose value is a mapping, so it stays whole
+    names = {"trainer.lr", "trainer.amp", "aug"}
+    assert build_command((macro,), "train.py", NESTED, names=names) == expected
 
 
 def test_report_writes_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:
