@@ -25,6 +25,12 @@ def convert_cmd(
     from_format: str | None = typer.Option(None, "--from", help=f"Source format ({FORMAT_HELP}); detected if omitted."),
     taxonomy: Path | None = typer.Option(None, "--taxonomy", help="Map the labels onto this taxonomy YAML (default: the source's own classes)."),
     force: bool = typer.Option(False, "--force", help="Write into a non-empty OUT."),
+    image_root: Path | None = typer.Option(
+        None, "--image-root", help="Where the images are, for COCO, Open Images and Label Studio sources (Label Studio upload and s3:// paths are found here by name)."
+    ),
+    annotations: str = typer.Option(
+        "latest", "--annotations", help="Label Studio: which annotations of a task count: latest (ground truth if flagged, else the latest not cancelled), first, or all."
+    ),
 ) -> None:
     """Convert a detection dataset; images are hard-linked (or copied) into OUT.
 
@@ -39,7 +45,10 @@ def convert_cmd(
         def step(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        dataset = convert(src, to, out, from_format=fmt, taxonomy=taxonomy, force=force, on_image=step)
+        dataset = convert(src, to, out, from_format=fmt, taxonomy=taxonomy, force=force, on_image=step,
+                          image_root=image_root, annotations=annotations)
+    if fmt == "labelstudio":
+        err_console.print(f"Label Studio annotations used: {annotations} (see --annotations)", highlight=False)
     from roomscan.data.dataset import skipped_lines
 
     for line in skipped_lines(dataset.skipped):

@@ -30,6 +30,12 @@ def explore_cmd(
     from_format: str | None = typer.Option(
         None, "--from", help="Source format (roomscan, coco, yolo, voc, openimages or labelstudio); detected if omitted."
     ),
+    image_root: Path | None = typer.Option(
+        None, "--image-root", help="Where the images are, for COCO, Open Images and Label Studio sources (Label Studio upload and s3:// paths are found here by name)."
+    ),
+    annotations: str = typer.Option(
+        "latest", "--annotations", help="Label Studio: which annotations of a task count: latest (ground truth if flagged, else the latest not cancelled), first, or all."
+    ),
     workers: int = typer.Option(2, "--workers", min=1, max=32, help="Threads decoding images."),
     strict: bool = typer.Option(
         False,
@@ -60,6 +66,8 @@ def explore_cmd(
             workers=workers,
             progress=on_progress,
             fmt=from_format,
+            image_root=image_root,
+            annotations=annotations,
         )
     err_console.print(
         f"[bold]{report.num_images:,} images, {report.num_boxes:,} boxes.[/] What to look at:",

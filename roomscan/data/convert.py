@@ -84,8 +84,20 @@ def _check_format(fmt: str) -> str:
     return fmt
 
 
-def read_dataset(path: str | os.PathLike[str], fmt: str | None = None, *, taxonomy: Taxonomy | None = None) -> DetectionDataset:
-    """Read ``path`` in ``fmt`` (detected when ``None``); ``taxonomy`` maps its labels onto known amenities."""
+def read_dataset(
+    path: str | os.PathLike[str],
+    fmt: str | None = None,
+    *,
+    taxonomy: Taxonomy | None = None,
+    image_root: str | os.PathLike[str] | None = None,
+    annotations: str = "latest",
+) -> DetectionDataset:
+    """Read ``path`` in ``fmt`` (detected when ``None``); ``taxonomy`` maps its labels onto known amenities.
+
+    ``image_root`` is where a COCO, Open Images or Label Studio source's images are (Label Studio upload and S3
+    paths are looked up under it); ``annotations`` is Label Studio's choice among a task's annotations
+    (``latest``, ``first`` or ``all``; see :mod:`roomscan.data.formats.labelstudio`).
+    """
     from roomscan.data.formats import coco, labelstudio, openimages, voc, yolo
 
     p = Path(path)
@@ -99,14 +111,19 @@ def read_dataset(path: str | os.PathLike[str], fmt: str | None = None, *, taxono
             if len(jsons) != 1:
                 raise DatasetError(f"{p}: expected one COCO .json file, found {len(jsons)}")
             p = jsons[0]
-        return coco.read(p, taxonomy=taxonomy)
+        return coco.read(p, taxonomy=taxonomy, images_dir=image_root)
     if fmt == "labelstudio" and p.is_dir() and not (p / labelstudio.EXPORT_FILE).is_file():
         jsons = sorted(p.glob("*.json"))
         if len(jsons) != 1:
             raise DatasetError(f"{p}: expected one Label Studio .json export, found {len(jsons)}")
         p = jsons[0]
-    module = {"yolo": yolo, "voc": voc, "openimages": openimages, "labelstudio": labelstudio}[fmt]
-    return module.read(p, taxonomy=taxonomy)  # type: ignore[attr-defined]
+    if fmt == "labelstudio":
+        return labelstudio.read(p, taxonomy=taxonomy, images_dir=image_root, annotations=annotations)
+    if fmt == "openimages":
+        return openimages.read(p, taxonomy=taxonomy, images_dir=image_root)
+    if image_root is not None:
+        raise DatasetError(f"--image-root applies to coco, openimages and labelstudio sources, not {fmt}")
+    return {"yolo": yolo, "voc": voc}[fmt].read(p, taxonomy=taxonomy)  # type: ignore[attr-defined]
 
 
 def images_dir_of(fmt: str, out: Path) -> Path:
@@ -144,6 +161,8 @@ def convert(
     taxonomy: str | os.PathLike[str] | Taxonomy | None = None,
     force: bool = False,
     on_image: Callable[[int, int], None] | None = None,
+    image_root: str | os.PathLike[str] | None = None,
+    annotations: str = "latest",
 ) -> DetectionDataset:
     """Read ``src`` and write it to the directory ``out`` in format ``to``; returns the dataset read.
 
@@ -155,6 +174,8 @@ def convert(
         taxonomy: a taxonomy (or YAML path) the source's labels are resolved through; default: the source's own.
         force: write into a non-empty ``out`` (files of the same name are replaced).
         on_image: ``on_image(done, total)`` after each image is placed, for a progress bar.
+        image_root: where the source's images are (COCO, Open Images, Label Studio); see :func:`read_dataset`.
+        annotations: Label Studio: ``latest`` (default), ``first`` or ``all`` of a task's annotations.
 
     Raises:
         DatasetError: unknown format, malformed source (naming file and record), or a non-empty ``out``.
@@ -166,7 +187,7 @@ def convert(
     if out.exists() and Path(src).resolve() == out.resolve():
         raise DatasetError(f"{out}: the output must differ from the source")
     tax = load_taxonomy(taxonomy) if taxonomy is not None else None
-    dataset = read_dataset(src, from_format, taxonomy=tax)
+    dataset = read_dataset(src, from_format, taxonomy=tax, image_root=image_root, annotations=annotations)
     write_dataset(dataset, to, out, copy_images=False)
 
     from roomscan.data.formats._common import place_images

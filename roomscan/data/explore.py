@@ -149,6 +149,8 @@ def explore(
     workers: int = 1,
     progress: ProgressFn | None = None,
     fmt: str | None = None,
+    image_root: str | os.PathLike[str] | None = None,
+    annotations: str = "latest",
 ) -> ExploreReport:
     """Profile a dataset and write ``report.html`` and ``summary.json`` into ``out_dir``.
 
@@ -165,6 +167,8 @@ def explore(
         workers: threads decoding images (Pillow releases the GIL while decoding).
         progress: called as ``progress(stage, done, total)``.
         fmt: the format of a ``dataset`` path (one of :data:`~roomscan.data.convert.FORMATS`); detected if None.
+        image_root, annotations: as for :func:`~roomscan.data.convert.read_dataset` (where the images are;
+            which Label Studio annotations count).
 
     Raises:
         DatasetError: ``dataset`` is a path that does not hold a readable dataset.
@@ -178,7 +182,8 @@ def explore(
     else:
         from roomscan.data.convert import read_dataset
 
-        ds, name = read_dataset(dataset, fmt), str(dataset)
+        ds = read_dataset(dataset, fmt, image_root=image_root, annotations=annotations)
+        name = str(dataset)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     facts = read_all(ds, out / CACHE_FILE, workers, progress)

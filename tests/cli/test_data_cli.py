@@ -122,3 +122,31 @@ def test_convert_says_what_it_skipped(capsys, tmp_path, shapes):
     assert code == 0, err
     assert "skipped: 1 x orphan label file (labels/ghost.txt)" in err
     assert "unknown class" in err and "class 9 is out of range" in err
+
+
+def test_convert_a_label_studio_export_with_image_root_and_annotations(capsys, tmp_path):
+    import json
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (100, 50), "white").save(photos / "hall.jpg")
+    rect = {"type": "rectanglelabels", "original_width": 100, "original_height": 50,
+            "value": {"x": 10, "y": 10, "width": 20, "height": 40, "rectanglelabels": ["closed_door"]}}
+    task = {"id": 1, "data": {"image": "s3://bucket/listing/hall.jpg"},
+            "annotations": [{"id": 1, "result": [rect], "updated_at": "2024-05-01T00:00:00Z"},
+                            {"id": 2, "result": [{**rect, "value": {**rect["value"], "x": 50}}],
+                             "updated_at": "2024-05-02T00:00:00Z"},
+                            {"id": 3, "result": [], "was_cancelled": True}],
+            "predictions": [{"result": [rect]}]}
+    (tmp_path / "export.json").write_text(json.dumps([task]))
+    code, out, err = run(capsys, "data", "convert", str(tmp_path / "export.json"), "--to", "coco", str(tmp_path / "c"),
+                         "--image-root", str(photos), "--annotations", "all")
+    assert code == 0, err
+    assert "wrote 1 images, 2 boxes, 1 classes" in out
+    assert "Label Studio annotations used: all" in err and "cancelled annotation" in err and "prediction" in err
+    doc = json.loads((tmp_path / "c" / "annotations.json").read_text())
+    assert [c["name"] for c in doc["categories"]] == ["closed_door"]
+    assert (tmp_path / "c" / "images" / "hall.jpg").is_file()
+    code, out, err = run(capsys, "data", "convert", str(tmp_path / "export.json"), "--to", "coco", str(tmp_path / "l"),
+                         "--image-root", str(photos))
+    assert code == 0 and "wrote 1 images, 1 boxes" in out and "annotation choice" in err

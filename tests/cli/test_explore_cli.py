@@ -73,3 +73,20 @@ def test_out_is_required(dataset):
     result = CliRunner().invoke(app, [str(dataset)])
     assert result.exit_code == 2
     assert "--out" in result.output
+
+
+def test_explore_a_label_studio_export_with_an_image_root(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (100, 50), "white").save(tmp_path / "photos" / "hall.jpg")
+    rect = {"type": "rectanglelabels", "original_width": 100, "original_height": 50,
+            "value": {"x": 10, "y": 10, "width": 20, "height": 40, "rectanglelabels": ["Kitchen & dining room table"]}}
+    task = {"data": {"image": "/data/upload/1/2e3f4a5b-hall.jpg"}, "annotations": [{"result": [rect]}]}
+    (tmp_path / "export.json").write_text(json.dumps([task]))
+    result = CliRunner().invoke(app, [str(tmp_path / "export.json"), "--out", str(tmp_path / "r"), "--samples", "1",
+                                      "--image-root", str(tmp_path / "photos")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["num_boxes"] == 1 and summary["unreadable"] == []
+    assert [c["name"] for c in summary["classes"]] == ["Kitchen & dining room table"]

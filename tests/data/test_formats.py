@@ -309,3 +309,83 @@ def test_yolo_says_what_it_skipped_and_why(tmp_path, sample_photo):
     lines = skipped_lines(ds.skipped)
     assert any(line.startswith("1 x orphan label file (labels/gone.txt)") for line in lines)
     assert any("class 5 is out of range" in line for line in lines)
+
+
+# -- Label Studio's documented JSON export: several annotators, cancelled, ground truth, predictions, mixed results --
+def _rect(region: str, label: str, x: float, width: float = 20) -> dict:
+    return {"id": region, "type": "rectanglelabels", "from_name": "label", "to_name": "image",
+            "original_width": 100, "original_height": 50, "image_rotation": 0,
+            "value": {"x": x, "y": 10, "width": width, "height": 40, "rotation": 0, "rectanglelabels": [label]}}
+
+
+def _annotation(ident: int, user: int, updated: str, result: list, **flags) -> dict:
+    return {"id": ident, "completed_by": user, "result": result, "was_cancelled": False, "ground_truth": False,
+            "created_at": updated, "updated_at": updated, "lead_time": 12.5, "task": 1, "project": 3, **flags}
+
+
+LS_ANNOTATORS = [
+    _annotation(11, 1, "2024-05-02T10:00:00.000000Z", [_rect("a1", "closed_door", 0)]),
+    _annotation(12, 2, "2024-05-03T10:00:00.000000Z", [
+        _rect("b1", "closed_door", 10),
+        {"id": "b1", "type": "choices", "from_name": "state", "to_name": "image", "value": {"choices": ["wooden"]}},
+        {"id": "b1", "type": "textarea", "from_name": "note", "to_name": "image", "value": {"text": ["scratched"]}},
+    ]),
+    _annotation(13, 3, "2024-05-04T10:00:00.000000Z", [_rect("c1", "opened_door", 50)], was_cancelled=True),
+    _annotation(10, 4, "2024-05-01T10:00:00.000000Z", [_rect("d1", "opened_door", 30)]),
+]
+LS_PREDICTION = {"id": 5, "model_version": "owlv2", "score": 0.4, "result": [_rect("p1", "Café table", 70)]}
+
+
+def _ls_export(tmp_path: Path, sample_photo, annotations: list, image: str = "/data/upload/3/2e3f4a5b-hall.jpg") -> Path:
+    (tmp_path / "photos").mkdir(exist_ok=True)
+    (tmp_path / "photos" / "hall.jpg").write_bytes(sample_photo((100, 50)))
+    (tmp_path / "export").mkdir(exist_ok=True)
+    task = {"id": 1, "data": {"image": image}, "annotations": annotations, "predictions": [LS_PREDICTION],
+            "meta": {}, "created_at": "2024-05-01T09:00:00.000000Z", "updated_at": "2024-05-04T10:00:00.000000Z",
+            "inner_id": 1, "total_annotations": len(annotations), "cancelled_annotations": 1, "project": 3}
+    path = tmp_path / "export" / "project-3.json"
+    path.write_text(json.dumps([task]))
+    return path
+
+
+@pytest.mark.parametrize(("policy", "xs", "labels"), [
+    ("latest", [10], ["closed_door"]),  # annotator 2 updated last; annotator 3's later one was cancelled
+    ("first", [30], ["opened_door"]),   # annotator 4 has the earliest updated_at, whatever the list order
+    ("all", [0, 10, 30], ["closed_door", "closed_door", "opened_door"]),
+])
+def test_label_studio_annotation_policies(policy, xs, labels, tmp_path, sample_photo):
+    path = _ls_export(tmp_path, sample_photo, LS_ANNOTATORS)
+    ds = labelstudio.read(path, images_dir=tmp_path / "photos", annotations=policy)
+    dets = ds.annotations[1]
+    assert dets.xyxy[:, 0].tolist() == xs
+    assert [ds.taxonomy[s].name for s in dets.data["class_name"]] == labels
+    assert "Café table" not in [a.name for a in ds.taxonomy]  # the prediction is not ground truth
+    kinds = Counter(s.kind for s in ds.skipped)
+    assert kinds["prediction"] == 1 and kinds["cancelled annotation"] == 1
+    assert kinds["annotation choice"] == (0 if policy == "all" else 1)
+    assert kinds["non-box result"] == (2 if policy in ("latest", "all") else 0)  # choices + textarea on region b1
+
+
+def test_label_studio_ground_truth_wins_over_latest_and_first(tmp_path, sample_photo):
+    flagged = [*LS_ANNOTATORS[:3], {**LS_ANNOTATORS[0], "id": 14, "ground_truth": True,
+                                     "updated_at": "2024-04-01T00:00:00Z", "result": [_rect("g1", "sofa-bed", 40)]}]
+    path = _ls_export(tmp_path, sample_photo, flagged)
+    for policy in ("latest", "first"):
+        ds = labelstudio.read(path, images_dir=tmp_path / "photos", annotations=policy)
+        assert list(ds.annotations[1].data["class_name"]) == ["sofa-bed"]
+        choice = [s for s in ds.skipped if s.kind == "annotation choice"]
+        assert len(choice) == 1 and "ground_truth" in choice[0].reason and "annotation[3]" in choice[0].where
+
+
+@pytest.mark.parametrize("image", ["/data/upload/3/2e3f4a5b-hall.jpg", "s3://listing-photos/2024/hall.jpg",
+                                   "/data/local-files/?d=mnt/photos/hall.jpg"])
+def test_label_studio_upload_and_s3_paths_map_to_the_image_root(image, tmp_path, sample_photo):
+    path = _ls_export(tmp_path, sample_photo, LS_ANNOTATORS[:1], image=image)
+    ds = labelstudio.read(path, images_dir=tmp_path / "photos")
+    assert ds.images[0].file_name == "hall.jpg" and ds.path(ds.images[0]).is_file()
+
+
+def test_label_studio_refuses_an_unknown_annotation_policy(tmp_path, sample_photo):
+    path = _ls_export(tmp_path, sample_photo, LS_ANNOTATORS)
+    with pytest.raises(DatasetError, match="unknown annotations choice 'best'"):
+        labelstudio.read(path, annotations="best")

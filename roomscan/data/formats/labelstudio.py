@@ -5,11 +5,21 @@
                                    "value": {"x": 10.0, "y": 20.0, "width": 30.0, "height": 25.0,
                                              "rotation": 0, "rectanglelabels": ["bed"]}}]}]}]
 
-``x``/``y``/``width``/``height`` are percentages of the original image size. Per task, the first annotation that
-was not cancelled counts (a ``ground_truth`` one first); rotated rectangles become their enclosing box.
-``data.image`` (an upload path, a ``?d=`` local-files path, a URL or a relative path) is matched to a file by
-its relative path or, failing that, its base name under ``images_dir`` (without the ``1a2b3c4d-`` prefix Label
-Studio gives uploads). Labels are written exactly as the amenities' names.
+``x``/``y``/``width``/``height`` are percentages of the original image size; rotated rectangles become their
+enclosing box. Which of a task's annotations count (``annotations=``):
+
+* ``latest`` (default): the annotation flagged ``ground_truth`` if there is one, else the latest one that was not
+  cancelled (by ``updated_at``, then ``created_at``, then ``id``);
+* ``first``: the ground-truth one if flagged, else the earliest one not cancelled;
+* ``all``: the boxes of every annotation not cancelled (several annotators' boxes side by side).
+
+Cancelled annotations and ``predictions`` (model output, not ground truth) are never used; ``choices``,
+``textarea`` and other non-box results (even sharing a region id with a rectangle) carry no box and are left out.
+Every such choice is listed in ``DetectionDataset.skipped``. ``data.image`` (an upload path
+``/data/upload/<project>/<8 hex>-<name>``, a ``?d=`` local-files path, an ``s3://``/``gs://``/``http`` URL or a
+relative path) is matched to a file by its relative path or, failing that, its base name under ``images_dir``
+(``--image-root``), without the prefix Label Studio gives uploads. Labels are written exactly as the amenities'
+names.
 """
 
 from __future__ import annotations
@@ -40,7 +50,9 @@ IMAGES_DIR = "images"
 
 _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 
-__all__ = ["EXPORT_FILE", "IMAGES_DIR", "read", "write"]
+ANNOTATION_POLICIES = ("latest", "first", "all")
+
+__all__ = ["ANNOTATION_POLICIES", "EXPORT_FILE", "IMAGES_DIR", "read", "write"]
 
 
 def _image_ref(value: str) -> str:
@@ -79,18 +91,44 @@ def _found_only_beside_json(tasks: list[Any], json_dir: Path, root: Path) -> boo
     return False
 
 
-def _pick_annotation(task: dict[str, Any], path: Path, where: str) -> list[Any]:
+def _when(annotation: dict[str, Any]) -> tuple[str, str, float]:
+    ident = annotation.get("id")
+    return (str(annotation.get("updated_at") or ""), str(annotation.get("created_at") or ""),
+            float(ident) if isinstance(ident, (int, float)) else 0.0)
+
+
+def _pick_results(
+    task: dict[str, Any], policy: str, path: Path, where: str, skipped: list[Skipped]
+) -> list[tuple[str, Any]]:
+    """``[(where, result), ...]`` of the annotations ``policy`` chooses (module docstring); notes what it left."""
     annotations = task.get("annotations", task.get("completions", []))
     if not isinstance(annotations, list):
         raise fail(path, where, "'annotations' is not a list")
-    usable = [a for a in annotations if isinstance(a, dict) and not a.get("was_cancelled")]
-    usable.sort(key=lambda a: not a.get("ground_truth", False))
-    if not usable:
-        return []
-    result = usable[0].get("result", [])
-    if not isinstance(result, list):
-        raise fail(path, where, "annotation 'result' is not a list")
-    return result
+    place = f"{path}: {where}"
+    predictions = task.get("predictions")
+    if isinstance(predictions, list) and predictions:
+        skipped.append(Skipped("prediction", place, "predictions are model output, not ground truth; not used"))
+    indexed = [(j, a) for j, a in enumerate(annotations) if isinstance(a, dict)]
+    for j, a in indexed:
+        if a.get("was_cancelled"):
+            skipped.append(Skipped("cancelled annotation", f"{place} annotation[{j}]", "was_cancelled; not used"))
+    usable = [(j, a) for j, a in indexed if not a.get("was_cancelled")]
+    if policy != "all" and len(usable) > 1:
+        truth = [(j, a) for j, a in usable if a.get("ground_truth")]
+        ordered = sorted(usable, key=lambda ja: (_when(ja[1]), ja[0]))
+        chosen = truth[0] if truth else ordered[-1] if policy == "latest" else ordered[0]
+        why = "the one flagged ground_truth" if truth else f"the {policy} one"
+        skipped.append(Skipped("annotation choice", f"{place} annotation[{chosen[0]}]",
+                               f"{policy}: of several annotations, used {why}; the others not used"))
+        usable = [chosen]
+    picked = []
+    for j, a in usable:
+        result = a.get("result", [])
+        if not isinstance(result, list):
+            raise fail(path, f"{where} annotation[{j}]", "annotation 'result' is not a list")
+        picked.extend((f"{where} result[{k}]" if len(usable) == 1 else f"{where} annotation[{j}] result[{k}]", r)
+                      for k, r in enumerate(result))
+    return picked
 
 
 def _box(value: dict[str, Any], size: tuple[int, int], path: Path, where: str) -> tuple[float, float, float, float]:
@@ -114,19 +152,32 @@ def _box(value: dict[str, Any], size: tuple[int, int], path: Path, where: str) -
 
 
 def read(
-    path: str | os.PathLike[str], *, images_dir: str | os.PathLike[str] | None = None, taxonomy: Taxonomy | None = None
+    path: str | os.PathLike[str],
+    *,
+    images_dir: str | os.PathLike[str] | None = None,
+    taxonomy: Taxonomy | None = None,
+    annotations: str = "latest",
 ) -> DetectionDataset:
     """Read a Label Studio JSON export (a file, or a directory holding ``labelstudio.json``).
 
     Args:
         path: the export file.
-        images_dir: where the images are (default ``images/`` beside the file, else the file's folder).
+        images_dir: where the images are (default ``images/`` beside the file, else the file's folder); upload and
+            S3 paths are looked up under it by relative path, then by base name.
         taxonomy: resolve labels through it; default: the labels met, sorted, become the taxonomy.
+        annotations: which of a task's annotations count: ``latest``, ``first`` or ``all`` (module docstring).
+
+    Example:
+        >>> ds = labelstudio.read("project-3.json", images_dir="photos", annotations="all")  # doctest: +SKIP
+        >>> ds.skipped[0].kind                                                               # doctest: +SKIP
+        'cancelled annotation'
 
     Raises:
         DatasetError: not JSON, not a list of tasks, a task without ``data.image``, a rectangle without numeric
             percentages or labels, or no image size; the message names the file and the task.
     """
+    if annotations not in ANNOTATION_POLICIES:
+        raise DatasetError(f"unknown annotations choice {annotations!r}; choose one of {', '.join(ANNOTATION_POLICIES)}")
     path = Path(path)
     if path.is_dir():
         path = path / EXPORT_FILE
@@ -145,10 +196,10 @@ def read(
     if images_dir is None and root != json_dir and _found_only_beside_json(tasks, json_dir, root):
         root = json_dir  # some images sit beside the export, outside images/: their common root is the folder
     classes = ClassMap(taxonomy)
+    skipped: list[Skipped] = []
     records: list[ImageRecord] = []
     boxes: dict[int, list[Box]] = {}
     seen_names: set[str] = set()
-    skipped: list[Skipped] = []
     for i, task in enumerate(tasks):
         where = f"task[{i}]" + (f" (id {task.get('id')})" if isinstance(task, dict) and "id" in task else "")
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
@@ -162,10 +213,11 @@ def read(
         seen_names.add(file_name)
         rects = []
         size: tuple[int, int] | None = None
-        for k, res in enumerate(_pick_annotation(task, path, where)):
-            if not isinstance(res, dict) or res.get("type", "rectanglelabels") != "rectanglelabels":
-                continue  # other controls (choices, text) carry no boxes
-            rwhere = f"{where} result[{k}]"
+        for rwhere, res in _pick_results(task, annotations, path, where, skipped):
+            kind = res.get("type", "rectanglelabels") if isinstance(res, dict) else type(res).__name__
+            if kind != "rectanglelabels":
+                skipped.append(Skipped("non-box result", f"{path}: {rwhere}", f"a {kind} result carries no box; not used"))
+                continue
             value = res.get("value")
             labels = value.get("rectanglelabels") if isinstance(value, dict) else None
             if not isinstance(labels, list) or len(labels) != 1 or not isinstance(labels[0], str):
@@ -187,6 +239,8 @@ def read(
             raise fail(path, where, f"image size {size[0]}x{size[1]} is not positive")
         image_id = i + 1
         records.append(ImageRecord(image_id, file_name, *size))
+        if not rects:
+            skipped.append(Skipped("image without labels", f"{path}: {where}", "no boxes in the annotations used; kept"))
         items = []
         for rwhere, value, slug in rects:
             xyxy = _box(value, size, path, rwhere)
