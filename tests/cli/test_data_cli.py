@@ -118,7 +118,7 @@ def test_convert_says_what_it_skipped(capsys, tmp_path, shapes):
     (tmp_path / "y" / "labels" / "ghost.txt").write_text("0 0.5 0.5 0.1 0.1\n")
     label = min((tmp_path / "y" / "labels").glob("0*.txt"))
     label.write_text(label.read_text() + "9 0.5 0.5 0.1 0.1\n")
-    code, out, err = run(capsys, "data", "convert", str(tmp_path / "y"), "--to", "coco", str(tmp_path / "c"))
+    code, _, err = run(capsys, "data", "convert", str(tmp_path / "y"), "--to", "coco", str(tmp_path / "c"))
     assert code == 0, err
     assert "skipped: 1 x orphan label file (labels/ghost.txt)" in err
     assert "unknown class" in err and "class 9 is out of range" in err

@@ -38,8 +38,8 @@ from roomscan.data.formats._common import (
     ClassMap,
     box_rows,
     build_dataset,
-    fit_box,
     fail,
+    fit_box,
     image_size,
     place_images,
 )

@@ -24,8 +24,8 @@ from roomscan.data.formats._common import (
     box_flags,
     box_rows,
     build_dataset,
-    fit_box,
     fail,
+    fit_box,
     place_images,
 )
 from roomscan.taxonomy import Taxonomy
