@@ -57,6 +57,8 @@ class Settings:
             ``ROOMSCAN_DB_POOL_TIMEOUT`` (default 10).
         max_inflight: requests the server works on at once; beyond that it answers 503 with ``Retry-After`` at
             once instead of queueing without bound. ``ROOMSCAN_MAX_INFLIGHT`` (default 64).
+        photo_store: where photo bytes are kept: a local directory, or an fsspec URL such as
+            ``s3://bucket/prefix``. ``ROOMSCAN_PHOTO_STORE``, default ``home/photos``.
     """
 
     home: Path = field(default_factory=default_home)
@@ -73,6 +75,7 @@ class Settings:
     db_pool_size: int = 0
     db_pool_timeout: float = 10.0
     max_inflight: int = 64
+    photo_store: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -99,6 +102,7 @@ class Settings:
             db_pool_size=_positive(env, "ROOMSCAN_DB_POOL_SIZE", 0) if env.get("ROOMSCAN_DB_POOL_SIZE") else 0,
             db_pool_timeout=_positive(env, "ROOMSCAN_DB_POOL_TIMEOUT", 10.0, float),
             max_inflight=_positive(env, "ROOMSCAN_MAX_INFLIGHT", 64),
+            photo_store=env.get("ROOMSCAN_PHOTO_STORE") or None,
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings
@@ -110,3 +114,8 @@ class Settings:
     @property
     def photo_dir(self) -> Path:
         return self.home / "photos"
+
+    @property
+    def resolved_photo_store(self) -> str:
+        """``photo_store``, else the local directory ``home/photos``."""
+        return self.photo_store or str(self.photo_dir)

@@ -22,7 +22,7 @@ from roomscan.errors import NotFoundError
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["SWEEP_GRACE", "PhotoStore", "SweepReport", "sweep_photo_store"]
+__all__ = ["SWEEP_GRACE", "PhotoStore", "SweepReport", "open_photo_store", "sweep_photo_store"]
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _TEMP_PREFIX = ".incoming-"
@@ -167,3 +167,8 @@ def sweep_photo_store(
             return set(session.scalars(select(Photo.sha256).where(Photo.sha256.in_(list(hashes)))))
 
     return photos.sweep(known, grace=grace)
+
+
+def open_photo_store(location: str | os.PathLike[str]) -> PhotoStore:
+    """The photo store at ``location`` (``Settings.resolved_photo_store``): a local directory."""
+    return PhotoStore(location)
