@@ -13,9 +13,16 @@ How it stays fast on millions of listings: every amenity condition is a range of
 The query walks one *driving* range in id order from the cursor and probes the other amenities with ``EXISTS`` on
 ``(amenity, listing_id)``, stopping after ``limit + 1`` matches: no sort, no DISTINCT, cost proportional to the
 rows walked. The driver is the sparsest range after the cursor (measured per query by the id of its 128th entry),
-so a rare amenity drives and common ones are cheap probes. ``any_of`` is a UNION of one such walk per amenity,
-each cut at ``limit + 1``, unless a single ``all_of`` range is sparser than all of them together. A second
-query fetches titles and matched scores for the page's listings only.
+so a rare amenity drives and common ones are cheap probes, rarest first. ``any_of`` is a UNION of one such
+walk per amenity, each cut at ``limit + 1``, unless a single ``all_of`` range is sparser than all of them
+together. A second query fetches titles and matched scores for the page's listings only.
+
+When several ``all_of`` ranges are rare, a page may need the whole driving range walked (few listings show
+them all), and a probe (an index descent) costs several steps along a range. Then the rarest ranges are
+intersected by reading each once in id order instead (SQLite: a compound ``INTERSECT`` with ``ORDER BY``,
+which it merges; PostgreSQL: a join of the ranges, which it merge-joins), and only the listings in all of them
+are probed for the other amenities. The choice is a cost estimate from the same samples (``_merge_count``);
+a walk that reads few rows is always kept, so common searches run as before.
 
 "Seen" is read from ``status`` (``confirmed`` or ``discovered``), which the roll-up keeps in step with ``seen``
 and which the index holds, so walks and probes never touch the table rows.
@@ -31,16 +38,21 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Float,
     Integer,
     Select,
     String,
     bindparam,
+    func,
+    intersect,
     literal_column,
     select,
     union,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import Alias
 
 from roomscan.catalog.models import Listing, ListingAmenity
 
@@ -59,9 +71,31 @@ MAX_LIMIT = 100
 SEEN_STATUSES = ("confirmed", "discovered")
 # Entries sampled per amenity to find the sparsest range: enough to even out local noise, cheap to walk.
 _DENSITY_SAMPLE = 128
+# One EXISTS probe (an index descent) costs about as much as this many steps along a range in a merge, at 1M
+# listings (benchmarks/bench_search.py): SQLite ~0.4 us against ~0.1 us, PostgreSQL ~1.3 us against ~0.13 us.
+_PROBE_COST = {"sqlite": 4.0, "postgresql": 10.0}
+# A walk expected to read fewer driver rows than this is kept, whatever merging would cost: it is fast anyway.
+_MERGE_MIN_ROWS = 1000
 
 _amenities = ListingAmenity.__table__
 _listings = Listing.__table__
+_SEARCH_INDEX = "ix_listing_amenities_search"
+
+
+class _SearchIndexed(Alias):
+    """An alias of ``listing_amenities`` that SQLite reads through the search index (``INDEXED BY``).
+
+    For a probe on ``(amenity, listing_id)`` SQLite prefers the primary key's index (unique, both columns
+    given), then reads the table row for status and score: two descents instead of one, three times slower.
+    """
+
+    inherit_cache = True
+
+
+@compiles(_SearchIndexed, "sqlite")
+def _indexed_by(element: _SearchIndexed, compiler: Any, **kw: Any) -> str:
+    sql: str = compiler.visit_alias(element, **kw)
+    return f"{sql} INDEXED BY {_SEARCH_INDEX}" if kw.get("asfrom") else sql
 
 
 @dataclass(frozen=True)
@@ -240,21 +274,79 @@ def _matches(table: Any, slug_param: str, shape: _Shape) -> list[ColumnElement[b
     return [table.c.amenity == bindparam(slug_param, type_=String), *_qualifies(table, shape)]
 
 
+def _range(table: Any, slug_param: str, shape: _Shape) -> list[ColumnElement[bool]]:
+    """``_matches``, after the cursor: the index range of amenity ``slug_param`` that a page reads."""
+    conditions = _matches(table, slug_param, shape)
+    if shape.after:
+        conditions.append(table.c.listing_id > bindparam("after", type_=Integer))
+    return conditions
+
+
 # Statements are cached per shape: building SQLAlchemy aliases costs more than running the query.
 @functools.lru_cache(maxsize=1024)
 def _walk(shape: _Shape, probes: int, any_probes: int, prefix: str = "") -> Select:
     """Listing ids matching amenity ``{prefix}d`` in id order from the cursor that also match every
     ``{prefix}p<i>`` amenity and, when any, at least one ``{prefix}q<i>`` amenity; at most ``limit + 1``."""
     driver = _amenities.alias(f"{prefix}d")
-    conditions = _matches(driver, f"{prefix}d", shape)
-    if shape.after:
-        conditions.append(driver.c.listing_id > bindparam("after", type_=Integer))
-    conditions += [_probe(driver, [f"{prefix}p{i}"], shape) for i in range(probes)]
+    conditions = _range(driver, f"{prefix}d", shape) + _probes(driver, probes, any_probes, shape, prefix)
+    return (
+        select(driver.c.listing_id).where(*conditions).order_by(driver.c.listing_id).limit(_page_limit(shape))
+    )
+
+
+def _page_limit(shape: _Shape) -> ColumnElement[Any]:
+    # A literal LIMIT (the shape is cached per limit): a prepared statement's generic plan would guess it.
+    return literal_column(str(shape.limit + 1))
+
+
+def _probes(
+    driver: Any, probes: int, any_probes: int, shape: _Shape, prefix: str = ""
+) -> list[ColumnElement[bool]]:
+    """EXISTS conditions on the driver's listing: every amenity ``{prefix}p<i>``, one of ``{prefix}q<i>``."""
+    conditions = [_probe(driver, [f"{prefix}p{i}"], shape) for i in range(probes)]
     if any_probes:
         conditions.append(_probe(driver, [f"{prefix}q{i}" for i in range(any_probes)], shape))
-    # A literal LIMIT (the shape is cached per limit): a prepared statement's generic plan would guess it.
-    limit: ColumnElement[Any] = literal_column(str(shape.limit + 1))
-    return select(driver.c.listing_id).where(*conditions).order_by(driver.c.listing_id).limit(limit)
+    return conditions
+
+
+@functools.lru_cache(maxsize=1024)
+def _merge(shape: _Shape, merged: int, probes: int, any_probes: int) -> Select | CompoundSelect:
+    """Listing ids in every range ``m<i>``, found by reading each range once in id order, that also match the
+    probes ``p<i>`` and ``q<i>`` as in ``_walk``; at most ``limit + 1``."""
+    ranges = [_amenities.alias(f"m{i}") for i in range(merged)]
+    if shape.dialect == "sqlite":
+        # SQLite merges a compound SELECT that has an ORDER BY ("MERGE (INTERSECT)" in its plan); without one
+        # it builds a temporary b-tree of each range.
+        arms = [
+            select(table.c.listing_id).where(*_range(table, f"m{i}", shape)) for i, table in enumerate(ranges)
+        ]
+        both = intersect(*arms)
+        ordered = both.order_by(both.selected_columns.listing_id)
+        if not probes and not any_probes:
+            return ordered.limit(_page_limit(shape))
+        # LIMIT -1 (none) keeps the ORDER BY, and so the merge, which SQLite drops from a subquery otherwise.
+        # It then sorts what passes the probes: the merge reads the ranges to their end (_merge_count's cost).
+        ids = ordered.limit(literal_column("-1")).subquery("m")
+    else:
+        # PostgreSQL merge-joins (or hash-joins) ranges this sparse: either reads each range once.
+        first = ranges[0]
+        joined = first
+        conditions = _range(first, "m0", shape)
+        for i, table in enumerate(ranges[1:], start=1):
+            joined = joined.join(table, table.c.listing_id == first.c.listing_id)
+            conditions += _range(table, f"m{i}", shape)
+        join = select(first.c.listing_id).select_from(joined).where(*conditions).order_by(first.c.listing_id)
+        if not probes and not any_probes:
+            return join.limit(_page_limit(shape))
+        # OFFSET 0 keeps the probes out of the join: pushed down to one range's scan, they would run for each
+        # of its rows. The subquery stays in id order, so the page still stops after limit + 1 matches.
+        ids = join.offset(literal_column("0")).subquery("m")
+    return (
+        select(ids.c.listing_id)
+        .where(*_probes(ids, probes, any_probes, shape))
+        .order_by(ids.c.listing_id)
+        .limit(_page_limit(shape))
+    )
 
 
 def _probe(driver: Any, slug_params: list[str], shape: _Shape) -> ColumnElement[bool]:
@@ -265,7 +357,7 @@ def _probe(driver: Any, slug_params: list[str], shape: _Shape) -> ColumnElement[
     plan depends on statistics (a fresh table's are wrong), while a per-row probe costs one index lookup on
     ``(amenity, listing_id)`` whatever the statistics say.
     """
-    probe = _amenities.alias(slug_params[0])
+    probe = _SearchIndexed._construct(_amenities, name=slug_params[0])
     slugs = [bindparam(name, type_=String) for name in slug_params]
     amenity = probe.c.amenity == slugs[0] if len(slugs) == 1 else probe.c.amenity.in_(slugs)
     subquery: Select[Any] = select(literal_column("1")).where(
@@ -280,23 +372,19 @@ def _probe(driver: Any, slug_params: list[str], shape: _Shape) -> ColumnElement[
 def _union(shape: _Shape, branches: int, probes: int) -> Select:
     walks = [_walk(shape, probes, 0, f"w{i}_").subquery(f"w{i}") for i in range(branches)]
     merged = union(*(select(walk.c.listing_id) for walk in walks)).subquery("m")
-    return (
-        select(merged.c.listing_id).order_by(merged.c.listing_id).limit(literal_column(str(shape.limit + 1)))
-    )
+    return select(merged.c.listing_id).order_by(merged.c.listing_id).limit(_page_limit(shape))
 
 
 @functools.lru_cache(maxsize=1024)
 def _sample(shape: _Shape, count: int) -> Select:
-    """The id of the ``_DENSITY_SAMPLE``-th match after the cursor of each amenity ``s<i>`` (NULL if fewer)."""
-    samples = []
+    """The last listing id with amenities, then the id of the ``_DENSITY_SAMPLE``-th match after the cursor of
+    each amenity ``s<i>`` (NULL if fewer)."""
+    samples = [select(func.max(_amenities.c.listing_id)).scalar_subquery()]  # one descent of the primary key
     for i in range(count):
         sample = _amenities.alias(f"s{i}")
-        conditions = _matches(sample, f"s{i}", shape)
-        if shape.after:
-            conditions.append(sample.c.listing_id > bindparam("after", type_=Integer))
         samples.append(
             select(sample.c.listing_id)
-            .where(*conditions)
+            .where(*_range(sample, f"s{i}", shape))
             .order_by(sample.c.listing_id)
             .offset(literal_column(str(_DENSITY_SAMPLE - 1)))
             .limit(literal_column("1"))
@@ -319,8 +407,8 @@ def _details(shape: _Shape) -> Select:
     )
 
 
-def _ids_statement(session: Session, query: SearchQuery) -> tuple[Select, dict[str, Any]]:
-    """The page-id statement and its parameters, walking from the sparsest range (see the module docstring)."""
+def _ids_statement(session: Session, query: SearchQuery) -> tuple[Select | CompoundSelect, dict[str, Any]]:
+    """The page-id statement and its parameters, from the sparsest ranges (see the module docstring)."""
     shape = _Shape.of(session, query)
     params: dict[str, Any] = {}
     if shape.after:
@@ -330,20 +418,20 @@ def _ids_statement(session: Session, query: SearchQuery) -> tuple[Select, dict[s
     all_of = list(query.all_of)
     # An any_of amenity that all_of already requires satisfies the any_of condition by itself.
     any_of = [] if set(query.any_of) & set(all_of) else list(query.any_of)
+    walk_any: list[str] = []
+    merged = 1
     if all_of and (len(all_of) > 1 or any_of):
-        spans = _spans(session, shape, params, all_of + any_of)
-        driver = max(all_of, key=lambda slug: spans[slug])
-        # Rows walked per page grow with range density (1/span): one all_of range, or the any_of ranges
-        # walked side by side (the sum of their densities).
-        if not any_of or 1 / spans[driver] <= sum(1 / spans[slug] for slug in any_of):
-            all_of.remove(driver)
-            all_of.insert(0, driver)
+        density, rest = _densities(session, shape, params, all_of + any_of)
+        all_of.sort(key=density.__getitem__)  # the rarest drives; the next rarest probes reject the most
+        # Rows walked per page grow with range density: one all_of range, or the any_of ranges walked side by
+        # side (the sum of their densities).
+        if not any_of or density[all_of[0]] <= sum(density[slug] for slug in any_of):
             any_of, walk_any = [], any_of
-            params |= _bind("q", walk_any)
-        else:
-            walk_any = []
-    else:
-        walk_any = []
+            merged = _merge_count([density[s] for s in all_of], [density[s] for s in walk_any], rest, shape)
+    params |= _bind("q", walk_any)
+    if merged > 1:
+        params |= _bind("m", all_of[:merged]) | _bind("p", all_of[merged:])
+        return _merge(shape, merged, len(all_of) - merged, len(walk_any)), params
     if not any_of:
         params |= {"d": all_of[0]} | _bind("p", all_of[1:])
         return _walk(shape, len(all_of) - 1, len(walk_any)), params
@@ -355,19 +443,56 @@ def _ids_statement(session: Session, query: SearchQuery) -> tuple[Select, dict[s
     return _union(shape, len(any_of), len(all_of)), params
 
 
+def _merge_count(all_of: list[float], any_of: list[float], rest: int, shape: _Shape) -> int:
+    """How many of the rarest ``all_of`` ranges to intersect by merging (``_merge``); 1 walks the rarest and
+    probes the others (``_walk``).
+
+    Args:
+        all_of: the all_of ranges' densities (matches per listing id after the cursor), ascending.
+        any_of: the any_of amenities' densities, each probed for.
+        rest: listing ids after the cursor.
+        shape: the query's shape.
+
+    Costs are in range entries read: a page spans ``walk`` listing ids (to ``limit + 1`` hits, if the
+    amenities are independent, or to the end); walking reads the driver's entries over it and probes each,
+    merging reads every merged range's entries and probes the listings in all of them.
+    """
+    hits = math.prod(all_of) * min(1.0, sum(any_of) if any_of else 1.0)
+    walk = min(rest, (shape.limit + 1) / hits) if hits > 0 else rest
+    driver_rows = walk * all_of[0]
+    probe_cost = _PROBE_COST.get(shape.dialect, 10.0)
+    walk_cost = driver_rows * probe_cost
+    best, best_cost = 1, walk_cost
+    for count in range(2, len(all_of) + 1):
+        probed = count < len(all_of) or bool(any_of)
+        # SQLite sorts what passes the probes, so it merges to the end of the ranges whatever the page needs.
+        span = rest if probed and shape.dialect == "sqlite" else walk
+        cost = span * (sum(all_of[:count]) + (math.prod(all_of[:count]) * probe_cost if probed else 0.0))
+        if cost < best_cost:
+            best, best_cost = count, cost
+    # Only when it pays clearly: an estimate from 128-entry samples may be off by some way.
+    if driver_rows < _MERGE_MIN_ROWS or 1.25 * best_cost > walk_cost:
+        return 1
+    return best
+
+
 def _bind(prefix: str, slugs: Sequence[str]) -> dict[str, str]:
     return {f"{prefix}{i}": slug for i, slug in enumerate(slugs)}
 
 
-def _spans(session: Session, shape: _Shape, params: dict[str, Any], slugs: Sequence[str]) -> dict[str, float]:
-    """How many listing ids each amenity's range needs, after the cursor, to hold ``_DENSITY_SAMPLE`` matches
-    (infinite when it holds fewer: walking it costs less than the sample did). Larger means sparser."""
+def _densities(
+    session: Session, shape: _Shape, params: dict[str, Any], slugs: Sequence[str]
+) -> tuple[dict[str, float], int]:
+    """Each amenity's matches per listing id after the cursor, from how far its range reaches with
+    ``_DENSITY_SAMPLE`` matches (a range holding fewer counts as holding that many over the rest), and how
+    many listing ids lie after the cursor (at least 1)."""
     start = params.get("after", 0)
-    row = session.execute(_sample(shape, len(slugs)), params | _bind("s", slugs)).one()
+    last, *row = session.execute(_sample(shape, len(slugs)), params | _bind("s", slugs)).one()
+    rest = max((last or 0) - start, 1)
     return {
-        slug: math.inf if last is None else max(last - start, 1)
-        for slug, last in zip(slugs, row, strict=True)
-    }
+        slug: _DENSITY_SAMPLE / (rest if sample is None else max(sample - start, 1))
+        for slug, sample in zip(slugs, row, strict=True)
+    }, rest
 
 
 def _fetch_hits(session: Session, query: SearchQuery, ids: list[int]) -> list[SearchHit]:

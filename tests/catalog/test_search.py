@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from roomscan.catalog import search
 from roomscan.catalog.db import open_catalog
 from roomscan.catalog.models import Listing, ListingAmenity
 from roomscan.catalog.search import SearchQuery, explain_search, search_listings
@@ -41,8 +42,35 @@ def _random_listings() -> dict[int, dict[str, tuple[str, float]]]:
     return listings
 
 
+# A catalog (ids from 5001) where rare amenities cluster on a few "luxury" listings, as they do in life, so
+# that all-of searches over several rare amenities have matches on several pages: the case where search
+# intersects rare ranges by merging them instead of walking one and probing the others.
+RARE_SHARE = {"billiard-table": 0.03, "fountain": 0.03, "wine-rack": 0.04}
+LUXURY_SHARE = 0.08  # listings where each rare amenity shows up half the time
+RARE_COUNT = 4000
+
+
+def _rare_listings() -> dict[int, dict[str, tuple[str, float]]]:
+    rng = random.Random(11)
+    listings = {}
+    for listing_id in range(5001, 5001 + RARE_COUNT):
+        luxury = rng.random() < LUXURY_SHARE
+        # Other common amenities than RANDOM_SHARE's, so the paging tests above page through no more rows.
+        shares = {"towel": 0.9, "mirror": 0.8, "stairs": 0.15} | {
+            slug: 0.5 if luxury else share for slug, share in RARE_SHARE.items()
+        }
+        amenities = {}
+        for slug, share in shares.items():
+            if rng.random() < share:
+                status = rng.choices(["confirmed", "discovered", "unverified"], [6, 3, 1])[0]
+                amenities[slug] = (status, round(rng.uniform(0.0, 1.0), 3))
+        listings[listing_id] = amenities
+    return listings
+
+
 RANDOM_LISTINGS = _random_listings()
-ALL_LISTINGS = LISTINGS | RANDOM_LISTINGS
+RARE_LISTINGS = _rare_listings()
+ALL_LISTINGS = LISTINGS | RANDOM_LISTINGS | RARE_LISTINGS
 
 
 def _rows(listings: dict[int, dict[str, tuple[str, float]]]) -> Iterator[dict[str, Any]]:
@@ -192,12 +220,11 @@ RANDOM_QUERIES = [
 ]
 
 
-@pytest.mark.parametrize("kwargs", RANDOM_QUERIES, ids=lambda kwargs: str(kwargs))
-@pytest.mark.parametrize("limit", [1, 7, 100])
-def test_paging_through_every_page_finds_every_match_once(session: Session, kwargs: dict, limit: int) -> None:
+def _assert_pages_match_brute_force(session: Session, kwargs: dict, limit: int) -> None:
+    """Page through the whole answer with the cursor: every match once, in id order, with its scores."""
     answer = expected(SearchQuery(**kwargs), ALL_LISTINGS)
     seen: list[tuple[int, dict]] = []
-    cursor = None
+    cursor = kwargs.pop("after", None)
     for _ in range(len(answer) + 2):
         page = search_listings(session, SearchQuery(**kwargs, limit=limit, after=cursor))
         assert len(page.hits) <= limit
@@ -210,15 +237,77 @@ def test_paging_through_every_page_finds_every_match_once(session: Session, kwar
     assert _rounded(seen) == _rounded(answer)
 
 
-@pytest.mark.parametrize("after", [0, 1000, 1700, 2499, 2500, 10**9])
-def test_cursor_anywhere(session: Session, after: int) -> None:
-    query = SearchQuery(all_of=("sink", "jacuzzi"), any_of=("bed", "tree-house"), after=after)
+@pytest.mark.parametrize("kwargs", RANDOM_QUERIES, ids=lambda kwargs: str(kwargs))
+@pytest.mark.parametrize("limit", [1, 7, 100])
+def test_paging_through_every_page_finds_every_match_once(session: Session, kwargs: dict, limit: int) -> None:
+    _assert_pages_match_brute_force(session, dict(kwargs), limit)
+
+
+RARE_QUERIES = [
+    {"all_of": ("billiard-table", "fountain", "wine-rack")},
+    {"all_of": ("wine-rack", "fountain")},
+    {"all_of": ("fountain", "billiard-table", "towel")},
+    {"all_of": ("billiard-table", "fountain", "wine-rack"), "min_score": 0.2},
+    {"all_of": ("billiard-table", "wine-rack"), "confirmed_only": True},
+    {"all_of": ("wine-rack", "fountain", "mirror"), "confirmed_only": True, "min_score": 0.1},
+    {"all_of": ("billiard-table", "fountain"), "any_of": ("towel", "stairs")},
+    {"all_of": ("billiard-table", "wine-rack"), "any_of": ("stairs", "tree-house", "mirror")},
+    {"all_of": ("fountain", "wine-rack"), "any_of": ("fountain", "stairs")},
+    {"all_of": ("billiard-table", "fountain", "wine-rack"), "after": 7000},
+    {"all_of": ("billiard-table", "fountain", "no-such-amenity")},
+]
+
+
+@pytest.mark.parametrize("kwargs", RARE_QUERIES, ids=lambda kwargs: str(kwargs))
+@pytest.mark.parametrize("limit", [1, 7, 100])
+@pytest.mark.parametrize("merged", [1, 2, 3], ids=["walk", "merge-2", "merge-3"])
+def test_rare_all_of_finds_the_same_pages_walked_or_merged(
+    session: Session, monkeypatch: pytest.MonkeyPatch, kwargs: dict, limit: int, merged: int
+) -> None:
+    # However many of the rarest ranges are merged (the cost estimate picks), the pages are the brute-force
+    # answer's: same hits, same order, same cursors.
+    monkeypatch.setattr(search, "_merge_count", lambda all_of, *_: min(merged, len(all_of)))
+    _assert_pages_match_brute_force(session, dict(kwargs), limit)
+
+
+@pytest.mark.parametrize("after", [0, 5000, 6000, 8999, 9000, 10**9])
+def test_merged_search_from_any_cursor(session: Session, monkeypatch: pytest.MonkeyPatch, after: int) -> None:
+    monkeypatch.setattr(search, "_merge_count", lambda all_of, *_: len(all_of))
+    query = SearchQuery(all_of=("billiard-table", "wine-rack"), any_of=("towel", "stairs"), after=after)
     assert _page(session, query) == _rounded(expected(query, ALL_LISTINGS)[:20])
 
 
-def test_hits_carry_titles(session: Session) -> None:
-    page = search_listings(session, SearchQuery(all_of=("tree-house",), limit=2))
-    assert [(hit.listing_id, hit.title) for hit in page.hits] == [(4, "Listing 4"), (5, "Listing 5")]
+@pytest.mark.parametrize(
+    ("all_of", "any_of", "rest", "merged"),
+    [
+        # 1M listings: three rare ranges (~17k-25k matches each) share ~10 listings; merging the two rarest
+        # reads ~35k entries and probes ~300 listings, walking probes ~17k.
+        ([0.017, 0.017, 0.025], [], 10**6, 2),
+        ([0.017, 0.017], [], 10**6, 2),
+        ([0.017, 0.025], [0.01, 0.04], 10**6, 2),
+        # A rare driver with common probes finds a page within a few hundred rows: walk.
+        ([0.0085, 0.77, 0.78], [], 10**6, 1),
+        ([0.77, 0.78], [], 10**6, 1),
+        # Near the end of the catalog: few rows to walk whatever the densities.
+        ([0.017, 0.017, 0.025], [], 20_000, 1),
+    ],
+)
+def test_merge_when_walking_would_probe_many_rows(
+    all_of: list[float], any_of: list[float], rest: int, merged: int
+) -> None:
+    for dialect in ("sqlite", "postgresql"):
+        shape = search._Shape(dialect, after=False, min_score=False, confirmed_only=False, limit=20)
+        assert search._merge_count(all_of, any_of, rest, shape) == merged
+
+
+def test_rare_all_of_merges_the_search_index(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    if session.get_bind().dialect.name != "sqlite":
+        pytest.skip("PostgreSQL plans depend on table statistics; bench_search.py checks them at scale")
+    monkeypatch.setattr(search, "_merge_count", lambda all_of, *_: len(all_of))
+    plan = explain_search(session, SearchQuery(all_of=("billiard-table", "fountain"), any_of=("towel", "stairs")))
+    # Each range read once, in index order (no temporary b-tree of a range), probes on the search index.
+    assert "MERGE (INTERSECT)" in plan and "sqlite_autoindex" not in plan, plan
+    assert "TEMP B-TREE" not in plan.replace("USE TEMP B-TREE FOR ORDER BY", ""), plan
 
 
 def test_walks_the_search_index(session: Session) -> None:
@@ -227,6 +316,8 @@ def test_walks_the_search_index(session: Session) -> None:
     plan = explain_search(session, SearchQuery(all_of=("bed", "jacuzzi"), any_of=("sink", "porch"), after=5))
     assert "ix_listing_amenities_search" in plan
     assert "SCAN listing_amenities" not in plan.replace("SCAN m", "")
+    # Probes read the covering search index, not the primary key's index and then the table row.
+    assert "sqlite_autoindex" not in plan, plan
 
 
 @pytest.mark.parametrize(
