@@ -24,7 +24,7 @@ def train(
     val_fraction: float | None = typer.Option(None, "--val-fraction", help="Share of --data held out for validation when --val is not given (0: validate on the training set)."),
     scratch: bool = typer.Option(False, "--scratch", help="Random initialisation from the model's known architecture; downloads nothing."),
     epochs: int | None = typer.Option(None, "--epochs", help="Passes over the training set."),
-    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step per process (under torchrun the global batch is this x processes)."),
     lr: float | None = typer.Option(None, "--lr", help="AdamW learning rate (backbone: x0.1)."),
     image_size: int | None = typer.Option(None, "--image-size", help="Square input side, a multiple of 32 (default 640)."),
     subset: float | None = typer.Option(None, "--subset", help="Train on this fraction of the data (fast iteration)."),
@@ -41,8 +41,12 @@ def train(
     workers: int | None = typer.Option(None, "--workers", help="Threads decoding images ahead of the model."),
     config: Path | None = typer.Option(None, "--config", help="YAML file of TrainConfig keys; flags override it."),
 ) -> None:
-    """Fine-tune an RT-DETRv2 / D-FINE detector on a dataset; writes RUN/model, checkpoints and metrics.jsonl."""
+    """Fine-tune an RT-DETRv2 / D-FINE detector on a dataset; writes RUN/model, checkpoints and metrics.jsonl.
+
+    Several GPUs: torchrun --nproc-per-node 4 $(which roomscan) train ... (data parallel; rank 0 writes the run).
+    """
     from roomscan.train.config import ConfigError, load_config
+    from roomscan.train.distributed import is_main_process
     from roomscan.train.engine import fit
 
     if resume is not None:
@@ -63,6 +67,8 @@ def train(
             "num_workers": workers,
         }
         run_dir = fit(load_config(config, **overrides), log=_log)
+    if not is_main_process():  # under torchrun every process gets here; one answer is enough
+        return
     console.print(f"run: {run_dir}")
     if (run_dir / "model").is_dir():
         console.print(f"model: {run_dir / 'model'}  (roomscan detect --model {run_dir / 'model'} PHOTOS)")

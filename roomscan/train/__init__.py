@@ -6,6 +6,8 @@
 * ``data.py``: dataset -> batches, the decoded-image cache.
 * :func:`evaluate_predictions`, :func:`evaluate_detector` (``evaluate.py``): COCO metrics, PR curves, confusion.
 * ``runs.py``: self-describing run directories (list, show, compare, checkpoints).
+* ``distributed.py``: data-parallel training under ``torchrun`` (process group, shards, DDP, rank-0 work);
+  ``rng.py``: the random state each checkpoint keeps, per process.
 
 Heavy libraries (torch, transformers, pycocotools, matplotlib) load inside the functions that use them.
 """

@@ -43,7 +43,9 @@ class TrainConfig:
             on the training images themselves (useful only to check that a model can fit).
         scratch: random initialisation from the model's known architecture, no weight download.
         epochs: passes over the training set.
-        batch_size: images per optimisation step.
+        batch_size: images per optimisation step and process: under ``torchrun --nproc-per-node N`` a step sees
+            ``N * batch_size`` images (``lr`` and ``warmup_steps`` are not rescaled; an epoch has N times fewer
+            steps).
         lr: AdamW learning rate of the detection head and encoder; the backbone gets ``lr * backbone_lr_mult``.
         backbone_lr_mult: learning-rate factor for the (usually pretrained) backbone.
         weight_decay: AdamW weight decay (not applied to biases and norms).

@@ -4,7 +4,7 @@ Images are decoded with :func:`~roomscan.detection.image.load_image` (EXIF-uprig
 ``image_size`` (what the RT-DETR/D-FINE processors do at inference), then kept as uint8 ``.npy`` files under
 the cache directory, keyed by the file's SHA-256 and the size, so later epochs and later runs skip JPEG decoding.
 The data order of epoch ``e`` is a permutation drawn from ``seed + e`` alone, so a resumed run sees exactly the
-batches an uninterrupted one would.
+batches an uninterrupted one would; under torchrun each process takes its shard of that same order.
 
 Example:
     >>> cache = ImageCache("~/.roomscan/cache/images", image_size=640)   # doctest: +SKIP
@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +170,7 @@ def iter_batches(
     std: Sequence[float] | None = None,
     num_workers: int = 0,
     indices: Sequence[int] | None = None,
+    sampler: Iterable[int] | None = None,
 ) -> Iterator[Batch]:
     """Yield batches of ``dataset`` (the last may be smaller) in the epoch's deterministic order.
 
@@ -178,11 +179,15 @@ def iter_batches(
             when given).
         num_workers: threads loading the next batch's images while the model runs (0: inline).
         indices: use only these image positions (before shuffling), e.g. one batch for overfitting.
+        sampler: the positions of the epoch's order this process takes, e.g. its ``DistributedSampler`` shard
+            (see :meth:`roomscan.train.distributed.World.sampler`); ``None``: the whole order.
     """
     import torch
 
     positions = np.arange(len(dataset)) if indices is None else np.asarray(indices)
     order, coins = epoch_order(len(positions), epoch=epoch, seed=seed, shuffle=shuffle)
+    if sampler is not None:  # the flip coins stay indexed by position: an image flips as in a one-process run
+        order = order[np.fromiter(sampler, dtype=np.int64)]
     flips = coins < hflip
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) if mean is not None else None

@@ -26,9 +26,10 @@ import numpy as np
 from roomscan.data.dataset import DatasetError, DetectionDataset
 from roomscan.detection.core import Detections, make_detections
 from roomscan.errors import RoomscanError
-from roomscan.train import runs
+from roomscan.train import rng, runs
 from roomscan.train.config import CONFIG_FILE, TrainConfig
 from roomscan.train.data import Batch, ImageCache, default_cache_dir, iter_batches
+from roomscan.train.distributed import ONE_PROCESS, World, data_parallel
 from roomscan.train.evaluate import evaluate_predictions
 from roomscan.train.model import ARCH_DIR, build_model, expected_initial_vfl, pixel_transform, rebuild
 
@@ -53,9 +54,13 @@ def _loss_groups(loss_dict: dict[str, Any]) -> dict[str, float]:
 
 def train_one_epoch(
     model: Any, optimizer: Any, lr_scheduler: Any, scaler: Any, batches: Iterable[Batch], *,
-    device: str, amp: bool, clip_grad: float, print_every: int, log: Log, epoch: int,
+    device: str, amp: bool, clip_grad: float, print_every: int, log: Log, epoch: int, world: World = ONE_PROCESS,
 ) -> dict[str, float]:
-    """One pass over ``batches``; returns mean losses, the last learning rate, image count and seconds."""
+    """One pass over ``batches``; returns mean losses, the last learning rate, image count and seconds.
+
+    Under DDP (``model`` wrapped, ``world.size > 1``) every rank passes its own shard, each step's printed loss
+    is the mean over ranks, and the returned losses and image count cover all ranks.
+    """
     import torch
 
     model.train()
@@ -67,7 +72,8 @@ def train_one_epoch(
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
             outputs = model(pixel_values=batch.pixel_values, labels=batch.labels)
         loss = outputs.loss
-        value = loss.detach().item()
+        local = loss.detach().item()
+        value = world.mean(local)  # every rank sees the same value: they stop together, none waits forever
         if not math.isfinite(value):
             raise TrainingError(f"epoch {epoch} step {steps}: the loss is {value}; lower --lr or disable amp")
         optimizer.zero_grad(set_to_none=True)
@@ -78,14 +84,18 @@ def train_one_epoch(
         scaler.step(optimizer)
         scaler.update()
         lr_scheduler.step()
-        sums["loss"] += value
-        for key, value in _loss_groups(outputs.loss_dict).items():
-            sums[key] += value
+        sums["loss"] += local
+        for key, part in _loss_groups(outputs.loss_dict).items():
+            sums[key] += part
         steps += 1
         images += len(batch.image_ids)
         if steps % print_every == 0:
             log(f"epoch {epoch} step {steps}: loss {value:.4f}  lr {optimizer.param_groups[0]['lr']:.2e}")
     seconds = time.perf_counter() - start
+    if world.size > 1:  # one all-reduce; every rank ran the same number of steps (DistributedSampler pads)
+        totals = world.sum({**sums, "images": images})
+        images = int(totals.pop("images"))
+        sums, steps = defaultdict(float, totals), steps * world.size
     out = {k: v / max(steps, 1) for k, v in sums.items()}
     out.update(lr=optimizer.param_groups[0]["lr"], images=images, seconds=seconds)
     return out
@@ -160,33 +170,6 @@ def _optimizer(model: Any, config: TrainConfig, total_steps: int) -> tuple[Any, 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _rng_state() -> dict[str, Any]:
-    import torch
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import torch
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _new_run_dir(config: TrainConfig) -> Path:
     name = config.name or f"{Path(config.model).name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(config.out) / name
@@ -232,15 +215,19 @@ def fit(
     validation AP) is written to ``model/``. A resumed run restores model, optimizer, scheduler, scaler and RNG
     states, and the data order depends only on ``seed`` and the epoch, so it ends where an uninterrupted one would.
 
-    Raises:
-        TrainingError, DatasetError, ModelUnavailableError, RunError: named, actionable problems.
-    """
-    import torch
+    Under ``torchrun --nproc-per-node N`` each process trains on its shard of every epoch with DDP (see
+    :mod:`roomscan.train.distributed`): ``batch_size`` is per process (the global batch is ``N * batch_size``;
+    ``lr`` is not rescaled), logged losses are averaged over the processes, and only rank 0 logs, evaluates and
+    writes the run directory while the others wait. Every process returns the run directory.
 
+    Raises:
+        TrainingError, DatasetError, ModelUnavailableError, RunError, DistributedError: named, actionable problems.
+    """
     from roomscan.backends._common import resolve_device
-    from roomscan.backends.detr import save_model_dir
+    from roomscan.train.distributed import process_group
 
     state: dict[str, Any] | None = None
+    run_dir: Path | None = None
     if resume is not None:
         run_dir = Path(resume)
         state = runs.load_checkpoint(run_dir)
@@ -253,28 +240,64 @@ def fit(
         device = resolve_device(config.device)
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
+    with process_group(device) as world:
+        return _train(config, world, run_dir, state, log=log if world.is_main else _quiet, on_epoch=on_epoch)
+
+
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0: one copy of each line is enough."""
+
+
+def _train(config: TrainConfig, world: World, run_dir: Path | None, state: dict[str, Any] | None, *, log: Log,
+           on_epoch: Callable[[dict[str, Any]], None] | None) -> Path:
+    """``fit`` inside the process group: ``state`` is the checkpoint of the run at ``run_dir`` to resume, or None."""
+    import torch
+
+    from roomscan.backends.detr import save_model_dir
+
+    device = world.device
     amp = config.amp and device.startswith("cuda")
     train_ds, val_ds, val_desc = _datasets(config)
     cache = ImageCache((config.cache_dir or default_cache_dir()) if config.cache else None, config.image_size)
     if state is None:
-        run_dir = _new_run_dir(config)
-        config.save(run_dir / CONFIG_FILE)
-        _seed_everything(config.seed)
+        def new_run() -> Path:
+            created = _new_run_dir(config)
+            config.save(created / CONFIG_FILE)
+            return created
+
+        run_dir = world.on_main(new_run)  # its name holds rank 0's clock: every rank takes rank 0's
+        rng.seed_everything(config.seed)
         model, processor = build_model(config, train_ds.taxonomy)
-        model.config.save_pretrained(str(run_dir / ARCH_DIR))
-        processor.save_pretrained(str(run_dir / ARCH_DIR))
-        runs.update_info(run_dir, status="running", started=runs.now(), git_commit=runs.git_commit(),
-                         train_fingerprint=train_ds.fingerprint(), val_fingerprint=val_ds.fingerprint(),
-                         train_images=len(train_ds), val_images=len(val_ds), validation=val_desc,
-                         torch=torch.__version__, transformers=__import__("transformers").__version__)
+
+        def describe_run() -> None:
+            model.config.save_pretrained(str(run_dir / ARCH_DIR))
+            processor.save_pretrained(str(run_dir / ARCH_DIR))
+            runs.update_info(run_dir, status="running", started=runs.now(), git_commit=runs.git_commit(),
+                             train_fingerprint=train_ds.fingerprint(), val_fingerprint=val_ds.fingerprint(),
+                             train_images=len(train_ds), val_images=len(val_ds), validation=val_desc,
+                             torch=torch.__version__, transformers=__import__("transformers").__version__,
+                             **({"world_size": world.size} if world.size > 1 else {}))
+
+        world.on_main(describe_run)
     else:
+        assert run_dir is not None
         model, processor = rebuild(run_dir)
         model.load_state_dict(state["model"])
-        runs.truncate_metrics(run_dir, state["epoch"])
-        runs.update_info(run_dir, status="running", resumed=runs.now())
+
+        def reopen_run() -> None:
+            runs.truncate_metrics(run_dir, state["epoch"])
+            runs.update_info(run_dir, status="running", resumed=runs.now(),
+                             **({"world_size": world.size} if world.size > 1 else {}))
+
+        world.on_main(reopen_run)
     model.to(device)
+    # A batch without boxes leaves the denoising queries' parameters out of that rank's loss.
+    no_boxes = any(len(train_ds.annotations[im.id]) == 0 for im in train_ds.images)
+    train_model = data_parallel(model, world, find_unused_parameters=no_boxes)  # ``model`` is evaluated and saved
     pixels = pixel_transform(processor)
-    steps_per_epoch = math.ceil(len(train_ds) / config.batch_size)
+    sampler = world.sampler(len(train_ds))
+    shard = len(sampler) if sampler is not None else len(train_ds)
+    steps_per_epoch = math.ceil(shard / config.batch_size)
     optimizer, lr_scheduler = _optimizer(model, config, config.epochs * steps_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     start_epoch, best_ap, best_epoch = 0, -1.0, -1
@@ -284,74 +307,113 @@ def fit(
         lr_scheduler.load_state_dict(state["lr_scheduler"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, best_ap, best_epoch = state["epoch"] + 1, state["best_metric"], state["best_epoch"]
-        _set_rng_state(state["rng"])
+        rng.restore(rng.from_checkpoint(state, world, log), world)
+        if len(state.get("rng_ranks") or [None]) != world.size:
+            _move_schedule(lr_scheduler, start_epoch * steps_per_epoch)
         log(f"resuming {run_dir} at epoch {start_epoch} (best val AP so far {best_ap:.4f})")
     else:
         log(f"run {run_dir}: {len(train_ds)} training images, validation on the {val_desc} ({len(val_ds)})")
-        first = next(iter_batches(train_ds, cache, batch_size=config.batch_size, epoch=0, seed=config.seed, **pixels))
-        init_row = _log_initial_loss(model, first, device, log)
-        _set_rng_state(_rng_state_after_seed(config.seed))
-    tracker = runs.Tracker(config.to_dict(), run_dir.name)
+        if world.size > 1:
+            log(f"data parallel: {world.size} processes x batch {config.batch_size} = global batch "
+                f"{world.size * config.batch_size}, {steps_per_epoch} steps per epoch")
+
+        def probe() -> dict[str, float]:
+            first = next(iter_batches(train_ds, cache, batch_size=config.batch_size, epoch=0, seed=config.seed,
+                                      **pixels))
+            return _log_initial_loss(model, first, device, log)
+
+        init_row = world.on_main(probe)
+        rng.restore(rng.after_seed(config.seed, world), world)
+    tracker = runs.Tracker(config.to_dict(), run_dir.name) if world.is_main else None
     for epoch in range(start_epoch, config.epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)  # a no-op without shuffling (epoch_order shuffles), kept for the contract
         batches = iter_batches(train_ds, cache, batch_size=config.batch_size, epoch=epoch, seed=config.seed,
-                               hflip=config.hflip, num_workers=config.num_workers, **pixels)
-        stats = train_one_epoch(model, optimizer, lr_scheduler, scaler, batches, device=device, amp=amp,
-                                clip_grad=config.clip_grad, print_every=config.print_every, log=log, epoch=epoch)
-        t0 = time.perf_counter()
-        report = evaluate_predictions(val_ds, predict(model, processor, val_ds, cache, batch_size=config.eval_batch_size,
-                                                      device=device, amp=amp))
-        row = {"epoch": epoch, **{k: v for k, v in stats.items() if k not in ("images", "seconds")},
-               "val_ap": report.ap, "val_ap50": report.ap50, "val_ap75": report.ap75,
-               "train_seconds": round(stats["seconds"], 3), "val_seconds": round(time.perf_counter() - t0, 3),
-               "images_per_s": round(stats["images"] / max(stats["seconds"], 1e-9), 2), **init_row}
-        init_row = {}
-        improved = report.ap > best_ap
-        if improved:
-            best_ap, best_epoch = report.ap, epoch
-            tmp = run_dir / f"{runs.MODEL_DIR}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            save_model_dir(model, processor, train_ds.taxonomy, tmp)
-            shutil.rmtree(run_dir / runs.MODEL_DIR, ignore_errors=True)
-            tmp.rename(run_dir / runs.MODEL_DIR)
-        # The row first: a crash before the checkpoint re-runs this epoch, and resuming truncates the extra row.
-        runs.append_metrics(run_dir, row)
-        runs.save_checkpoint(run_dir, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "config": config.to_dict(), "epoch": epoch, "best_metric": best_ap,
-            "best_epoch": best_epoch, "rng": _rng_state(),
-        })
-        tracker.log(row, epoch)
-        log(f"epoch {epoch}: loss {row['loss']:.4f}  val AP {report.ap:.4f}  AP50 {report.ap50:.4f}  "
-            f"{row['images_per_s']:.1f} img/s{'  (best)' if improved else ''}")
-        if on_epoch is not None:
-            try:
-                on_epoch(row)
-            except BaseException:
-                tracker.close()
-                runs.update_info(run_dir, status="stopped", finished=runs.now(), best_ap=best_ap, best_epoch=best_epoch)
-                raise
-        if config.patience and epoch - best_epoch >= config.patience:
-            log(f"early stop: no better val AP for {config.patience} epochs (best {best_ap:.4f} at epoch {best_epoch})")
+                               hflip=config.hflip, num_workers=config.num_workers, sampler=sampler, **pixels)
+        stats = train_one_epoch(train_model, optimizer, lr_scheduler, scaler, batches, device=device, amp=amp,
+                                clip_grad=config.clip_grad, print_every=config.print_every, log=log, epoch=epoch,
+                                world=world)
+        rng_states = world.gather(rng.capture(world))
+
+        def end_epoch() -> bool:
+            """Evaluate, store the row, checkpoint; whether to stop early."""
+            nonlocal best_ap, best_epoch, init_row
+            t0 = time.perf_counter()
+            report = evaluate_predictions(val_ds, predict(model, processor, val_ds, cache,
+                                                          batch_size=config.eval_batch_size, device=device, amp=amp))
+            row = {"epoch": epoch, **{k: v for k, v in stats.items() if k not in ("images", "seconds")},
+                   "val_ap": report.ap, "val_ap50": report.ap50, "val_ap75": report.ap75,
+                   "train_seconds": round(stats["seconds"], 3), "val_seconds": round(time.perf_counter() - t0, 3),
+                   "images_per_s": round(stats["images"] / max(stats["seconds"], 1e-9), 2), **init_row}
+            init_row = {}
+            improved = report.ap > best_ap
+            if improved:
+                best_ap, best_epoch = report.ap, epoch
+                tmp = run_dir / f"{runs.MODEL_DIR}.tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                save_model_dir(model, processor, train_ds.taxonomy, tmp)
+                shutil.rmtree(run_dir / runs.MODEL_DIR, ignore_errors=True)
+                tmp.rename(run_dir / runs.MODEL_DIR)
+            # The row first: a crash before the checkpoint re-runs this epoch, and resuming truncates the extra row.
+            runs.append_metrics(run_dir, row)
+            runs.save_checkpoint(run_dir, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "lr_scheduler": lr_scheduler.state_dict(), "scaler": scaler.state_dict(), "config": config.to_dict(),
+                "epoch": epoch, "best_metric": best_ap, "best_epoch": best_epoch, "rng": rng_states[0],
+                **({"rng_ranks": rng_states} if world.size > 1 else {}),
+            })
+            assert tracker is not None
+            tracker.log(row, epoch)
+            log(f"epoch {epoch}: loss {row['loss']:.4f}  val AP {report.ap:.4f}  AP50 {report.ap50:.4f}  "
+                f"{row['images_per_s']:.1f} img/s{'  (best)' if improved else ''}")
+            if on_epoch is not None:
+                try:
+                    on_epoch(row)
+                except BaseException:
+                    tracker.close()
+                    runs.update_info(run_dir, status="stopped", finished=runs.now(), best_ap=best_ap,
+                                     best_epoch=best_epoch)
+                    raise
+            if config.patience and epoch - best_epoch >= config.patience:
+                log(f"early stop: no better val AP for {config.patience} epochs (best {best_ap:.4f} at epoch "
+                    f"{best_epoch})")
+                return True
+            return False
+
+        if world.on_main(end_epoch):  # the other ranks wait here for rank 0's evaluation and files
             break
-    tracker.close()
-    runs.update_info(run_dir, status="finished", finished=runs.now(), best_ap=best_ap, best_epoch=best_epoch)
+
+    def finish() -> None:
+        assert tracker is not None
+        tracker.close()
+        runs.update_info(run_dir, status="finished", finished=runs.now(), best_ap=best_ap, best_epoch=best_epoch)
+
+    world.on_main(finish)
     return run_dir
 
 
-def _rng_state_after_seed(seed: int) -> dict[str, Any]:
-    """The RNG state right after seeding: the initial-loss probe must not shift what training draws."""
-    _seed_everything(seed + 1)
-    return _rng_state()
+def _move_schedule(lr_scheduler: Any, step: int) -> None:
+    """Put the learning-rate schedule at ``step``: a run resumed by a different number of processes has a different
+    number of steps per epoch, and the schedule must follow the epochs done, not the steps counted."""
+    lr_scheduler.last_epoch = step
+    for group, base, factor in zip(lr_scheduler.optimizer.param_groups, lr_scheduler.base_lrs,
+                                   lr_scheduler.lr_lambdas):
+        group["lr"] = base * factor(step)
 
 
 def overfit_batch(config: TrainConfig, *, log: Log = print) -> Path:
     """Train on one batch for ``config.overfit_steps`` steps (no augmentation); the loss must fall toward zero.
 
     Writes ``config.yaml`` and a ``metrics.jsonl`` row per printed step in a new run directory, returned.
+    One process only: a sanity check of one batch has nothing to spread over several.
     """
     import torch
 
     from roomscan.backends._common import resolve_device
+    from roomscan.train.distributed import world_from_env
+
+    if world_from_env("cpu").size > 1:
+        raise TrainingError("--overfit-batch runs in one process; start it without torchrun")
 
     try:
         device = resolve_device(config.device)
@@ -364,7 +426,7 @@ def overfit_batch(config: TrainConfig, *, log: Log = print) -> Path:
     config.save(run_dir / CONFIG_FILE)
     runs.update_info(run_dir, status="running", mode="overfit-batch", started=runs.now(), git_commit=runs.git_commit(),
                      train_fingerprint=train.fingerprint())
-    _seed_everything(config.seed)
+    rng.seed_everything(config.seed)
     model, processor = build_model(config, train.taxonomy)
     model.to(device)
     cache = ImageCache((config.cache_dir or default_cache_dir()) if config.cache else None, config.image_size)
