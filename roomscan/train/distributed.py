@@ -1,8 +1,8 @@
-"""Data-parallel training under ``torchrun``: which process this is, its device, and the few collectives ``fit`` uses.
+"""Data-parallel training under ``torchrun``: which process this is, its device, the collectives ``fit`` uses.
 
 ``torchrun --nproc-per-node N`` starts N copies of the command with ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
-``MASTER_ADDR`` and ``MASTER_PORT`` set. :func:`process_group` reads them, joins the process group (NCCL on CUDA, one
-GPU per local rank; gloo on CPU) and leaves it at the end or on error. Without those variables (or with
+``MASTER_ADDR`` and ``MASTER_PORT`` set. :func:`process_group` reads them, joins the process group (NCCL on CUDA,
+one GPU per local rank; gloo on CPU) and leaves it at the end or on error. Without those variables (or with
 ``WORLD_SIZE=1``) it yields a one-process :class:`World` whose collectives return their input and touch no
 ``torch.distributed`` state, so a plain run is unchanged.
 
@@ -32,7 +32,9 @@ T = TypeVar("T")
 # Rank 0 evaluates and writes files while the others wait at a collective: allow for a long validation pass.
 TIMEOUT = timedelta(minutes=60)
 
-__all__ = ["ONE_PROCESS", "DistributedError", "World", "data_parallel", "is_main_process", "process_group", "world_from_env"]
+__all__ = [
+    "ONE_PROCESS", "DistributedError", "World", "data_parallel", "is_main_process", "process_group", "world_from_env",
+]
 
 
 class DistributedError(RoomscanError):
@@ -71,7 +73,8 @@ class World:
             return None
         from torch.utils.data.distributed import DistributedSampler
 
-        return DistributedSampler(range(n), num_replicas=self.size, rank=self.rank, shuffle=False)  # type: ignore[arg-type]
+        positions: Any = range(n)  # all the sampler reads of its dataset is len()
+        return DistributedSampler(positions, num_replicas=self.size, rank=self.rank, shuffle=False)
 
     def sum(self, values: Mapping[str, float]) -> dict[str, float]:
         """Each value summed over all ranks; a key some rank lacks counts 0 there (a loss its batches never had)."""

@@ -136,10 +136,11 @@ def test_two_processes_at_batch_b_train_like_one_at_2b_and_resume_exactly(tmp_pa
     from roomscan.train import TrainConfig, fit
 
     def config(name: str, batch_size: int) -> dict:
-        return tiny_config(tmp_path, epochs=3, batch_size=batch_size, name=name).replace(data=str(one_box_shapes)).to_dict()
+        tiny = tiny_config(tmp_path, epochs=3, batch_size=batch_size, name=name)
+        return tiny.replace(data=str(one_box_shapes)).to_dict()
 
-    jobs = [{"check": "collectives"}, {"config": config("ddp", 2)}, {"config": config("crashed", 2), "crash_after": 1},
-            {"resume": str(tmp_path / "runs" / "crashed")}]
+    jobs = [{"check": "collectives"}, {"config": config("ddp", 2)},
+            {"config": config("crashed", 2), "crash_after": 1}, {"resume": str(tmp_path / "runs" / "crashed")}]
     mp.spawn(_worker, args=(2, _free_port(), jobs), nprocs=2, join=True)
 
     _frozen_batch_norm(monkeypatch.setattr)
@@ -212,3 +213,16 @@ def test_each_rank_takes_every_nth_position_of_the_epoch_order_padded_to_equal_s
     shards = [list(World(3, r, r).sampler(10)) for r in range(3)]
     assert shards == [[0, 3, 6, 9], [1, 4, 7, 0], [2, 5, 8, 1]]
     assert World().sampler(10) is None
+
+
+def test_the_ranks_batches_at_each_step_together_are_the_one_process_batch(shapes_dir):
+    from roomscan.data.dataset import DetectionDataset
+    from roomscan.train.data import ImageCache, iter_batches
+
+    dataset, cache = DetectionDataset.load(shapes_dir), ImageCache(None, 32)
+    one = [b.image_ids for b in iter_batches(dataset, cache, batch_size=6, epoch=3, seed=7)]
+    ranks = [[b.image_ids for b in iter_batches(dataset, cache, batch_size=3, epoch=3, seed=7,
+                                                sampler=World(2, r, r).sampler(len(dataset)))] for r in range(2)]
+    assert len(one) == len(ranks[0]) == len(ranks[1]) == 4
+    for step, ids in enumerate(one):
+        assert sorted(ranks[0][step] + ranks[1][step]) == sorted(ids)
