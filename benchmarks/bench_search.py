@@ -3,6 +3,7 @@
     python benchmarks/bench_search.py                                  # 1,000,000 listings, SQLite
     python benchmarks/bench_search.py --db both --postgres-url "$(scripts/postgres.sh start)"
     python benchmarks/bench_search.py --listings 100000 --db sqlite --keep --explain
+    python benchmarks/bench_search.py --db both --postgres-url URL --keep --save new.json --baseline old.json
 
 Each listing gets ~15 of the 30 default amenities with a realistic skew (bed, sink, toilet ~90%; jacuzzi 5%;
 billiard table, fountain 2%; tree house 1%), random statuses (60% confirmed, 25% discovered, 15% unverified) and
@@ -10,13 +11,18 @@ scores. Loading is the fast path of each database (SQLite: executemany in large 
 and syncing off; PostgreSQL: COPY, indexes built afterwards), then ANALYZE. The generated database is kept
 (SQLite: a file under --workdir; PostgreSQL: database ``roomscan_bench_<N>``); --keep reuses it.
 
-The target is p99 < 10 ms per search (both queries of ``search_listings``, measured from Python).
+The target is p99 < 10 ms per search (both queries of ``search_listings``, measured from Python). The worst
+case is an all-of over several rare amenities: few listings show them all, so a page may have to read their
+whole ranges. The "rare" query kinds time it alone and with any-of, min_score, confirmed_only and a deep
+cursor, and the summary lists them per database. --save writes the figures as JSON; --baseline prints a saved
+run's beside them as before -> after (e.g. one made with an earlier roomscan first on PYTHONPATH).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import random
 import sqlite3
 import statistics
@@ -238,6 +244,31 @@ def _q_three_rare_only(rng: random.Random, n: int) -> SearchQuery:
     return SearchQuery(all_of=tuple(rng.sample(RARE, 3)))
 
 
+def _q_two_rare_only(rng: random.Random, n: int) -> SearchQuery:
+    return SearchQuery(all_of=tuple(rng.sample(RARE, 2)))
+
+
+def _q_two_rare_common(rng: random.Random, n: int) -> SearchQuery:
+    return SearchQuery(all_of=(*rng.sample(RARE, 2), rng.choice(COMMON)))
+
+
+def _q_two_rare_any(rng: random.Random, n: int) -> SearchQuery:
+    rare = rng.sample(RARE, 4)
+    return SearchQuery(all_of=tuple(rare[:2]), any_of=(rare[2], *rng.sample(MEDIUM, 1)))
+
+
+def _q_three_rare_min_score(rng: random.Random, n: int) -> SearchQuery:
+    return SearchQuery(all_of=tuple(rng.sample(RARE, 3)), min_score=round(rng.uniform(0.3, 0.7), 2))
+
+
+def _q_three_rare_confirmed(rng: random.Random, n: int) -> SearchQuery:
+    return SearchQuery(all_of=tuple(rng.sample(RARE, 3)), confirmed_only=True)
+
+
+def _q_three_rare_deep(rng: random.Random, n: int) -> SearchQuery:
+    return SearchQuery(all_of=tuple(rng.sample(RARE, 3)), after=rng.randrange(n))
+
+
 QUERIES: dict[str, Callable[[random.Random, int], SearchQuery]] = {
     "1 common amenity": _q_common,
     "2 all-of": _q_two,
@@ -249,7 +280,15 @@ QUERIES: dict[str, Callable[[random.Random, int], SearchQuery]] = {
     "1 all-of + 3 any-of": _q_mixed,
     "random deep cursor": _q_deep,
     "3 rare all-of (stress)": _q_three_rare_only,
+    "rare: 2 all-of": _q_two_rare_only,
+    "rare: 2 all-of + 1 common": _q_two_rare_common,
+    "rare: 2 all-of + any-of": _q_two_rare_any,
+    "rare: 3 all-of, min_score": _q_three_rare_min_score,
+    "rare: 3 all-of, confirmed": _q_three_rare_confirmed,
+    "rare: 3 all-of, deep cursor": _q_three_rare_deep,
 }
+# The worst case: all-of over several rare amenities (the stress query and the "rare:" kinds).
+RARE_KINDS = [name for name in QUERIES if name.startswith("rare:") or "rare all-of" in name]
 
 
 def run_queries(
@@ -313,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=200, help="runs per query (default 200)")
     parser.add_argument("--explain", action="store_true", help="print each query's plan")
+    parser.add_argument("--save", type=Path, help="write the figures to this JSON file")
+    parser.add_argument("--baseline", type=Path, help="a JSON file from --save: print its figures as 'before'")
     args = parser.parse_args(argv)
     if args.db in ("postgres", "both") and not args.postgres_url:
         parser.error("--postgres-url is needed for PostgreSQL (try: scripts/postgres.sh start)")
@@ -352,7 +393,32 @@ def main(argv: list[str] | None = None) -> int:
         results += run_queries(label, url, n, args.runs, args.explain)
     misses = [r for r in results if r[3] >= TARGET_P99_MS]
     print(f"\n{len(results) - len(misses)}/{len(results)} query kinds within target")
+    figures = {f"{label}/{name}": {"p50": p50, "p99": p99} for label, name, p50, p99, _ in results}
+    baseline = json.loads(args.baseline.read_text())["figures"] if args.baseline else {}
+    print_summary(results, baseline, n)
+    if args.save:
+        args.save.write_text(json.dumps({"listings": n, "runs": args.runs, "figures": figures}, indent=1))
     return 0
+
+
+def print_summary(results: list[tuple[str, str, float, float, float]], baseline: dict, n: int) -> None:
+    """Every query kind's p50/p99 (beside the baseline's, when given), then the rare-amenity worst case."""
+    if baseline:
+        print(f"\nbefore -> after, {n:,} listings (ms)")
+        for label, name, p50, p99, _ in results:
+            old = baseline.get(f"{label}/{name}")
+            was = f"p50 {old['p50']:7.2f}  p99 {old['p99']:7.2f}" if old else f"{'(not measured)':>24}"
+            print(f"  {label:8} {name:28} {was}  ->  p50 {p50:7.2f}  p99 {p99:7.2f}")
+    print(f"\nrare-amenity worst case (all-of over rare amenities: {', '.join(RARE)}), {n:,} listings")
+    for label in dict.fromkeys(label for label, *_ in results):
+        rare = [r for r in results if r[0] == label and r[1] in RARE_KINDS]
+        if not rare:
+            continue
+        _, name, p50, p99, _ = max(rare, key=lambda r: r[3])
+        verdict = "ok" if p99 < TARGET_P99_MS else "MISS"
+        line = f"  {label:8} worst p99 {p99:7.2f} ms ({name}, p50 {p50:.2f} ms)  {verdict}"
+        old = [baseline[f"{label}/{kind}"]["p99"] for kind in RARE_KINDS if f"{label}/{kind}" in baseline]
+        print(line + (f"; before: worst p99 {max(old):.2f} ms" if old else ""))
 
 
 if __name__ == "__main__":
