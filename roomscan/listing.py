@@ -5,7 +5,7 @@ Example:
     >>> from roomscan.taxonomy import default_taxonomy
     >>> photos = {7: make_detections([[0, 0, 50, 40]], [0.61], [23], ["swimming-pool"])}
     >>> summary = roll_up(photos, claimed=["swimming-pool", "jacuzzi"], taxonomy=default_taxonomy())
-    >>> [(a.slug, a.status) for a in summary.amenities]
+    >>> [(a.slug, str(a.status)) for a in summary.amenities]
     [('swimming-pool', 'confirmed'), ('jacuzzi', 'unverified')]
 """
 
@@ -13,13 +13,34 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from roomscan.detection.core import Detections, labels_of
 from roomscan.taxonomy import DEFAULT_THRESHOLD, Taxonomy
 
-__all__ = ["AmenitySummary", "Evidence", "ListingAmenities", "roll_up", "status_of"]
+__all__ = ["AmenityStatus", "AmenitySummary", "Decision", "Evidence", "ListingAmenities", "roll_up", "status_of"]
 
 MAX_EVIDENCE = 10
+
+
+class AmenityStatus(StrEnum):
+    """Where an amenity of a listing stands (a ``str``: compares equal to its value, stored as it)."""
+
+    CONFIRMED = "confirmed"
+    """Claimed and seen on a photo, or confirmed by the host."""
+    UNVERIFIED = "unverified"
+    """Claimed, but no photo shows it."""
+    DISCOVERED = "discovered"
+    """A photo shows it, the host does not claim it."""
+    REJECTED = "rejected"
+    """The model reported it; the host says it is not there."""
+
+
+class Decision(StrEnum):
+    """The host's verdict on an amenity the model reported."""
+
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -71,34 +92,34 @@ class ListingAmenities:
 
     @property
     def confirmed(self) -> list[AmenitySummary]:
-        return self.with_status("confirmed")
+        return self.with_status(AmenityStatus.CONFIRMED)
 
     @property
     def unverified(self) -> list[AmenitySummary]:
-        return self.with_status("unverified")
+        return self.with_status(AmenityStatus.UNVERIFIED)
 
     @property
     def discovered(self) -> list[AmenitySummary]:
-        return self.with_status("discovered")
+        return self.with_status(AmenityStatus.DISCOVERED)
 
     @property
     def rejected(self) -> list[AmenitySummary]:
-        return self.with_status("rejected")
+        return self.with_status(AmenityStatus.REJECTED)
 
 
-def status_of(claimed: bool, seen: bool, decision: str | None = None) -> str | None:
+def status_of(claimed: bool, seen: bool, decision: str | None = None) -> AmenityStatus | None:
     """The checklist status of an amenity, or ``None`` when it is neither claimed nor seen.
 
     The host's ``decision`` overrides what the model saw: ``confirmed`` makes it confirmed, ``rejected`` makes
     it unseen (``unverified`` if claimed, else ``rejected``).
     """
-    if decision == "confirmed":
-        return "confirmed"
-    if decision == "rejected":
-        return "unverified" if claimed else "rejected"
+    if decision == Decision.CONFIRMED:
+        return AmenityStatus.CONFIRMED
+    if decision == Decision.REJECTED:
+        return AmenityStatus.UNVERIFIED if claimed else AmenityStatus.REJECTED
     if claimed:
-        return "confirmed" if seen else "unverified"
-    return "discovered" if seen else None
+        return AmenityStatus.CONFIRMED if seen else AmenityStatus.UNVERIFIED
+    return AmenityStatus.DISCOVERED if seen else None
 
 
 def roll_up(
@@ -141,7 +162,7 @@ def roll_up(
     summaries = []
     for slug in sorted(claimed_set | set(best) | set(decisions)):
         decision = decisions.get(slug)
-        seen = (slug in photos_seen or decision == "confirmed") and decision != "rejected"
+        seen = (slug in photos_seen or decision == Decision.CONFIRMED) and decision != Decision.REJECTED
         status = status_of(slug in claimed_set, slug in photos_seen, decision)
         if status is None:
             continue
@@ -161,7 +182,7 @@ def roll_up(
                 decision=decision,
             )
         )
-    order = {"confirmed": 0, "unverified": 1, "discovered": 2, "rejected": 3}
+    order = {status: i for i, status in enumerate(AmenityStatus)}
     summaries.sort(key=lambda a: (order[a.status], -a.score, a.slug))
     return ListingAmenities(tuple(summaries))
 

@@ -1,32 +1,28 @@
-"""The detection worker: runs persisted photo jobs through the detector and updates listings' roll-ups.
+"""The detection worker: runs the catalog's queued photo jobs through the detector and updates listings' roll-ups.
 
-Jobs live in the catalog (``photo_jobs``), so an accepted photo survives a crash: a job is claimed by setting it
-``running`` with a lease held by this process (``leased_by``) and renewed while the job is worked on. If the
-process dies, a worker on the same host (the restarted server, ``roomscan worker``) sees that the holder is gone
-and takes its jobs over at once; a worker elsewhere waits for the lease (a minute) to run out, so a live worker
-on another host, however slow its batch, is never robbed. Several workers, in one process or many, can share one
-catalog.
+The queue is ``catalog.jobs``: an accepted photo's job commits with it, so it survives any crash. A worker claims
+a batch with a lease, renews it while it detects, and stores each photo's detections in the same transaction that
+marks its job done. Any number of workers, threads of ``roomscan serve`` or ``roomscan worker`` processes on many
+machines, can share one catalog (PostgreSQL; SQLite for one machine): a dead worker's jobs are claimed again
+when its lease runs out, at once by a worker of the same host, and no job is completed twice.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import socket
 import threading
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from roomscan.backends._base import Detector
+from roomscan.backends import Detector
 from roomscan.catalog import store
-from roomscan.catalog.models import Listing, ListingPhoto, Photo, PhotoJob
+from roomscan.catalog.jobs import Claim, JobQueue, lease_holder
+from roomscan.catalog.models import Listing, ListingPhoto, Photo
 from roomscan.catalog.photos import PhotoStore
 from roomscan.detection.image import load_image
 from roomscan.errors import RoomscanError
@@ -35,46 +31,6 @@ from roomscan.taxonomy import Taxonomy
 log = logging.getLogger(__name__)
 
 __all__ = ["DetectionWorker", "WorkerStats", "lease_holder"]
-
-# Tells this process apart from an earlier one that had the same pid (a container's pid 1 after a restart).
-_BOOT = secrets.token_hex(4)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _host() -> str:
-    """This host as far as process ids go: the host name and the pid namespace (containers that share a host
-    name, as pods with the node's network do, cannot see each other's processes)."""
-    try:
-        namespace = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        namespace = 0
-    return f"{socket.gethostname()}/{namespace}"
-
-
-def lease_holder() -> str:
-    """Who this process is in ``photo_jobs.leased_by``: ``host/pid-namespace/pid/boot``."""
-    return f"{_host()}/{os.getpid()}/{_BOOT}"
-
-
-def _holder_is_gone(holder: str) -> bool:
-    """True when ``holder`` was a process of this host that no longer runs; False when it runs, may run, or
-    belongs to another host (whose lease then decides)."""
-    host, pid_text, boot = (holder.rsplit("/", 2) + ["", ""])[:3]
-    if host != _host() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return boot != _BOOT  # our own pid, another boot: the process before us
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # exists, another user's
-        return False
-    return False  # running (or its pid was reused: then the lease decides)
 
 
 @dataclass
@@ -89,7 +45,7 @@ class WorkerStats:
 
 
 class DetectionWorker:
-    """Claims pending jobs for one model, detects, stores detections, refreshes the affected listings.
+    """Claims jobs for one model, detects, stores detections, refreshes the affected listings.
 
     Args:
         sessions: session factory of the catalog.
@@ -98,8 +54,7 @@ class DetectionWorker:
         model_id: the catalog id of that model (``store.ensure_model``).
         taxonomy: thresholds for the roll-up (the detector's taxonomy).
         batch_size: photos per detector call.
-        lease: how long a claimed job is ours before another worker may take it over; renewed every third of it
-            while the job is worked on, so it bounds how long a dead worker's jobs wait, not how long a batch takes.
+        lease: how long a claimed job is ours before another worker may take it over (see ``JobQueue``).
         max_attempts: a job that fails this many times is marked ``failed`` with its error.
     """
 
@@ -121,102 +76,36 @@ class DetectionWorker:
         self.model_id = model_id
         self.taxonomy = taxonomy
         self.batch_size = batch_size
-        self.lease = lease
-        self.max_attempts = max_attempts
-        self.holder = lease_holder()
+        self.queue = JobQueue(sessions, model_id, lease=lease, max_attempts=max_attempts)
         self.stats = WorkerStats()
+
+    @property
+    def lease(self) -> timedelta:
+        return self.queue.lease
+
+    @property
+    def max_attempts(self) -> int:
+        return self.queue.max_attempts
+
+    @property
+    def holder(self) -> str:
+        return self.queue.holder
 
     # -- claiming -----------------------------------------------------------------------------------------------
     def reclaim_orphans(self) -> int:
-        """End the leases of running jobs whose holder was a process of this host that is gone (killed mid-way,
-        crashed), so that they are claimed at once rather than when their lease runs out. Returns how many.
-
-        Called on start-up and before every claim. Holders on other hosts are never touched: their leases decide.
-        A job ended this way still counts its attempt, so a photo that kills the worker every time is failed
-        after ``max_attempts`` (see :meth:`claim`).
-        """
-        now = _now()
-        with self.sessions() as session:
-            holders = session.scalars(
-                select(PhotoJob.leased_by)
-                .distinct()
-                .where(
-                    PhotoJob.state == "running",
-                    PhotoJob.leased_until >= now,
-                    PhotoJob.leased_by.startswith(_host() + "/", autoescape=True),
-                )
-            ).all()
-            gone = [holder for holder in holders if holder and _holder_is_gone(holder)]
-            if not gone:
-                return 0
-            result = session.execute(
-                update(PhotoJob)
-                .where(PhotoJob.state == "running", PhotoJob.leased_by.in_(gone))
-                .values(leased_until=now - timedelta(seconds=1))
-                .execution_options(synchronize_session=False)
-            )
-            session.commit()
-        reclaimed = int(result.rowcount or 0)  # type: ignore[attr-defined]  # a CursorResult for UPDATE
-        log.info("taking over %d job(s) left running by %s, which no longer runs", reclaimed, ", ".join(gone))
+        """Take over at once the running jobs of a process of this host that is gone (``JobQueue``)."""
+        reclaimed = self.queue.reclaim_orphans()
         self.stats.reclaimed += reclaimed
         return reclaimed
 
-    def claim(self, limit: int) -> list[tuple[int, int]]:
-        """Atomically take up to ``limit`` jobs (pending, or running with an expired lease or a gone holder).
-
-        Returns ``(job_id, attempt)`` pairs: the attempt number is this worker's token, so a worker whose lease ran
-        out and was taken over cannot complete or fail a job that now belongs to another.
-        """
+    def claim(self, limit: int) -> list[Claim]:
+        """Take up to ``limit`` jobs (pending, or running with an expired lease or a gone holder)."""
         if reclaimed := self.reclaim_orphans():
             log.warning("took over %d job(s) a stopped worker of this host had left running", reclaimed)
-        now = _now()
-        expired = (PhotoJob.state == "running") & (PhotoJob.leased_until < now)
-        claimable = or_(PhotoJob.state == "pending", expired & (PhotoJob.attempts < self.max_attempts))
-        claimed: list[tuple[int, int]] = []
-        with self.sessions() as session:
-            # A job whose worker died on every attempt (a photo that kills the process) stops here.
-            session.execute(
-                update(PhotoJob)
-                .where(PhotoJob.model_id == self.model_id, expired, PhotoJob.attempts >= self.max_attempts)
-                .values(
-                    state="failed",
-                    leased_until=None,
-                    leased_by=None,
-                    error=f"the worker stopped while detecting this photo, {self.max_attempts} times; "
-                    "`roomscan worker --retry-failed` tries again",
-                )
-                .execution_options(synchronize_session=False)
-            )
-            session.commit()
-            candidates = session.execute(
-                select(PhotoJob.id, PhotoJob.attempts)
-                .where(PhotoJob.model_id == self.model_id, claimable)
-                .order_by(PhotoJob.id)
-                .limit(limit * 2)
-            ).all()
-            for job_id, attempts in candidates:
-                # Conditional update: only one worker's UPDATE matches, even under concurrency.
-                result = session.execute(
-                    update(PhotoJob)
-                    .where(PhotoJob.id == job_id, PhotoJob.attempts == attempts, claimable)
-                    .values(state="running", leased_until=now + self.lease, leased_by=self.holder,
-                            attempts=attempts + 1)
-                    .execution_options(synchronize_session=False)
-                )
-                session.commit()
-                if result.rowcount == 1:  # type: ignore[attr-defined]  # a CursorResult for UPDATE
-                    claimed.append((job_id, attempts + 1))
-                if len(claimed) >= limit:
-                    break
-        return claimed
+        return self.queue.claim(limit)
 
     def pending_count(self) -> int:
-        with self.sessions() as session:
-            return session.scalar(
-                select(func.count()).where(
-                    PhotoJob.model_id == self.model_id, PhotoJob.state.in_(("pending", "running"))
-                )
-            ) or 0
+        return self.queue.pending_count()
 
     # -- processing ---------------------------------------------------------------------------------------------
     def refresh_stale(self, limit: int = 100) -> int:
@@ -232,101 +121,57 @@ class DetectionWorker:
 
     def process_once(self) -> int:
         """Claim and process one batch. Returns how many jobs were processed (0 when there was no work)."""
-        claimed = self.claim(self.batch_size)
-        if not claimed:
+        claims = self.claim(self.batch_size)
+        if not claims:
             return 0
-        attempt_of = dict(claimed)
-        with self._heartbeat(attempt_of):
-            return self._process(attempt_of)
+        with self.queue.heartbeat(claims):
+            return self._process(claims)
 
-    @contextmanager
-    def _heartbeat(self, attempt_of: dict[int, int]) -> Iterator[None]:
-        """Renew the leases of the jobs being worked on every third of a lease, so that a slow batch keeps
-        them while a dead worker's lease runs out soon (one lease after its last renewal)."""
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(self.lease.total_seconds() / 3):
-                try:
-                    self._renew(attempt_of)
-                except Exception:  # noqa: BLE001 - e.g. the database is away for a moment: the next beat retries
-                    log.warning("renewing the leases of jobs %s failed:\n%s", list(attempt_of), traceback.format_exc())
-
-        thread = threading.Thread(target=beat, name="roomscan-lease", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-
-    def _renew(self, attempt_of: dict[int, int]) -> None:
-        until = _now() + self.lease
-        with self.sessions() as session, session.begin():
-            for job_id, attempt in attempt_of.items():
-                session.execute(
-                    update(PhotoJob)
-                    .where(PhotoJob.id == job_id, PhotoJob.state == "running", PhotoJob.attempts == attempt)
-                    .values(leased_until=until)
-                    .execution_options(synchronize_session=False)
-                )
-
-    def _process(self, attempt_of: dict[int, int]) -> int:
+    def _process(self, claims: list[Claim]) -> int:
         with self.sessions() as session:
-            jobs = session.scalars(select(PhotoJob).where(PhotoJob.id.in_(attempt_of))).all()
             sha_by_photo = dict(
-                session.execute(select(Photo.id, Photo.sha256).where(Photo.id.in_([j.photo_id for j in jobs]))).all()
+                session.execute(
+                    select(Photo.id, Photo.sha256).where(Photo.id.in_([c.photo_id for c in claims]))
+                ).all()
             )
         images, ready = [], []
-        for job in jobs:
+        for claim in claims:
             try:
-                loaded = load_image(self.photos.get(sha_by_photo[job.photo_id]), name=f"photo {job.photo_id}")
+                if claim.photo_id not in sha_by_photo:
+                    raise RoomscanError(f"photo {claim.photo_id} was deleted")
+                loaded = load_image(self.photos.get(sha_by_photo[claim.photo_id]), name=f"photo {claim.photo_id}")
             except RoomscanError as exc:
-                self._fail(job.id, attempt_of[job.id], str(exc), final=True)
+                self._fail(claim, str(exc), final=True)
                 continue
             images.append(loaded.image)
-            ready.append(job)
+            ready.append(claim)
         if not ready:
-            return len(jobs)
+            return len(claims)
         try:
             results = self.detector.predict(images, batch_size=self.batch_size)
         except Exception as exc:
-            log.exception("detection failed for jobs %s", [j.id for j in ready])
-            for job in ready:
-                attempt = attempt_of[job.id]
-                self._fail(job.id, attempt, f"{type(exc).__name__}: {exc}", final=attempt >= self.max_attempts)
-            return len(jobs)
-        for job, dets in zip(ready, results, strict=True):
-            attempt = attempt_of[job.id]
+            log.exception("detection failed for jobs %s", [c.job_id for c in ready])
+            for claim in ready:
+                self._fail(claim, f"{type(exc).__name__}: {exc}", final=claim.attempt >= self.max_attempts)
+            return len(claims)
+        for claim, dets in zip(ready, results, strict=True):
             try:
-                self._complete(job.id, attempt, job.photo_id, dets)
+                self._complete(claim, dets)
             except Exception as exc:
-                log.exception("storing the detections of job %s failed", job.id)
-                self._fail(job.id, attempt, f"{type(exc).__name__}: {exc}", final=attempt >= self.max_attempts)
-        return len(jobs)
+                log.exception("storing the detections of job %s failed", claim.job_id)
+                self._fail(claim, f"{type(exc).__name__}: {exc}", final=claim.attempt >= self.max_attempts)
+        return len(claims)
 
-    def _settle(self, session: Session, job_id: int, attempt: int, state: str, error: str | None) -> bool:
-        """Move the job to ``state`` if this worker still holds it (running, with our attempt number).
-
-        One conditional UPDATE: it takes the row's write lock (on SQLite the database's) before checking, so no
-        worker that took the job over can slip in between the check and the result. False when we lost it: the
-        new holder stores its own result.
-        """
-        result = session.execute(
-            update(PhotoJob)
-            .where(PhotoJob.id == job_id, PhotoJob.state == "running", PhotoJob.attempts == attempt)
-            .values(state=state, error=error, leased_until=None, leased_by=None)
-            .execution_options(synchronize_session=False)
-        )
-        return result.rowcount == 1  # type: ignore[attr-defined]  # a CursorResult for UPDATE
-
-    def _complete(self, job_id: int, attempt: int, photo_id: int, dets) -> None:  # type: ignore[no-untyped-def]
+    def _complete(self, claim: Claim, dets) -> None:  # type: ignore[no-untyped-def]
+        """Store the detections and mark the job done in one transaction, if the job is still ours."""
         with self.sessions() as session, session.begin():
-            if not self._settle(session, job_id, attempt, "done", None):
+            if not self.queue.complete(session, claim):
                 return
-            store.save_detections(session, photo_id, self.model_id, dets)
+            store.save_detections(session, claim.photo_id, self.model_id, dets)
             listing_ids = session.scalars(
-                select(ListingPhoto.listing_id).where(ListingPhoto.photo_id == photo_id).order_by(ListingPhoto.listing_id)
+                select(ListingPhoto.listing_id)
+                .where(ListingPhoto.photo_id == claim.photo_id)
+                .order_by(ListingPhoto.listing_id)
             ).all()
             for listing_id in listing_ids:
                 listing = session.get(Listing, listing_id)
@@ -336,10 +181,9 @@ class DetectionWorker:
                 store.refresh_listing_amenities(session, listing, self.model_id, self.taxonomy)
         self.stats.done += 1
 
-    def _fail(self, job_id: int, attempt: int, error: str, *, final: bool) -> None:
-        with self.sessions() as session, session.begin():
-            if not self._settle(session, job_id, attempt, "failed" if final else "pending", error[:2000]):
-                return
+    def _fail(self, claim: Claim, error: str, *, final: bool) -> None:
+        if not self.queue.fail(claim, error, final=final):
+            return
         if final:
             self.stats.failed += 1
         else:
@@ -356,16 +200,28 @@ class DetectionWorker:
             if n and on_progress:
                 on_progress(n)
 
-    def run_forever(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
-        """Serve jobs (and stale roll-ups) until ``stop`` is set; errors are logged and never end the loop."""
+    def run_forever(
+        self, stop: threading.Event, poll_seconds: float = 1.0, on_batch: Callable[[int], None] | None = None
+    ) -> None:
+        """Serve jobs (and stale roll-ups) until ``stop`` is set, which ends it after the batch in hand; errors
+        (the database away for a while) are logged and retried, never end the loop. ``on_batch(n)`` follows each
+        batch of ``n`` jobs."""
+        failing = 0
         while not stop.is_set():
             try:
                 n = self.process_once() or self.refresh_stale()
+                if failing:
+                    log.warning("worker carries on after %d failed attempt(s)", failing)
+                failing = 0
             except Exception:  # noqa: BLE001
-                log.error("worker iteration failed:\n%s", traceback.format_exc())
+                failing += 1
+                if failing == 1 or failing % 30 == 0:
+                    log.error("worker iteration failed (%d in a row):\n%s", failing, traceback.format_exc())
                 n = 0
+            if n and on_batch:
+                on_batch(n)
             if n == 0:
-                stop.wait(poll_seconds)
+                stop.wait(poll_seconds if not failing else min(10.0, poll_seconds * 2 ** min(failing, 4)))
 
     def start_thread(self) -> tuple[threading.Thread, threading.Event]:
         stop = threading.Event()

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from roomscan.api.main import API_PREFIX, build_services, create_app
+from roomscan.api.main import API_PREFIX, create_app
 
-__all__ = ["API_PREFIX", "build_services", "create_app"]
+__all__ = ["API_PREFIX", "create_app"]

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
-from roomscan.api.services import Services
+from roomscan.services import Services
 
 
 async def get_services(request: Request) -> Services:

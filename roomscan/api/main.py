@@ -1,4 +1,4 @@
-"""Assemble the FastAPI app: routers, error handlers, limits, and the background detection worker.
+"""Assemble the FastAPI app from ``roomscan.services``: routers, error handlers, limits, the detection worker.
 
 Example:
     >>> from roomscan.api import create_app
@@ -22,45 +22,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from roomscan import __version__
 from roomscan.api.overload import InflightLimit, install_database_handlers
 from roomscan.api.routes import health, listings, photos, receipts, search
-from roomscan.api.services import Services
 from roomscan.api.uploads import BodySizeLimit
-from roomscan.backends._base import Detector
+from roomscan.backends import Detector
 from roomscan.errors import ImageError, NotFoundError, RoomscanError, TaxonomyError
+from roomscan.services import Services, open_services
 from roomscan.settings import Settings
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
-
-
-def build_services(settings: Settings, detector: Detector | None = None) -> Services:
-    """Open the catalog (migrating it), load the detector, register its model, queue unprocessed photos; clear
-    what a crashed process left (photo store litter, jobs held by a process of this host that is gone)."""
-    from roomscan.backends import get_detector
-    from roomscan.catalog import store
-    from roomscan.catalog.db import open_catalog
-    from roomscan.catalog.photos import PhotoStore, sweep_photo_store
-    from roomscan.worker import DetectionWorker
-
-    _, sessions = open_catalog(
-        settings.resolved_database_url, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout
-    )
-    if detector is None:
-        # taxonomy None lets a fine-tuned model directory bring its own taxonomy.yaml.
-        detector = get_detector(settings.model, taxonomy=settings.taxonomy, device=settings.device)
-    with sessions() as session:
-        model_id = store.ensure_model(session, detector.info).id
-        queued = store.enqueue_missing_jobs(session, model_id)
-        session.commit()
-    if queued:
-        log.info("queued %d photos not yet processed by %s", queued, detector.info.key)
-    photo_store = PhotoStore(settings.photo_dir)
-    if (swept := sweep_photo_store(sessions, photo_store)).removed:
-        log.warning("photo store %s: %s", photo_store.root, swept)
-    worker = DetectionWorker(sessions, photo_store, detector, model_id, detector.taxonomy)
-    if reclaimed := worker.reclaim_orphans():
-        log.warning("took over %d photo(s) a stopped worker had left running", reclaimed)
-    return Services(settings, sessions, photo_store, detector, model_id, worker)
 
 
 def create_app(
@@ -76,7 +46,8 @@ def create_app(
         settings: limits, database, model; default from the environment (``Settings.from_env()``).
         detector: an already-loaded detector (otherwise ``settings.model`` is loaded at startup).
         services: fully built services (tests); overrides ``settings`` and ``detector``.
-        start_worker: run the detection worker in a background thread while the app is up.
+        start_worker: run the detection worker in a background thread while the app is up (``roomscan serve
+            --no-worker`` leaves detection to ``roomscan worker`` processes).
     """
     settings = services.settings if services else (settings or Settings.from_env())
 
@@ -86,17 +57,17 @@ def create_app(
 
         # Blocking request work runs on this many threads, each with a pooled connection (overload.py).
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
-        built = services or build_services(settings, detector)
+        built = services or await anyio.to_thread.run_sync(lambda: open_services(settings, detector=detector))
         app.state.services = built
         if start_worker:
-            built._threads.append(built.worker.start_thread())
+            built.start_worker_thread()
         try:
             yield
         finally:
-            for thread, stop in built._threads:
-                stop.set()
-                thread.join(timeout=30)
-            built._threads.clear()
+            if services is None:
+                built.close()  # ours: threads and connections
+            else:
+                built.stop_threads()
 
     from fastapi.staticfiles import StaticFiles
     from fastapi_offline import FastAPIOffline

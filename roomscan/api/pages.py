@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
 from roomscan.api.schemas import CatalogId, Cursor, Text
-from roomscan.api.services import Services
+from roomscan.services import Services
 from roomscan.api.web import key_from, query_url, redirect, render
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing

@@ -20,6 +20,7 @@ import os
 from typing import Any
 
 from roomscan.backends._base import Detector, ModelInfo
+from roomscan.backends._common import resolve_device
 from roomscan.backends._hub import (
     DEFAULT_MODEL,
     KNOWN_MODELS,
@@ -39,10 +40,14 @@ __all__ = [
     "Detector",
     "ModelInfo",
     "ModelStatus",
+    "ResolvedModel",
     "available_backends",
     "get_detector",
     "list_models",
     "pull_model",
+    "read_model_config",
+    "resolve_device",
+    "resolve_model",
 ]
 
 # backend name -> (module, class, what it loads)

@@ -7,6 +7,7 @@ detection records the model that made it, so running a new model adds rows inste
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from enum import StrEnum
 
 from sqlalchemy import (
     Boolean,
@@ -22,6 +23,8 @@ from sqlalchemy import (
     false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from roomscan.listing import AmenityStatus, Decision
 
 
 def utcnow() -> datetime:
@@ -68,7 +71,7 @@ class ListingClaim(Base):
     listing: Mapped[Listing] = relationship(back_populates="claims")
 
 
-DECISIONS = ("confirmed", "rejected")
+DECISIONS = tuple(Decision)
 
 
 class AmenityDecision(Base):
@@ -148,7 +151,24 @@ class Detection(Base):
     __table_args__ = (Index("ix_detections_photo_model", "photo_id", "model_id"),)
 
 
-JOB_STATES = ("pending", "running", "done", "failed")
+class JobState(StrEnum):
+    """Where a photo's detection by one model stands (``catalog.jobs`` moves jobs between them)."""
+
+    PENDING = "pending"
+    """Waiting for a worker (new, retried, or given back)."""
+    RUNNING = "running"
+    """Claimed by the worker named in ``leased_by`` until ``leased_until``."""
+    DONE = "done"
+    """Its detections are stored."""
+    FAILED = "failed"
+    """Gave up after ``error``; ``roomscan worker --retry-failed`` queues it again."""
+
+
+JOB_STATES = tuple(JobState)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
 
 
 class PhotoJob(Base):
@@ -164,7 +184,7 @@ class PhotoJob(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"))
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=JobState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     leased_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -174,12 +194,12 @@ class PhotoJob(Base):
 
     __table_args__ = (
         UniqueConstraint("photo_id", "model_id", name="uq_photo_jobs_photo_model"),
-        CheckConstraint("state IN ('pending', 'running', 'done', 'failed')", name="ck_photo_jobs_state"),
+        CheckConstraint(_one_of("state", JOB_STATES), name="ck_photo_jobs_state"),
         Index("ix_photo_jobs_state", "state", "id"),
     )
 
 
-AMENITY_STATUSES = ("confirmed", "unverified", "discovered", "rejected")
+AMENITY_STATUSES = tuple(AmenityStatus)
 
 
 class ListingAmenity(Base):
@@ -205,7 +225,5 @@ class ListingAmenity(Base):
     __table_args__ = (
         # Search walks one amenity's listings in id order and probes the others by primary key.
         Index("ix_listing_amenities_search", "amenity", "listing_id", "score", "status"),
-        CheckConstraint(
-            "status IN ('confirmed', 'unverified', 'discovered', 'rejected')", name="ck_listing_amenities_status"
-        ),
+        CheckConstraint(_one_of("status", AMENITY_STATUSES), name="ck_listing_amenities_status"),
     )

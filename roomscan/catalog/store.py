@@ -14,7 +14,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from roomscan.backends._base import ModelInfo
+from roomscan.backends import ModelInfo
+from roomscan.catalog import jobs
 from roomscan.catalog.models import (
     DECISIONS,
     AmenityDecision,
@@ -25,6 +26,7 @@ from roomscan.catalog.models import (
     ListingPhoto,
     Model,
     Photo,
+    JobState,
     PhotoJob,
 )
 from roomscan.catalog.photos import PhotoStore
@@ -42,7 +44,6 @@ __all__ = [
     "create_listing",
     "delete_listing",
     "delete_orphan_files",
-    "enqueue_missing_jobs",
     "ensure_model",
     "get_listing",
     "get_photo",
@@ -53,7 +54,6 @@ __all__ = [
     "refresh_listing_amenities",
     "refresh_stale_listings",
     "remove_photo",
-    "retry_failed_jobs",
     "save_detections",
     "set_claims",
     "set_decision",
@@ -276,10 +276,10 @@ def add_photo(
             select(func.coalesce(func.max(ListingPhoto.position), -1) + 1).where(ListingPhoto.listing_id == listing.id)
         )
         session.add(ListingPhoto(listing_id=listing.id, photo_id=photo.id, position=position, filename=filename))
-    job = _ensure_job(session, photo.id, model_id)
+    job = jobs.enqueue(session, photo.id, model_id)
     session.flush()
     if attached is None:
-        if job.state == "done":
+        if job.state == JobState.DONE:
             session.expire(listing, ["photos"])
             refresh_listing_amenities(session, listing, model_id, taxonomy)
         else:
@@ -294,32 +294,6 @@ def add_photo(
         newly_attached=attached is None,
         job_state=job.state,
     )
-
-
-def _ensure_job(session: Session, photo_id: int, model_id: int) -> PhotoJob:
-    job = session.scalar(select(PhotoJob).where(PhotoJob.photo_id == photo_id, PhotoJob.model_id == model_id))
-    if job is None:
-        job = PhotoJob(photo_id=photo_id, model_id=model_id, state="pending")
-        try:
-            with session.begin_nested():
-                session.add(job)
-        except IntegrityError:
-            job = session.scalars(
-                select(PhotoJob).where(PhotoJob.photo_id == photo_id, PhotoJob.model_id == model_id)
-            ).one()
-    return job
-
-
-def enqueue_missing_jobs(session: Session, model_id: int) -> int:
-    """Queue every listing photo that ``model_id`` has not processed (after switching models). Returns count."""
-    has_job = select(PhotoJob.photo_id).where(PhotoJob.model_id == model_id)
-    photo_ids = session.scalars(
-        select(ListingPhoto.photo_id).distinct().where(ListingPhoto.photo_id.not_in(has_job))
-    ).all()
-    for photo_id in photo_ids:
-        _ensure_job(session, photo_id, model_id)
-    session.flush()
-    return len(photo_ids)
 
 
 def save_detections(session: Session, photo_id: int, model_id: int, dets: Detections) -> None:
@@ -413,7 +387,10 @@ def refresh_stale_listings(session: Session, model_id: int, taxonomy: Taxonomy, 
 
     Returns how many were refreshed; the caller commits.
     """
-    ids = session.scalars(select(Listing.id).where(Listing.rollup_stale).order_by(Listing.id).limit(limit)).all()
+    # SKIP LOCKED (PostgreSQL): workers refreshing at the same time take different listings.
+    ids = session.scalars(
+        select(Listing.id).where(Listing.rollup_stale).order_by(Listing.id).limit(limit).with_for_update(skip_locked=True)
+    ).all()
     for listing_id in ids:
         listing = session.get(Listing, listing_id)
         if listing is not None:
@@ -476,17 +453,6 @@ def delete_orphan_files(session: Session, photos: PhotoStore, sha256s: Iterable[
     return removed
 
 
-def retry_failed_jobs(session: Session, model_id: int) -> int:
-    """Queue again every failed job of ``model_id`` (after fixing what made it fail). Returns how many."""
-    result = session.execute(
-        update(PhotoJob)
-        .where(PhotoJob.model_id == model_id, PhotoJob.state == "failed")
-        .values(state="pending", attempts=0, error=None, leased_until=None)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
 @dataclass(frozen=True)
 class ProcessingState:
     """Where a listing's photos stand with one model. ``state`` is ``complete`` once nothing is queued."""
@@ -511,14 +477,14 @@ def listing_processing_state(session: Session, listing: Listing, model_id: int) 
         .where(ListingPhoto.listing_id == listing.id, PhotoJob.model_id == model_id)
         .group_by(PhotoJob.state)
     ).all()
-    counts = {state: n for state, n in rows}
+    counts = {JobState(state): n for state, n in rows}
     total = len(listing.photos)
     queued = sum(counts.values())
     return ProcessingState(
         total=total,
         # A photo with no job for this model yet (model just switched) counts as pending.
-        pending=counts.get("pending", 0) + max(0, total - queued),
-        running=counts.get("running", 0),
-        done=counts.get("done", 0),
-        failed=counts.get("failed", 0),
+        pending=counts.get(JobState.PENDING, 0) + max(0, total - queued),
+        running=counts.get(JobState.RUNNING, 0),
+        done=counts.get(JobState.DONE, 0),
+        failed=counts.get(JobState.FAILED, 0),
     )

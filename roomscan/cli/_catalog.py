@@ -1,57 +1,48 @@
-"""What the catalog commands share: opening the catalog, the taxonomy, the model whose results to read, the worker."""
+"""What the catalog commands share: their ``Services`` (``roomscan.services``), the taxonomy, the worker's run."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from roomscan.cli._console import err_console, progress
 
+if TYPE_CHECKING:
+    from roomscan.services import Services
+    from roomscan.taxonomy import Taxonomy
 
-def open_catalog(db: str | None):  # type: ignore[no-untyped-def]
-    """``(settings, session factory, photo store)`` for ``--db`` (else the environment's catalog)."""
-    from roomscan.catalog.db import open_catalog as open_db
-    from roomscan.catalog.photos import PhotoStore
+
+def open_catalog(db: str | None) -> Services:
+    """The catalog and photo store of ``--db`` (else the environment's), no model loaded."""
+    from roomscan.services import Services
     from roomscan.settings import Settings
 
-    settings = Settings.from_env(database_url=db)
-    _, sessions = open_db(settings.resolved_database_url)
-    return settings, sessions, PhotoStore(settings.photo_dir)
+    return Services.open(Settings.from_env(database_url=db))
 
 
-def load_taxonomy(path: Path | None):  # type: ignore[no-untyped-def]
+def use_model(services: Services, model: str | None, taxonomy: Path | None, device: str | None) -> int:
+    """Load the detector the options name (with a spinner) and make it the services' model: registered in the
+    catalog, with every photo it has not processed queued. Returns how many photos were queued."""
+    from roomscan.cli._common import load_detector
+
+    return services.use(load_detector(model, taxonomy, device))
+
+
+def load_taxonomy(path: Path | None) -> Taxonomy:
     from roomscan.settings import Settings
     from roomscan.taxonomy import load_taxonomy as load
 
     return load(path if path is not None else Settings.from_env().taxonomy)
 
 
-def catalog_model(session: Any, listing_id: int | None = None):  # type: ignore[no-untyped-def]
-    """The model whose results a command reads without loading a detector: the one of the listing's stored
-    roll-up, else the newest in the catalog; ``None`` in an empty catalog."""
-    from sqlalchemy import func, select
-
-    from roomscan.catalog.models import ListingAmenity, Model
-
-    model_id = None
-    if listing_id is not None:
-        model_id = session.scalar(
-            select(func.max(ListingAmenity.model_id)).where(ListingAmenity.listing_id == listing_id)
-        )
-    model_id = model_id or session.scalar(select(func.max(Model.id)))
-    return session.get(Model, model_id) if model_id else None
-
-
-def run_worker(sessions, photo_store, detector, model_id: int) -> None:  # type: ignore[no-untyped-def]
+def run_worker(services: Services, *, batch_size: int | None = None) -> None:
     """Detect every queued photo with a progress bar, refresh stale roll-ups, and print a summary."""
-    from roomscan.worker import DetectionWorker
-
-    worker = DetectionWorker(sessions, photo_store, detector, model_id, detector.taxonomy)
+    worker = services.new_worker(**({"batch_size": batch_size} if batch_size else {}))
     if reclaimed := worker.reclaim_orphans():
         err_console.print(f"took over {reclaimed} photo(s) a stopped worker had left running", highlight=False)
     total, stale = worker.pending_count(), worker.stale_count()
     if total == 0 and stale == 0:
-        err_console.print(f"nothing to do: no photo is waiting for {detector.info.key}", highlight=False)
+        err_console.print(f"nothing to do: no photo is waiting for {services.model_key}", highlight=False)
         return
     if total:
         with progress() as bar:

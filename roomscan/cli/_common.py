@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from roomscan.backends._base import Detector
+from roomscan.backends import Detector
 from roomscan.cli._console import err_console
 from roomscan.detection.image import IMAGE_SUFFIXES
 from roomscan.errors import ImageError, RoomscanError
@@ -64,30 +64,23 @@ def load_detector(
     image_size: int | None = None,
     min_score: float | None = None,
 ) -> Detector:
-    """Load the detector with a spinner; ``ModelUnavailableError`` propagates to ``main`` (clear message)."""
-    from roomscan.backends import get_detector
+    """Load the detector the options (else the environment) name, with a spinner (``services.load_detector``);
+    ``ModelUnavailableError`` propagates to ``main`` (clear message)."""
+    from roomscan.backends import resolve_model
+    from roomscan.services import load_detector as load
     from roomscan.settings import Settings
 
-    settings = Settings.from_env()
-    spec = model or settings.model
-    # A path, or None: then the backend decides (a fine-tuned model directory brings its own taxonomy.yaml).
-    tax = taxonomy if taxonomy is not None else settings.taxonomy
+    # taxonomy None lets the backend decide (a fine-tuned model directory brings its own taxonomy.yaml).
+    settings = Settings.from_env(model=model, taxonomy=str(taxonomy) if taxonomy is not None else None, device=device)
     kwargs: dict[str, Any] = {}
     if image_size is not None:
         kwargs["image_size"] = image_size
     if min_score is not None:
         kwargs["score_threshold"] = min_score
-    from roomscan.backends._hub import resolve_model
-
     # Fetch the weights first, outside the spinner, so a first run's download shows its own progress bars.
-    resolved = resolve_model(spec)
-    with err_console.status(f"Loading model {spec}…"):
-        try:
-            return get_detector(resolved, taxonomy=tax, device=device or settings.device, **kwargs)
-        except ValueError as exc:  # e.g. --device cuda on a machine without a GPU, a bad --image-size
-            if isinstance(exc, RoomscanError):
-                raise
-            raise RoomscanError(str(exc)) from exc
+    resolved = resolve_model(settings.model)
+    with err_console.status(f"Loading model {settings.model}…"):
+        return load(settings, resolved=resolved, **kwargs)
 
 
 def report_bad(path: Path | str, exc: Exception) -> None:

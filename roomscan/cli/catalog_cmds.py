@@ -10,8 +10,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from roomscan.cli._catalog import load_taxonomy, open_catalog, run_worker
-from roomscan.cli._common import DbOpt, DeviceOpt, JsonOpt, ModelOpt, TaxonomyOpt, load_detector
+from roomscan.cli._catalog import load_taxonomy, open_catalog, run_worker, use_model
+from roomscan.cli._common import DbOpt, DeviceOpt, JsonOpt, ModelOpt, TaxonomyOpt
 from roomscan.cli._console import console, err_console
 from roomscan.errors import RoomscanError
 
@@ -21,30 +21,74 @@ def worker(
     taxonomy: Path | None = TaxonomyOpt,
     device: str | None = DeviceOpt,
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Queue failed photos again first."),
+    watch: bool = typer.Option(
+        False, "--watch", "-w",
+        help="Keep running: take new photos as they arrive until Ctrl-C or SIGTERM (which finish the batch in hand "
+        "first). Run one per machine or GPU against a shared PostgreSQL catalog.",
+    ),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, max=256, help="Photos per detector call."),
+    poll: float = typer.Option(1.0, "--poll", min=0.05, max=60.0, help="With --watch: seconds between looks at an empty queue."),
     db: str | None = DbOpt,
 ) -> None:
-    """Process every queued photo (e.g. after a crash or a model change) and refresh stale roll-ups, then exit.
+    """Process every queued photo (e.g. after a crash or a model change) and refresh stale roll-ups, then exit;
+    with --watch, keep serving the queue.
 
     First clears what a crashed server or worker left: upload files no photo uses (older than 10 minutes) and
-    photos a stopped worker on this host had left running.
+    photos a stopped worker on this host had left running. Any number of workers, on any number of machines, can
+    share one catalog: each photo is detected once.
     """
-    from roomscan.catalog import store
-    from roomscan.catalog.photos import sweep_photo_store
+    from roomscan.catalog import jobs
 
-    _, sessions, photo_store = open_catalog(db)
-    if (swept := sweep_photo_store(sessions, photo_store)).removed:
-        err_console.print(f"photo store: {swept}", highlight=False)
-    detector = load_detector(model, taxonomy, device)
-    with sessions() as session:
-        model_id = store.ensure_model(session, detector.info).id
-        queued = store.enqueue_missing_jobs(session, model_id)
-        retried = store.retry_failed_jobs(session, model_id) if retry_failed else 0
-        session.commit()
-    if retried:
-        err_console.print(f"queued {retried} failed photo(s) again")
-    if queued:
-        err_console.print(f"queued {queued} photo(s) not yet seen by {detector.info.key}")
-    run_worker(sessions, photo_store, detector, model_id)
+    services = open_catalog(db)
+    use_model(services, model, taxonomy, device)
+    recovered = services.recover()
+    if recovered.swept.removed:
+        err_console.print(f"photo store: {recovered.swept}", highlight=False)
+    if retry_failed:
+        with services.sessions() as session, session.begin():
+            retried = jobs.retry_failed(session, services.model_id)  # type: ignore[arg-type]
+        if retried:
+            err_console.print(f"queued {retried} failed photo(s) again")
+    if not watch:
+        run_worker(services, batch_size=batch_size)
+        return
+    _watch(services, batch_size, poll)
+
+
+def _watch(services, batch_size: int, poll: float) -> None:  # type: ignore[no-untyped-def]
+    """Serve the queue until SIGINT/SIGTERM, printing a line a minute while there is work."""
+    import signal
+    import threading
+    import time
+
+    from sqlalchemy.engine import make_url
+
+    worker = services.new_worker(batch_size=batch_size)
+    stop = threading.Event()
+
+    def stopping(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        err_console.print("stopping after the batch in hand (again to stop at once)", highlight=False)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stopping)
+    catalog = make_url(services.settings.resolved_database_url).render_as_string(hide_password=True)
+    err_console.print(f"worker {worker.holder}: detecting with {services.model_key}, catalog {catalog}, photos "
+                      f"{services.photos}; Ctrl-C stops", highlight=False, markup=False)
+    last = [time.monotonic(), 0]
+
+    def report(n: int) -> None:
+        if time.monotonic() - last[0] >= 60:
+            s = worker.stats
+            err_console.print(f"{s.done} photo(s) done, {s.failed} failed, {s.refreshed} roll-up(s) refreshed "
+                              f"({s.done - last[1]} in the last minute)", highlight=False)
+            last[:] = [time.monotonic(), s.done]
+
+    worker.run_forever(stop, poll_seconds=poll, on_batch=report)
+    s = worker.stats
+    err_console.print(f"stopped: {s.done} photo(s) done, {s.failed} failed, {s.retried} to retry", highlight=False)
 
 
 def search(
@@ -75,8 +119,7 @@ def search(
         )
     except ValueError as exc:
         raise RoomscanError(str(exc)) from exc
-    _, sessions, _ = open_catalog(db)
-    with sessions() as session:
+    with open_catalog(db).sessions() as session:
         page = search_listings(session, query)
     if as_json:
         console.print_json(json.dumps({

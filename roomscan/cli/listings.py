@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from roomscan.cli._catalog import catalog_model, load_taxonomy, open_catalog, run_worker
+from roomscan.cli._catalog import load_taxonomy, open_catalog, run_worker, use_model
 from roomscan.cli._common import (
     DbOpt,
     DeviceOpt,
@@ -19,7 +19,6 @@ from roomscan.cli._common import (
     RecursiveOpt,
     TaxonomyOpt,
     expand_inputs,
-    load_detector,
     report_bad,
 )
 from roomscan.cli._console import console, err_console
@@ -50,7 +49,8 @@ def listings_add(
     slugs = sorted({tax.resolve(c).slug for c in claim})
     if not title.strip():
         raise RoomscanError("a listing needs a non-empty title")
-    _, sessions, _ = open_catalog(db)
+    services = open_catalog(db)
+    sessions = services.sessions
     with sessions() as session:
         listing = store.create_listing(session, title, slugs)
         session.commit()
@@ -66,7 +66,8 @@ def listings_list(
     """Newest listings first."""
     from roomscan.catalog import store
 
-    _, sessions, _ = open_catalog(db)
+    services = open_catalog(db)
+    sessions = services.sessions
     table = Table("id", "title", "photos", "claimed")
     with sessions() as session:
         for listing in store.list_listings(session, limit=limit, offset=offset):
@@ -85,10 +86,11 @@ def listings_show(
     from roomscan.catalog import store
 
     tax = load_taxonomy(taxonomy)
-    _, sessions, _ = open_catalog(db)
+    services = open_catalog(db)
+    sessions = services.sessions
     with sessions() as session:
         listing = store.get_listing(session, listing_id)
-        model = catalog_model(session, listing_id)
+        model = services.catalog_model(session, listing_id)
         model_id = model.id if model else -1
         summary = store.listing_amenities(session, listing, model_id, tax)
         state = store.listing_processing_state(session, listing, model_id)
@@ -140,10 +142,11 @@ def listings_edit(
     if claim and no_claims:
         raise RoomscanError("--claim and --no-claims contradict each other: give one")
     tax = load_taxonomy(taxonomy)
-    _, sessions, _ = open_catalog(db)
+    services = open_catalog(db)
+    sessions = services.sessions
     with sessions() as session:
         listing = store.get_listing(session, listing_id)
-        model = catalog_model(session, listing_id)
+        model = services.catalog_model(session, listing_id)
         try:
             store.update_listing(session, listing, title=title, claimed=[] if no_claims else (claim or None),
                                  taxonomy=tax, model_id=model.id if model else None)
@@ -163,7 +166,8 @@ def listings_delete(
     """Delete a listing, its claims and decisions; photos no other listing uses are deleted too."""
     from roomscan.catalog import store
 
-    _, sessions, photo_store = open_catalog(db)
+    services = open_catalog(db)
+    sessions, photo_store = services.sessions, services.photos
     with sessions() as session:
         listing = store.get_listing(session, listing_id)
         if not yes and not typer.confirm(f"Delete listing {listing.id} ({listing.title}) and its photos?"):
@@ -190,10 +194,11 @@ def listings_decide(
     if decision not in ("confirmed", "rejected", "clear"):
         raise RoomscanError(f"DECISION must be confirmed, rejected or clear, got {decision!r}")
     tax = load_taxonomy(taxonomy)
-    _, sessions, _ = open_catalog(db)
+    services = open_catalog(db)
+    sessions = services.sessions
     with sessions() as session:
         listing = store.get_listing(session, listing_id)
-        model = catalog_model(session, listing_id)
+        model = services.catalog_model(session, listing_id)
         if model is None:
             raise RoomscanError(f"no photo of listing {listing_id} has been detected yet: nothing to decide on")
         try:
@@ -218,9 +223,10 @@ def listings_export_labels(
     from roomscan.catalog.labels import export_decisions
 
     tax = load_taxonomy(taxonomy)
-    _, sessions, photo_store = open_catalog(db)
+    services = open_catalog(db)
+    sessions, photo_store = services.sessions, services.photos
     with sessions() as session:
-        model = catalog_model(session)
+        model = services.catalog_model(session)
         if model is None:
             raise RoomscanError("the catalog has no detections yet: nothing to export")
         summary = export_decisions(session, photo_store, model.id, tax, out)
@@ -248,13 +254,15 @@ def photos_add(
     files, problems = expand_inputs(photos, recursive=recursive)
     for path, why in problems:
         report_bad(path, ValueError(why))
-    settings, sessions, photo_store = open_catalog(db)
+    services = open_catalog(db)
+    sessions, photo_store, settings = services.sessions, services.photos, services.settings
     with sessions() as session:
         store.get_listing(session, listing_id)  # fail before loading the model
-    detector = load_detector(model, taxonomy, device)
+    use_model(services, model, taxonomy, device)
+    detector, model_id = services.detector, services.model_id
+    assert detector is not None and model_id is not None
     added, already, skipped = 0, 0, len(problems)
     with sessions() as session:
-        model_id = store.ensure_model(session, detector.info).id
         listing = store.get_listing(session, listing_id)
         for path in files:
             try:
@@ -278,7 +286,7 @@ def photos_add(
         summary += f", {skipped} skipped"
     err_console.print(summary, highlight=False)
     if process:
-        run_worker(sessions, photo_store, detector, model_id)
+        run_worker(services)
     if skipped:
         raise typer.Exit(1)
 
@@ -294,7 +302,8 @@ def photos_remove(
     from roomscan.catalog import store
 
     tax = load_taxonomy(taxonomy)
-    _, sessions, photo_store = open_catalog(db)
+    services = open_catalog(db)
+    sessions, photo_store = services.sessions, services.photos
     with sessions() as session:
         listing = store.get_listing(session, listing_id)
         by_name = {lp.filename: lp.photo_id for lp in listing.photos if lp.filename}
@@ -305,7 +314,7 @@ def photos_remove(
         else:
             names = ", ".join(sorted(by_name)) or "none"
             raise RoomscanError(f"listing {listing_id} has no photo named {photo!r} (its photos: {names})")
-        model = catalog_model(session, listing_id)
+        model = services.catalog_model(session, listing_id)
         removed = store.remove_photo(session, listing, photo_id, taxonomy=tax, model_id=model.id if model else None)
         session.commit()
         store.delete_orphan_files(session, photo_store, removed.deleted)

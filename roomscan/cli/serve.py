@@ -1,4 +1,4 @@
-"""``roomscan serve``: the REST API, the web page and the background detection worker in one process."""
+"""``roomscan serve``: the REST API, the web page and (unless ``--no-worker``) a background detection worker."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ def serve(
     image_size: int | None = ImageSizeOpt,
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 for all)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port to listen on."),
+    worker: bool = typer.Option(
+        True, "--worker/--no-worker",
+        help="Detect uploaded photos in this process; --no-worker leaves them to `roomscan worker --watch` "
+        "processes (on this or other machines, sharing the catalog).",
+    ),
     db: str | None = DbOpt,
 ) -> None:
     """Serve the API (/api/v1, OpenAPI at /openapi.json) and the web page.
@@ -43,4 +48,6 @@ def serve(
     catalog = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
     err_console.print(f"model {detector.info.key}; catalog {catalog}", highlight=False, markup=False)
     err_console.print(f"open http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(create_app(settings, detector=detector), host=host, port=port, log_level="info")
+    if not worker:
+        err_console.print("no detection in this process: run `roomscan worker --watch` beside it", highlight=False)
+    uvicorn.run(create_app(settings, detector=detector, start_worker=worker), host=host, port=port, log_level="info")

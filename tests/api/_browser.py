@@ -20,8 +20,9 @@ import httpx
 import pytest
 import uvicorn
 
-from roomscan.api import build_services, create_app
-from roomscan.api.services import Services
+from roomscan.api import create_app
+from roomscan.services import open_services
+from roomscan.services import Services
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
@@ -40,7 +41,7 @@ def chromium_path() -> str | None:
 @pytest.fixture
 def live_server(settings, api_detector) -> Iterator[Live]:
     """The whole app, detection worker thread included, on 127.0.0.1."""
-    services = build_services(settings, api_detector)
+    services = open_services(settings, detector=api_detector)
     app = create_app(services=services, start_worker=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

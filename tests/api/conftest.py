@@ -8,8 +8,8 @@ from _databases import BACKENDS, fresh_database
 from api_helpers import API_KEY
 from fastapi.testclient import TestClient
 
-from roomscan.api import build_services, create_app
-from roomscan.api.services import Services
+from roomscan.api import create_app
+from roomscan.services import Services, open_services
 from roomscan.settings import Settings
 
 
@@ -37,8 +37,10 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
 
 
 @pytest.fixture
-def services(settings, api_detector) -> Services:
-    return build_services(settings, api_detector)
+def services(settings, api_detector) -> Iterator[Services]:
+    built = open_services(settings, detector=api_detector)
+    yield built
+    built.close()
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ def _hold(services, holder: str) -> int:  # type: ignore[no-untyped-def]
     """Claim the one queued job as if ``holder`` had (its lease still running). Returns the job id."""
     w = services.worker
     other = DetectionWorker(w.sessions, w.photos, w.detector, w.model_id, w.taxonomy)
-    ((job_id, _),) = other.claim(1)
+    job_id = other.claim(1)[0].job_id
     with w.sessions() as session:
         session.execute(update(PhotoJob).where(PhotoJob.id == job_id).values(leased_by=holder))
         session.commit()
@@ -68,7 +68,7 @@ def test_a_running_job_is_taken_over_at_once_only_when_its_holder_is_gone(client
     upload(client, listing_id, ("a.jpg", jpeg(seed=11)))
     job_id = _hold(services, holder())
     w = services.worker
-    assert [job for job, _ in w.claim(1)] == ([job_id] if taken_over else [])
+    assert [c.job_id for c in w.claim(1)] == ([job_id] if taken_over else [])
     assert w.stats.reclaimed == int(taken_over)
 
 

@@ -17,7 +17,8 @@ import uvicorn
 from api_helpers import API_KEY, jpeg
 from sqlalchemy import func, select
 
-from roomscan.api import build_services, create_app
+from roomscan.api import create_app
+from roomscan.services import open_services
 from roomscan.catalog.models import ListingPhoto, Photo, PhotoJob
 
 UPLOADS = 200
@@ -27,7 +28,7 @@ UPLOADS = 200
 def small_server(settings, api_detector) -> Iterator[tuple[str, object]]:
     """The app with a small thread pool and in-flight limit, so 200 uploads saturate it; no worker thread."""
     tight = dataclasses.replace(settings, threads=4, db_pool_size=6, db_pool_timeout=5.0, max_inflight=24)
-    services = build_services(tight, api_detector)
+    services = open_services(tight, detector=api_detector)
     app = create_app(services=services, start_worker=False)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,7 +18,8 @@ import schemathesis
 from api_helpers import API_KEY, jpeg, make_listing, upload
 from fastapi.testclient import TestClient
 
-from roomscan.api import build_services, create_app
+from roomscan.api import create_app
+from roomscan.services import open_services
 
 # Per operation and generation mode: the six runs take under a minute on two cores. Set
 # ROOMSCAN_FUZZ_EXAMPLES for a deeper search (80 took two minutes and found nothing more).
@@ -54,7 +55,7 @@ def api_schema(services, settings, api_detector) -> Iterator[Callable[[bool], An
         assert upload(client, listing_id, ("room.jpg", jpeg())).status_code == 202
 
     def load(server_has_key: bool) -> Any:
-        served = services if server_has_key else build_services(replace(settings, api_key=None), api_detector)
+        served = services if server_has_key else open_services(replace(settings, api_key=None), detector=api_detector)
         app = create_app(services=served, start_worker=False)  # no worker: the fuzzer never waits on detection
         return schemathesis.openapi.from_asgi("/openapi.json", app, config=_config(server_has_key))
 

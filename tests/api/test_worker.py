@@ -9,20 +9,21 @@ from api_helpers import jpeg, make_listing, upload
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from roomscan.api import build_services, create_app
+from roomscan.api import create_app
+from roomscan.services import open_services
 from roomscan.catalog.models import PhotoJob
 from roomscan.worker import DetectionWorker
 
 
 def test_restart_finishes_pending_work_in_the_background(settings, api_detector):
     # First life: photos accepted, the process "dies" before the worker ran.
-    first = build_services(settings, api_detector)
+    first = open_services(settings, detector=api_detector)
     with TestClient(create_app(services=first, start_worker=False)) as client:
         listing_id = make_listing(client)
         assert upload(client, listing_id, ("a.jpg", jpeg(seed=1)), ("b.jpg", jpeg(seed=2))).status_code == 202
 
     # Second life: a new app over the same catalog; its background worker picks the jobs up by itself.
-    second = build_services(settings, api_detector)
+    second = open_services(settings, detector=api_detector)
     with TestClient(create_app(services=second, start_worker=True)) as client:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -80,13 +81,17 @@ def test_a_worker_that_lost_its_lease_cannot_complete_or_fail_the_new_owners_job
     upload(client, listing_id, ("a.jpg", jpeg(seed=6)))
     w = services.worker
     slow = DetectionWorker(w.sessions, w.photos, w.detector, w.model_id, w.taxonomy, lease=timedelta(seconds=-1))
-    ((job_id, stale_attempt),) = slow.claim(1)  # its lease is already over...
-    ((same_job, attempt),) = w.claim(1)  # ...so a live worker takes the job over
-    assert same_job == job_id and attempt == stale_attempt + 1
-    slow._fail(job_id, stale_attempt, "too late", final=True)  # the stale worker wakes up: ignored
+    (stale,) = slow.claim(1)  # its lease is already over...
+    (claim,) = w.claim(1)  # ...so a live worker takes the job over
+    job_id = stale.job_id
+    assert claim.job_id == job_id and claim.attempt == stale.attempt + 1
+    slow._fail(stale, "too late", final=True)  # the stale worker wakes up: ignored
     with w.sessions() as s:
         assert s.get(PhotoJob, job_id).state == "running"
-    w._complete(job_id, attempt, 1, w.detector.predict_one(jpeg_image()))
+    slow._complete(stale, w.detector.predict_one(jpeg_image()))  # ...and cannot complete it either
+    with w.sessions() as s:
+        assert s.get(PhotoJob, job_id).state == "running"
+    w._complete(claim, w.detector.predict_one(jpeg_image()))
     with w.sessions() as s:
         assert s.get(PhotoJob, job_id).state == "done"
 

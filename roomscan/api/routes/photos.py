@@ -22,7 +22,7 @@ from roomscan.api.schemas import (
     PhotoOut,
     PhotosAccepted,
 )
-from roomscan.api.services import Services
+from roomscan.services import Services
 from roomscan.api.uploads import RawUpload, decode_upload, read_uploads
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing, PhotoJob
