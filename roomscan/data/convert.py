@@ -190,7 +190,7 @@ def convert(
     dataset = read_dataset(src, from_format, taxonomy=tax, image_root=image_root, annotations=annotations)
     write_dataset(dataset, to, out, copy_images=False)
 
-    from roomscan.data.formats._common import place_images
+    from roomscan.data.formats import place_images
 
     total = len(dataset)
     done = 0

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roomscan.data.dataset import IMAGES_DIR, DetectionDataset, ImageRecord, write_json_atomic
-from roomscan.data.formats._common import Box, build_dataset
+from roomscan.data.formats import Box, build_dataset
 from roomscan.data.formats.openimages import iter_boxes, read_class_descriptions
 from roomscan.detection.core import labels_of
 from roomscan.errors import ImageError, RoomscanError
@@ -228,7 +228,7 @@ def _write_attribution(images_csv: Path, keep: set[str], dest: Path) -> None:
     """Copy the licence/author columns of the kept images from the official image list (streamed)."""
     import csv
 
-    from roomscan.data.formats._common import fail
+    from roomscan.data.formats import fail
 
     try:
         with images_csv.open(newline="", encoding="utf-8") as src, dest.open("w", newline="", encoding="utf-8") as out:

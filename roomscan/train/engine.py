@@ -223,7 +223,7 @@ def fit(
     Raises:
         TrainingError, DatasetError, ModelUnavailableError, RunError, DistributedError: named, actionable problems.
     """
-    from roomscan.backends._common import resolve_device
+    from roomscan.backends import resolve_device
     from roomscan.train.distributed import process_group
 
     state: dict[str, Any] | None = None
@@ -409,7 +409,7 @@ def overfit_batch(config: TrainConfig, *, log: Log = print) -> Path:
     """
     import torch
 
-    from roomscan.backends._common import resolve_device
+    from roomscan.backends import resolve_device
     from roomscan.train.distributed import world_from_env
 
     if world_from_env("cpu").size > 1:

@@ -96,7 +96,7 @@ def _say(progress: Callable[[str], None] | None, message: str) -> None:
 
 
 def _check_source(model_dir: str | os.PathLike[str]) -> Path:
-    from roomscan.backends._hub import read_model_config
+    from roomscan.backends import read_model_config
 
     path = Path(model_dir).expanduser()
     if not path.is_dir():

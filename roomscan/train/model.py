@@ -113,7 +113,7 @@ def build_model(config: TrainConfig, taxonomy: Taxonomy) -> tuple[Any, Any]:
                 setattr(model_config, key, False)
         _check_queries(model_config, config.image_size)
         return AutoModelForObjectDetection.from_config(model_config), processor
-    from roomscan.backends._hub import resolve_model
+    from roomscan.backends import resolve_model
 
     try:
         resolved = resolve_model(config.model)
