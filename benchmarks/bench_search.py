@@ -33,10 +33,13 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateIndex
 
 from roomscan.catalog.db import make_engine, migrate, session_factory
+from roomscan.catalog.models import ListingAmenity
 from roomscan.catalog.search import SearchQuery, explain_search, search_listings
 from roomscan.taxonomy import default_taxonomy
 
@@ -98,7 +101,8 @@ def load_sqlite(path: Path, n: int) -> None:
     con.execute("PRAGMA journal_mode = OFF")
     con.execute("PRAGMA synchronous = OFF")
     con.execute("PRAGMA cache_size = -1000000")
-    con.execute("DROP INDEX ix_listing_amenities_search")
+    for name, _ in _amenity_indexes("sqlite"):
+        con.execute(f"DROP INDEX {name}")
     placeholders = ", ".join("?" * len(AMENITY_COLUMNS))
     for listings, amenities in _progress(generate(n), n, "sqlite"):
         con.execute("BEGIN")
@@ -110,9 +114,8 @@ def load_sqlite(path: Path, n: int) -> None:
         )
         con.execute("COMMIT")
     print("  indexing and analysing...", flush=True)
-    con.execute(
-        "CREATE INDEX ix_listing_amenities_search ON listing_amenities (amenity, listing_id, score, status)"
-    )
+    for _, create in _amenity_indexes("sqlite"):
+        con.execute(create)
     con.execute("ANALYZE")
     con.execute("CREATE TABLE bench_done (n INTEGER)")
     con.execute("INSERT INTO bench_done VALUES (?)", (n,))
@@ -130,7 +133,8 @@ def load_postgres(url: str, n: int) -> None:
         for table in ("listings", "listing_amenities"):
             con.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
         con.execute("ALTER TABLE listing_amenities DROP CONSTRAINT pk_listing_amenities")
-        con.execute("DROP INDEX ix_listing_amenities_search")
+        for name, _ in _amenity_indexes("postgresql"):
+            con.execute(f"DROP INDEX {name}")
         columns = ", ".join(AMENITY_COLUMNS)
         for listings, amenities in _progress(generate(n), n, "postgres"):
             with con.transaction(), con.cursor() as cur:
@@ -143,9 +147,8 @@ def load_postgres(url: str, n: int) -> None:
         con.execute(
             "ALTER TABLE listing_amenities ADD CONSTRAINT pk_listing_amenities PRIMARY KEY (listing_id, amenity)"
         )
-        con.execute(
-            "CREATE INDEX ix_listing_amenities_search ON listing_amenities (amenity, listing_id, score, status)"
-        )
+        for _, create in _amenity_indexes("postgresql"):
+            con.execute(create)
         con.execute("SELECT setval(pg_get_serial_sequence('listings', 'id'), %s)", (n,))
         con.execute("VACUUM ANALYZE listings")
         con.execute("VACUUM ANALYZE listing_amenities")  # also sets the visibility map: index-only scans
@@ -153,6 +156,15 @@ def load_postgres(url: str, n: int) -> None:
             con.execute(f"ALTER TABLE {table} RESET (autovacuum_enabled)")
         con.execute("CREATE TABLE bench_done (n integer)")
         con.execute("INSERT INTO bench_done VALUES (%s)", (n,))
+
+
+def _amenity_indexes(dialect: str) -> list[tuple[str, str]]:
+    """(name, CREATE INDEX statement) of each index on listing_amenities, as the models declare them."""
+    compiled = (sqlite if dialect == "sqlite" else postgresql).dialect()
+    return [
+        (str(index.name), str(CreateIndex(index).compile(dialect=compiled)))
+        for index in sorted(ListingAmenity.__table__.indexes, key=lambda index: str(index.name))
+    ]
 
 
 def _copy_text(rows: list[tuple]) -> str:
@@ -353,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=200, help="runs per query (default 200)")
     parser.add_argument("--explain", action="store_true", help="print each query's plan")
     parser.add_argument("--save", type=Path, help="write the figures to this JSON file")
-    parser.add_argument("--baseline", type=Path, help="a JSON file from --save: print its figures as 'before'")
+    parser.add_argument("--baseline", type=Path, help="a JSON file from --save, printed as 'before'")
     args = parser.parse_args(argv)
     if args.db in ("postgres", "both") and not args.postgres_url:
         parser.error("--postgres-url is needed for PostgreSQL (try: scripts/postgres.sh start)")

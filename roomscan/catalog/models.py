@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -225,5 +226,13 @@ class ListingAmenity(Base):
     __table_args__ = (
         # Search walks one amenity's listings in id order and probes the others by primary key.
         Index("ix_listing_amenities_search", "amenity", "listing_id", "score", "status"),
+        # What a default search (seen, any score) reads: half the width, no status to test (migration 0004).
+        Index(
+            "ix_listing_amenities_seen",
+            "amenity",
+            "listing_id",
+            sqlite_where=text(_one_of("status", (AmenityStatus.CONFIRMED, AmenityStatus.DISCOVERED))),
+            postgresql_where=text(_one_of("status", (AmenityStatus.CONFIRMED, AmenityStatus.DISCOVERED))),
+        ),
         CheckConstraint(_one_of("status", AMENITY_STATUSES), name="ck_listing_amenities_status"),
     )

@@ -8,8 +8,9 @@ A query names amenities a listing must show (``all_of``) and amenities of which 
         print(hit.listing_id, hit.title, hit.amenities)          # 42 'Cabin' {'jacuzzi': 0.41, 'porch': 0.3}
     next_page = search_listings(session, SearchQuery(..., after=page.next_cursor))
 
-How it stays fast on millions of listings: every amenity condition is a range of the index
-``ix_listing_amenities_search (amenity, listing_id, score, status)``, which already holds listing ids in order.
+How it stays fast on millions of listings: every amenity condition is a range of an index that already holds
+listing ids in order: ``ix_listing_amenities_seen (amenity, listing_id)``, of seen rows only, for a default
+search; ``ix_listing_amenities_search (amenity, listing_id, score, status)`` with min_score or confirmed_only.
 The query walks one *driving* range in id order from the cursor and probes the other amenities with ``EXISTS`` on
 ``(amenity, listing_id)``, stopping after ``limit + 1`` matches: no sort, no DISTINCT, cost proportional to the
 rows walked. The driver is the sparsest range after the cursor (measured per query by the id of its 128th entry),
@@ -79,23 +80,39 @@ _MERGE_MIN_ROWS = 1000
 
 _amenities = ListingAmenity.__table__
 _listings = Listing.__table__
-_SEARCH_INDEX = "ix_listing_amenities_search"
-
-
-class _SearchIndexed(Alias):
-    """An alias of ``listing_amenities`` that SQLite reads through the search index (``INDEXED BY``).
+class _IndexedBy(Alias):
+    """An alias of ``listing_amenities`` that SQLite reads through the index ``index`` (``INDEXED BY``).
 
     For a probe on ``(amenity, listing_id)`` SQLite prefers the primary key's index (unique, both columns
     given), then reads the table row for status and score: two descents instead of one, three times slower.
+    And it does not see that the partial index of seen rows, half as wide, serves a default search.
     """
 
     inherit_cache = True
+    index = ""
+
+
+class _SearchIndexed(_IndexedBy):
+    inherit_cache = True
+    index = "ix_listing_amenities_search"  # every status, with score: for min_score and confirmed_only
+
+
+class _SeenIndexed(_IndexedBy):
+    inherit_cache = True
+    index = "ix_listing_amenities_seen"  # seen rows only: every other search
 
 
 @compiles(_SearchIndexed, "sqlite")
-def _indexed_by(element: _SearchIndexed, compiler: Any, **kw: Any) -> str:
+@compiles(_SeenIndexed, "sqlite")
+def _indexed_by(element: _IndexedBy, compiler: Any, **kw: Any) -> str:
     sql: str = compiler.visit_alias(element, **kw)
-    return f"{sql} INDEXED BY {_SEARCH_INDEX}" if kw.get("asfrom") else sql
+    return f"{sql} INDEXED BY {element.index}" if kw.get("asfrom") else sql
+
+
+def _alias(shape: _Shape, name: str) -> Alias:
+    """``listing_amenities AS name``, read through the narrowest index holding what ``shape`` tests."""
+    indexed = _SearchIndexed if shape.min_score or shape.confirmed_only else _SeenIndexed
+    return indexed._construct(_amenities, name=name)
 
 
 @dataclass(frozen=True)
@@ -287,7 +304,7 @@ def _range(table: Any, slug_param: str, shape: _Shape) -> list[ColumnElement[boo
 def _walk(shape: _Shape, probes: int, any_probes: int, prefix: str = "") -> Select:
     """Listing ids matching amenity ``{prefix}d`` in id order from the cursor that also match every
     ``{prefix}p<i>`` amenity and, when any, at least one ``{prefix}q<i>`` amenity; at most ``limit + 1``."""
-    driver = _amenities.alias(f"{prefix}d")
+    driver = _alias(shape, f"{prefix}d")
     conditions = _range(driver, f"{prefix}d", shape) + _probes(driver, probes, any_probes, shape, prefix)
     return (
         select(driver.c.listing_id).where(*conditions).order_by(driver.c.listing_id).limit(_page_limit(shape))
@@ -313,7 +330,7 @@ def _probes(
 def _merge(shape: _Shape, merged: int, probes: int, any_probes: int) -> Select | CompoundSelect:
     """Listing ids in every range ``m<i>``, found by reading each range once in id order, that also match the
     probes ``p<i>`` and ``q<i>`` as in ``_walk``; at most ``limit + 1``."""
-    ranges = [_amenities.alias(f"m{i}") for i in range(merged)]
+    ranges = [_alias(shape, f"m{i}") for i in range(merged)]
     if shape.dialect == "sqlite":
         # SQLite merges a compound SELECT that has an ORDER BY ("MERGE (INTERSECT)" in its plan); without one
         # it builds a temporary b-tree of each range.
@@ -357,7 +374,7 @@ def _probe(driver: Any, slug_params: list[str], shape: _Shape) -> ColumnElement[
     plan depends on statistics (a fresh table's are wrong), while a per-row probe costs one index lookup on
     ``(amenity, listing_id)`` whatever the statistics say.
     """
-    probe = _SearchIndexed._construct(_amenities, name=slug_params[0])
+    probe = _alias(shape, slug_params[0])
     slugs = [bindparam(name, type_=String) for name in slug_params]
     amenity = probe.c.amenity == slugs[0] if len(slugs) == 1 else probe.c.amenity.in_(slugs)
     subquery: Select[Any] = select(literal_column("1")).where(
@@ -381,7 +398,7 @@ def _sample(shape: _Shape, count: int) -> Select:
     each amenity ``s<i>`` (NULL if fewer)."""
     samples = [select(func.max(_amenities.c.listing_id)).scalar_subquery()]  # one descent of the primary key
     for i in range(count):
-        sample = _amenities.alias(f"s{i}")
+        sample = _alias(shape, f"s{i}")
         samples.append(
             select(sample.c.listing_id)
             .where(*_range(sample, f"s{i}", shape))

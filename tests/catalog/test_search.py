@@ -304,19 +304,29 @@ def test_rare_all_of_merges_the_search_index(session: Session, monkeypatch: pyte
     if session.get_bind().dialect.name != "sqlite":
         pytest.skip("PostgreSQL plans depend on table statistics; bench_search.py checks them at scale")
     monkeypatch.setattr(search, "_merge_count", lambda all_of, *_: len(all_of))
-    plan = explain_search(session, SearchQuery(all_of=("billiard-table", "fountain"), any_of=("towel", "stairs")))
+    query = SearchQuery(all_of=("billiard-table", "fountain"), any_of=("towel", "stairs"))
+    plan = explain_search(session, query)
     # Each range read once, in index order (no temporary b-tree of a range), probes on the search index.
     assert "MERGE (INTERSECT)" in plan and "sqlite_autoindex" not in plan, plan
     assert "TEMP B-TREE" not in plan.replace("USE TEMP B-TREE FOR ORDER BY", ""), plan
 
 
-def test_walks_the_search_index(session: Session) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "index"),
+    [
+        ({}, "ix_listing_amenities_seen"),  # seen rows only: half as wide
+        ({"min_score": 0.3}, "ix_listing_amenities_search"),  # needs the score
+        ({"confirmed_only": True}, "ix_listing_amenities_search"),  # needs the status
+    ],
+)
+def test_walks_an_amenity_index(session: Session, kwargs: dict, index: str) -> None:
     if session.get_bind().dialect.name != "sqlite":
         pytest.skip("PostgreSQL plans depend on table statistics; bench_search.py checks them at scale")
-    plan = explain_search(session, SearchQuery(all_of=("bed", "jacuzzi"), any_of=("sink", "porch"), after=5))
-    assert "ix_listing_amenities_search" in plan
+    query = SearchQuery(all_of=("bed", "jacuzzi"), any_of=("sink", "porch"), after=5, **kwargs)
+    plan = explain_search(session, query)
+    assert index in plan
     assert "SCAN listing_amenities" not in plan.replace("SCAN m", "")
-    # Probes read the covering search index, not the primary key's index and then the table row.
+    # Probes read an amenity index, not the primary key's index and then the table row.
     assert "sqlite_autoindex" not in plan, plan
 
 
