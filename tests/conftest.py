@@ -9,6 +9,7 @@ test asks for them.
 * ``tiny_rtdetr_dir``: a fine-tuned-style RT-DETRv2 directory with ``taxonomy.yaml`` (:func:`_models.tiny_taxonomy`).
 * ``sample_photo``: a factory ``sample_photo(size=(96, 64), fmt="JPEG", seed=0) -> bytes``.
 * ``sample_image``: a factory ``sample_image(size=(96, 64), seed=0) -> PIL.Image``.
+* ``s3_server``, ``s3_store_url``: a local S3 server and ``s3://<a fresh bucket>/photos`` (:mod:`_s3`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from _models import build_tiny_owlv2, build_tiny_rtdetr, make_image
+from _s3 import s3_server, s3_store_url  # noqa: F401  (fixtures, for every test folder)
 from PIL import Image
 
 

@@ -12,7 +12,7 @@ from _models import tiny_taxonomy
 
 from roomscan.backends._base import ModelInfo
 from roomscan.catalog import store
-from roomscan.catalog.photos import SWEEP_GRACE, PhotoStore, SweepReport, sweep_photo_store
+from roomscan.catalog.photos import SWEEP_GRACE, LocalPhotoStore, PhotoStore, SweepReport, sweep_photo_store
 from roomscan.detection.image import load_image
 
 
@@ -21,8 +21,16 @@ def _age(path: Path, seconds: float) -> None:
     os.utime(path, (when, when))
 
 
-def _put(photos: PhotoStore, data: bytes) -> Path:
-    return photos.put(hashlib.sha256(data).hexdigest(), data)
+def _put(photos: LocalPhotoStore, data: bytes) -> Path:
+    sha = hashlib.sha256(data).hexdigest()
+    photos.put(sha, data)
+    return photos.path(sha)
+
+
+def test_photo_store_of_a_directory_is_the_local_store(tmp_path: Path) -> None:
+    photos = PhotoStore(tmp_path)
+    assert isinstance(photos, LocalPhotoStore)
+    assert (photos.root, str(photos)) == (tmp_path, str(tmp_path))
 
 
 def test_put_is_atomic_and_idempotent(tmp_path: Path) -> None:
