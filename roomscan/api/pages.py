@@ -22,11 +22,11 @@ from roomscan.catalog import store
 from roomscan.catalog.models import Listing
 from roomscan.catalog.search import SearchQuery, search_listings
 from roomscan.errors import TaxonomyError
-from roomscan.listing import Evidence
+from roomscan.listing import Decision, Evidence
 
 router = APIRouter(include_in_schema=False)
 
-DECISIONS = {"confirmed": "confirmed", "rejected": "rejected", "clear": None}
+DECISIONS: dict[str, Decision | None] = {**{d.value: d for d in Decision}, "clear": None}
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -151,7 +151,7 @@ def decision_form(
         return listing_error(request, services, session, listing_id, code, message)
     session.commit()
     name = services.taxonomy.resolve(slug).name
-    text = {"confirmed": f"{name}: confirmed by you.", "rejected": f"{name}: rejected by you."}.get(
+    text = {Decision.CONFIRMED: f"{name}: confirmed by you.", Decision.REJECTED: f"{name}: rejected by you."}.get(
         decision, f"{name}: your decision is cleared; the model's report stands."
     )
     return redirect(f"/listings/{listing_id}#amenity-{slug}", key, text=text)

@@ -15,10 +15,12 @@ Example:
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from annotated_types import Ge, Le
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from roomscan.listing import Decision
 
 # The catalog's id columns are SQL INTEGER: PostgreSQL's int4 holds at most 2**31 - 1 (SQLite's 2**63 - 1); a
 # larger id must be refused as invalid input (422), not reach the driver (500).
@@ -72,7 +74,7 @@ class ListingUpdate(BaseModel):
 class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    decision: Literal["confirmed", "rejected"] = Field(
+    decision: Decision = Field(
         description="the host's verdict on an amenity the model reported"
     )
 

@@ -23,6 +23,7 @@ from roomscan.cli._common import (
 )
 from roomscan.cli._console import console, err_console
 from roomscan.errors import ImageError, RoomscanError
+from roomscan.listing import AmenityStatus, Decision
 
 listings_app = typer.Typer(help="Create listings, attach photos, read and edit their amenities.", no_args_is_help=True)
 photos_app = typer.Typer(help="Photos of a listing.", no_args_is_help=True)
@@ -32,7 +33,8 @@ ListingArg = typer.Argument(..., help="The listing's id (`roomscan listings list
 ClaimOpt = typer.Option(
     [], "--claim", "-c", help="An amenity the host claims: slug, name or synonym (`hot tub`); repeat."
 )
-_STYLE = {"confirmed": "green", "unverified": "yellow", "discovered": "cyan", "rejected": "red"}
+_STYLE = {AmenityStatus.CONFIRMED: "green", AmenityStatus.UNVERIFIED: "yellow", AmenityStatus.DISCOVERED: "cyan",
+          AmenityStatus.REJECTED: "red"}
 
 
 @listings_app.command("add")
@@ -119,7 +121,7 @@ def listings_show(
     for a in summary.amenities:
         ev = "; ".join(f"{escape(names.get(e.photo_id, str(e.photo_id)))}: {', '.join(f'{v:.0f}' for v in e.box)}"
                        for e in a.evidence[:3])
-        status = "checking" if pending and a.status == "unverified" else a.status
+        status = "checking" if pending and a.status == AmenityStatus.UNVERIFIED else a.status
         label = f"[{_STYLE.get(status, 'dim')}]{status}[/]" + (" (host)" if a.decision else "")
         table.add_row(escape(a.name), label, f"{a.score:.2f}", str(a.photo_count), ev)
     console.print(table)
@@ -191,7 +193,7 @@ def listings_decide(
     """Record the host's verdict on an amenity the model reported (kept beside the model's detections)."""
     from roomscan.catalog import store
 
-    if decision not in ("confirmed", "rejected", "clear"):
+    if decision not in (*Decision, "clear"):
         raise RoomscanError(f"DECISION must be confirmed, rejected or clear, got {decision!r}")
     tax = load_taxonomy(taxonomy)
     services = open_catalog(db)
