@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session
 
 from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
 from roomscan.api.schemas import CatalogId, Cursor, Text
-from roomscan.services import Services
 from roomscan.api.web import key_from, query_url, redirect, render
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing
 from roomscan.catalog.search import SearchQuery, search_listings
 from roomscan.errors import TaxonomyError
 from roomscan.listing import Decision, Evidence
+from roomscan.services import Services
 
 router = APIRouter(include_in_schema=False)
 

@@ -23,7 +23,6 @@ from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
 from roomscan.api.pages import listing_error
 from roomscan.api.routes.photos import attach_upload, listing_released
 from roomscan.api.schemas import CatalogId
-from roomscan.services import Services
 from roomscan.api.uploads import read_uploads, safe_filename
 from roomscan.api.web import STATIC_DIR, key_from, redirect, remember_key, render
 from roomscan.catalog import store
@@ -31,6 +30,7 @@ from roomscan.catalog.models import Listing
 from roomscan.catalog.photos import PhotoStore
 from roomscan.detection.core import labels_of
 from roomscan.detection.image import load_image
+from roomscan.services import Services
 
 router = APIRouter(include_in_schema=False)
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,13 +20,13 @@ from roomscan.catalog.models import (
     DECISIONS,
     AmenityDecision,
     Detection,
+    JobState,
     Listing,
     ListingAmenity,
     ListingClaim,
     ListingPhoto,
     Model,
     Photo,
-    JobState,
     PhotoJob,
 )
 from roomscan.catalog.photos import PhotoStore

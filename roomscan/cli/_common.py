@@ -11,7 +11,7 @@ from rich.markup import escape
 from roomscan.backends import Detector
 from roomscan.cli._console import err_console
 from roomscan.detection.image import IMAGE_SUFFIXES
-from roomscan.errors import ImageError, RoomscanError
+from roomscan.errors import ImageError
 
 ModelOpt = typer.Option(None, "--model", "-m", envvar="ROOMSCAN_MODEL", help="Detector: a name (owlv2), a Hugging Face id, or a local model directory (default: owlv2).")
 TaxonomyOpt = typer.Option(None, "--taxonomy", envvar="ROOMSCAN_TAXONOMY", help="Amenity taxonomy YAML (default: the 30 built-in amenities).", exists=False)

@@ -21,8 +21,7 @@ import pytest
 import uvicorn
 
 from roomscan.api import create_app
-from roomscan.services import open_services
-from roomscan.services import Services
+from roomscan.services import Services, open_services
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}

@@ -18,8 +18,8 @@ from api_helpers import API_KEY, jpeg
 from sqlalchemy import func, select
 
 from roomscan.api import create_app
-from roomscan.services import open_services
 from roomscan.catalog.models import ListingPhoto, Photo, PhotoJob
+from roomscan.services import open_services
 
 UPLOADS = 200
 

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from roomscan.api import create_app
-from roomscan.services import open_services
 from roomscan.catalog.models import PhotoJob
+from roomscan.services import open_services
 from roomscan.worker import DetectionWorker
 
 

@@ -98,8 +98,8 @@ def test_a_writer_waits_for_another_writers_transaction(tmp_path: Path) -> None:
 @pytest.fixture
 def upload_client(catalog_url: str, tmp_path: Path, tiny_owlv2_dir: Path) -> Iterator[TestClient]:
     from roomscan.api import create_app
-    from roomscan.services import open_services
     from roomscan.backends import get_detector
+    from roomscan.services import open_services
     from roomscan.settings import Settings
 
     detector = get_detector(str(tiny_owlv2_dir), taxonomy=tiny_taxonomy(), device="cpu", score_threshold=0.0)

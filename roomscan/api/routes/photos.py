@@ -22,13 +22,13 @@ from roomscan.api.schemas import (
     PhotoOut,
     PhotosAccepted,
 )
-from roomscan.services import Services
 from roomscan.api.uploads import RawUpload, decode_upload, read_uploads
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing, PhotoJob
 from roomscan.detection.core import detections_to_records
 from roomscan.detection.draw import annotate
 from roomscan.detection.image import load_image
+from roomscan.services import Services
 
 router = APIRouter(tags=["photos"])
 
