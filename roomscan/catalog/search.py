@@ -329,17 +329,24 @@ def _probes(
 @functools.lru_cache(maxsize=1024)
 def _merge(shape: _Shape, merged: int, probes: int, any_probes: int) -> Select | CompoundSelect:
     """Listing ids in every range ``m<i>``, found by reading each range once in id order, that also match the
-    probes ``p<i>`` and ``q<i>`` as in ``_walk``; at most ``limit + 1``."""
-    ranges = [_alias(shape, f"m{i}") for i in range(merged)]
+    probes ``p<i>`` and ``q<i>`` as in ``_walk``; at most ``limit + 1``.
+
+    A match of a search with min_score or confirmed_only is a seen row too: the merge reads the narrow ranges
+    of seen rows, and each listing in all of them is checked against the search's own conditions by a probe
+    per merged amenity (few listings: the merge is chosen when the ranges are rare)."""
+    seen = shape._replace(min_score=False, confirmed_only=False)
+    recheck = seen != shape
+    ranges = [_alias(seen, f"m{i}") for i in range(merged)]
+    filtered = probes or any_probes or recheck
     if shape.dialect == "sqlite":
         # SQLite merges a compound SELECT that has an ORDER BY ("MERGE (INTERSECT)" in its plan); without one
         # it builds a temporary b-tree of each range.
         arms = [
-            select(table.c.listing_id).where(*_range(table, f"m{i}", shape)) for i, table in enumerate(ranges)
+            select(table.c.listing_id).where(*_range(table, f"m{i}", seen)) for i, table in enumerate(ranges)
         ]
         both = intersect(*arms)
         ordered = both.order_by(both.selected_columns.listing_id)
-        if not probes and not any_probes:
+        if not filtered:
             return ordered.limit(_page_limit(shape))
         # LIMIT -1 (none) keeps the ORDER BY, and so the merge, which SQLite drops from a subquery otherwise.
         # It then sorts what passes the probes: the merge reads the ranges to their end (_merge_count's cost).
@@ -348,25 +355,28 @@ def _merge(shape: _Shape, merged: int, probes: int, any_probes: int) -> Select |
         # PostgreSQL merge-joins (or hash-joins) ranges this sparse: either reads each range once.
         first = ranges[0]
         joined = first
-        conditions = _range(first, "m0", shape)
+        conditions = _range(first, "m0", seen)
         for i, table in enumerate(ranges[1:], start=1):
             joined = joined.join(table, table.c.listing_id == first.c.listing_id)
-            conditions += _range(table, f"m{i}", shape)
+            conditions += _range(table, f"m{i}", seen)
         join = select(first.c.listing_id).select_from(joined).where(*conditions).order_by(first.c.listing_id)
-        if not probes and not any_probes:
+        if not filtered:
             return join.limit(_page_limit(shape))
         # OFFSET 0 keeps the probes out of the join: pushed down to one range's scan, they would run for each
         # of its rows. The subquery stays in id order, so the page still stops after limit + 1 matches.
         ids = join.offset(literal_column("0")).subquery("m")
+    checks = [_probe(ids, [f"m{i}"], shape, f"c{i}") for i in range(merged)] if recheck else []
     return (
         select(ids.c.listing_id)
-        .where(*_probes(ids, probes, any_probes, shape))
+        .where(*checks, *_probes(ids, probes, any_probes, shape))
         .order_by(ids.c.listing_id)
         .limit(_page_limit(shape))
     )
 
 
-def _probe(driver: Any, slug_params: list[str], shape: _Shape) -> ColumnElement[bool]:
+def _probe(
+    driver: Any, slug_params: list[str], shape: _Shape, name: str | None = None
+) -> ColumnElement[bool]:
     """EXISTS a matching row, for the driver's listing, for one of the amenities bound as ``slug_params``.
 
     One EXISTS with ``amenity IN (...)`` rather than an OR of EXISTS, which PostgreSQL would answer by hashing
@@ -374,7 +384,7 @@ def _probe(driver: Any, slug_params: list[str], shape: _Shape) -> ColumnElement[
     plan depends on statistics (a fresh table's are wrong), while a per-row probe costs one index lookup on
     ``(amenity, listing_id)`` whatever the statistics say.
     """
-    probe = _alias(shape, slug_params[0])
+    probe = _alias(shape, name or slug_params[0])
     slugs = [bindparam(name, type_=String) for name in slug_params]
     amenity = probe.c.amenity == slugs[0] if len(slugs) == 1 else probe.c.amenity.in_(slugs)
     subquery: Select[Any] = select(literal_column("1")).where(
@@ -480,11 +490,15 @@ def _merge_count(all_of: list[float], any_of: list[float], rest: int, shape: _Sh
     probe_cost = _PROBE_COST.get(shape.dialect, 10.0)
     walk_cost = driver_rows * probe_cost
     best, best_cost = 1, walk_cost
+    # A merge for min_score or confirmed_only checks each listing in all the merged ranges (see _merge).
+    recheck = shape.min_score or shape.confirmed_only
     for count in range(2, len(all_of) + 1):
-        probed = count < len(all_of) or bool(any_of)
+        probed = count < len(all_of) or bool(any_of) or recheck
         # SQLite sorts what passes the probes, so it merges to the end of the ranges whatever the page needs.
         span = rest if probed and shape.dialect == "sqlite" else walk
-        cost = span * (sum(all_of[:count]) + (math.prod(all_of[:count]) * probe_cost if probed else 0.0))
+        # Probes per listing in all merged ranges: its rechecks (most pass), then the first other probe.
+        checks = (count if recheck else 0) + (1 if count < len(all_of) or any_of else 0)
+        cost = span * (sum(all_of[:count]) + math.prod(all_of[:count]) * probe_cost * checks)
         if cost < best_cost:
             best, best_cost = count, cost
     # Only when it pays clearly: an estimate from 128-entry samples may be off by some way.
