@@ -59,6 +59,8 @@ class Settings:
             once instead of queueing without bound. ``ROOMSCAN_MAX_INFLIGHT`` (default 64).
         photo_store: where photo bytes are kept: a local directory, or an fsspec URL such as
             ``s3://bucket/prefix``. ``ROOMSCAN_PHOTO_STORE``, default ``home/photos``.
+        log_format: ``text`` (default) or ``json`` (one object per line, with each request's id).
+            ``ROOMSCAN_LOG_FORMAT``.
     """
 
     home: Path = field(default_factory=default_home)
@@ -76,6 +78,7 @@ class Settings:
     db_pool_timeout: float = 10.0
     max_inflight: int = 64
     photo_store: str | None = None
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -85,6 +88,10 @@ class Settings:
                      "db_pool_size", "db_pool_timeout", "max_inflight"):
             if getattr(self, name) <= 0:
                 raise RoomscanError(f"setting {name} must be positive, got {getattr(self, name)}")
+        object.__setattr__(self, "log_format", self.log_format.strip().lower())
+        if self.log_format not in ("text", "json"):
+            raise RoomscanError(f"log format (ROOMSCAN_LOG_FORMAT, --log-format) must be text or json, "
+                                f"got {self.log_format!r}")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -103,6 +110,7 @@ class Settings:
             db_pool_timeout=_positive(env, "ROOMSCAN_DB_POOL_TIMEOUT", 10.0, float),
             max_inflight=_positive(env, "ROOMSCAN_MAX_INFLIGHT", 64),
             photo_store=env.get("ROOMSCAN_PHOTO_STORE") or None,
+            log_format=env.get("ROOMSCAN_LOG_FORMAT") or "text",
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings

@@ -14,7 +14,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from roomscan.backends import Detector
 from roomscan.catalog import store
 from roomscan.catalog.jobs import Claim, JobQueue, lease_holder
-from roomscan.catalog.models import Listing, ListingPhoto, Photo
+from roomscan.catalog.models import Listing, ListingPhoto, Photo, PhotoJob
 from roomscan.catalog.photos import PhotoStore
 from roomscan.detection.image import load_image
 from roomscan.errors import RoomscanError
@@ -56,6 +56,8 @@ class DetectionWorker:
         batch_size: photos per detector call.
         lease: how long a claimed job is ours before another worker may take it over (see ``JobQueue``).
         max_attempts: a job that fails this many times is marked ``failed`` with its error.
+        on_settle: called with ``("done", job created_at)``, ``("failed", None)`` or ``("retried", None)`` for each
+            job this worker settles (metrics: ``roomscan.metrics.Metrics.observe_job``).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class DetectionWorker:
         batch_size: int = 4,
         lease: timedelta = timedelta(minutes=1),
         max_attempts: int = 3,
+        on_settle: Callable[[str, datetime | None], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.photos = photos
@@ -78,6 +81,7 @@ class DetectionWorker:
         self.batch_size = batch_size
         self.queue = JobQueue(sessions, model_id, lease=lease, max_attempts=max_attempts)
         self.stats = WorkerStats()
+        self.on_settle = on_settle
 
     @property
     def lease(self) -> timedelta:
@@ -167,6 +171,9 @@ class DetectionWorker:
         with self.sessions() as session, session.begin():
             if not self.queue.complete(session, claim):
                 return
+            created = None
+            if self.on_settle is not None:
+                created = session.scalar(select(PhotoJob.created_at).where(PhotoJob.id == claim.job_id))
             store.save_detections(session, claim.photo_id, self.model_id, dets)
             listing_ids = session.scalars(
                 select(ListingPhoto.listing_id)
@@ -180,6 +187,7 @@ class DetectionWorker:
                 # The refresh locks the listing: two workers finishing two of its photos do not interleave.
                 store.refresh_listing_amenities(session, listing, self.model_id, self.taxonomy)
         self.stats.done += 1
+        self._settled("done", created)
 
     def _fail(self, claim: Claim, error: str, *, final: bool) -> None:
         if not self.queue.fail(claim, error, final=final):
@@ -188,6 +196,15 @@ class DetectionWorker:
             self.stats.failed += 1
         else:
             self.stats.retried += 1
+        self._settled("failed" if final else "retried", None)
+
+    def _settled(self, outcome: str, created: datetime | None) -> None:
+        if self.on_settle is None:
+            return
+        try:
+            self.on_settle(outcome, created)
+        except Exception:  # metrics must never stop detection
+            log.exception("on_settle(%r) failed", outcome)
 
     # -- loops --------------------------------------------------------------------------------------------------
     def run_until_idle(self, on_progress: Callable[[int], None] | None = None) -> WorkerStats:

@@ -20,11 +20,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from roomscan import __version__
+from roomscan.api import metrics as api_metrics
 from roomscan.api.overload import InflightLimit, install_database_handlers
 from roomscan.api.routes import health, listings, photos, receipts, search
 from roomscan.api.uploads import BodySizeLimit
 from roomscan.backends import Detector
 from roomscan.errors import ImageError, NotFoundError, RoomscanError, TaxonomyError
+from roomscan.metrics import Metrics
 from roomscan.services import Services, open_services
 from roomscan.settings import Settings
 
@@ -50,6 +52,7 @@ def create_app(
             --no-worker`` leaves detection to ``roomscan worker`` processes).
     """
     settings = services.settings if services else (settings or Settings.from_env())
+    metrics = Metrics()  # this app's own registry: apps built side by side (tests) do not collide
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,6 +62,9 @@ def create_app(
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         built = services or await anyio.to_thread.run_sync(lambda: open_services(settings, detector=detector))
         app.state.services = built
+        metrics.watch_queue(built.sessions, built.model_id)
+        if built.detector is not None:
+            built.worker.on_settle = metrics.observe_job
         if start_worker:
             built.start_worker_thread()
         try:
@@ -83,12 +89,16 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(InflightLimit, limit=settings.max_inflight)  # outermost: refuses before reading a body
+    app.add_middleware(InflightLimit, limit=settings.max_inflight)  # refuses before reading a body
+    # Outermost: every answer, a refusal for load too, gets a request id, a latency and (JSON logs) a log line.
+    app.add_middleware(api_metrics.RequestTelemetry, metrics=metrics, access_log=settings.log_format == "json")
+    app.state.metrics = metrics
 
     for router in (listings.router, photos.router, search.router, receipts.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(api_metrics.router)
 
     from roomscan.api import pages, photo_pages, receipt_pages
 
@@ -98,6 +108,7 @@ def create_app(
     app.include_router(receipt_pages.router)
     _install_error_handlers(app)
     install_database_handlers(app)
+    api_metrics.instrument_errors(app)  # last: wraps the handlers above
     return app
 
 

@@ -29,6 +29,15 @@ def worker(
     batch_size: int = typer.Option(4, "--batch-size", min=1, max=256, help="Photos per detector call."),
     poll: float = typer.Option(1.0, "--poll", min=0.05, max=60.0, help="With --watch: seconds between looks at an empty queue."),
     db: str | None = DbOpt,
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", min=1, max=65535,
+        help="With --watch: serve Prometheus metrics (queue depth, job latency, photos processed) at "
+        "http://0.0.0.0:PORT/metrics. Keep the port off the public internet.",
+    ),
+    log_format: str | None = typer.Option(
+        None, "--log-format", envvar="ROOMSCAN_LOG_FORMAT",
+        help="text (default) or json: one JSON object per line.",
+    ),
 ) -> None:
     """Process every queued photo (e.g. after a crash or a model change) and refresh stale roll-ups, then exit;
     with --watch, keep serving the queue.
@@ -38,7 +47,13 @@ def worker(
     share one catalog: each photo is detected once.
     """
     from roomscan.catalog import jobs
+    from roomscan.logs import setup_logging
+    from roomscan.settings import Settings
 
+    if metrics_port is not None and not watch:
+        raise RoomscanError("--metrics-port needs --watch: a worker that exits when the queue is empty is not scraped")
+    log_format = Settings.from_env(log_format=log_format).log_format  # validated: text or json
+    setup_logging(log_format)
     services = open_catalog(db)
     use_model(services, model, taxonomy, device)
     recovered = services.recover()
@@ -52,10 +67,12 @@ def worker(
     if not watch:
         run_worker(services, batch_size=batch_size)
         return
-    _watch(services, batch_size, poll)
+    _watch(services, batch_size, poll, metrics_port=metrics_port, log_format=log_format)
 
 
-def _watch(services, batch_size: int, poll: float) -> None:  # type: ignore[no-untyped-def]
+def _watch(  # type: ignore[no-untyped-def]
+    services, batch_size: int, poll: float, *, metrics_port: int | None = None, log_format: str = "text"
+) -> None:
     """Serve the queue until SIGINT/SIGTERM, printing a line a minute while there is work."""
     import signal
     import threading
@@ -63,32 +80,44 @@ def _watch(services, batch_size: int, poll: float) -> None:  # type: ignore[no-u
 
     from sqlalchemy.engine import make_url
 
-    worker = services.new_worker(batch_size=batch_size)
+    from roomscan.logs import announcer
+
+    say = announcer(log_format, err_console, "roomscan.worker")
+    on_settle = None
+    if metrics_port is not None:
+        from roomscan.metrics import Metrics
+
+        metrics = Metrics()
+        metrics.watch_queue(services.sessions, services.model_id)
+        metrics.serve(metrics_port)
+        on_settle = metrics.observe_job
+        say(f"metrics at http://0.0.0.0:{metrics_port}/metrics", markup=False)
+    worker = services.new_worker(batch_size=batch_size, on_settle=on_settle)
     stop = threading.Event()
 
     def stopping(signum: int, frame: object) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        err_console.print("stopping after the batch in hand (again to stop at once)", highlight=False)
+        say("stopping after the batch in hand (again to stop at once)")
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stopping)
     catalog = make_url(services.settings.resolved_database_url).render_as_string(hide_password=True)
-    err_console.print(f"worker {worker.holder}: detecting with {services.model_key}, catalog {catalog}, photos "
-                      f"{services.photos}; Ctrl-C stops", highlight=False, markup=False)
+    say(f"worker {worker.holder}: detecting with {services.model_key}, catalog {catalog}, photos "
+        f"{services.photos}; Ctrl-C stops", markup=False)
     last = [time.monotonic(), 0]
 
     def report(n: int) -> None:
         if time.monotonic() - last[0] >= 60:
             s = worker.stats
-            err_console.print(f"{s.done} photo(s) done, {s.failed} failed, {s.refreshed} roll-up(s) refreshed "
-                              f"({s.done - last[1]} in the last minute)", highlight=False)
+            say(f"{s.done} photo(s) done, {s.failed} failed, {s.refreshed} roll-up(s) refreshed "
+                f"({s.done - last[1]} in the last minute)")
             last[:] = [time.monotonic(), s.done]
 
     worker.run_forever(stop, poll_seconds=poll, on_batch=report)
     s = worker.stats
-    err_console.print(f"stopped: {s.done} photo(s) done, {s.failed} failed, {s.retried} to retry", highlight=False)
+    say(f"stopped: {s.done} photo(s) done, {s.failed} failed, {s.retried} to retry")
 
 
 def search(

@@ -1,6 +1,10 @@
-"""``/healthz``: the process is alive (never touches the database). ``/readyz``: the catalog answers too."""
+"""``/healthz``: the process is alive (never touches the database). ``/readyz``: the catalog and the photo store
+answer too."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
@@ -10,6 +14,7 @@ from sqlalchemy import text
 from roomscan import __version__
 from roomscan.api.deps import ServicesDep
 from roomscan.api.schemas import Problem
+from roomscan.catalog.photos import PhotoStore
 
 router = APIRouter(tags=["health"])
 
@@ -21,10 +26,11 @@ async def healthz(services: ServicesDep) -> dict[str, object]:
 
 
 @router.get(
-    "/readyz", responses={503: {"model": Problem, "description": "the catalog database cannot be reached"}}
+    "/readyz",
+    responses={503: {"model": Problem, "description": "the catalog database or the photo store cannot be reached"}},
 )
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """Readiness: the catalog database answers; ``pending_jobs`` is the detection backlog."""
+    """Readiness: the catalog database and the photo store answer; ``pending_jobs`` is the detection backlog."""
 
     def probe() -> int:
         with services.sessions() as session:
@@ -34,10 +40,50 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     try:
         pending = await run_in_threadpool(probe)
     except Exception as exc:  # noqa: BLE001 - any failure to reach the catalog means "not ready"
-        reason = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
-        return JSONResponse(
-            {"status": "unavailable", "detail": f"the catalog database cannot be reached: {reason}"},
-            status_code=503,
-            headers={"Retry-After": "2"},
-        )
+        return _unready(f"the catalog database cannot be reached: {_reason(getattr(exc, 'orig', exc))}")
+    try:
+        await run_in_threadpool(probe_photo_store, services.photos)
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the photo store means "not ready"
+        return _unready(f"the photo store {services.photos} cannot be reached: {_reason(exc)}")
     return JSONResponse({"status": "ready", "model": services.model_key, "pending_jobs": pending})
+
+
+def probe_photo_store(photos: PhotoStore) -> None:
+    """Raise unless ``photos`` answers a cheap request.
+
+    A store's own ``probe()`` decides when it has one (an object store: one small listing of its prefix).
+    Otherwise: a local store's root must be a directory we can list and write (or, before the first photo, its
+    nearest existing parent must be one); an fsspec store's root must be listable (an empty prefix counts).
+    """
+    own = getattr(photos, "probe", None)
+    if callable(own):
+        own()
+        return
+    fs = getattr(photos, "fs", None)
+    root = getattr(photos, "root", None)
+    if fs is not None and isinstance(root, str):
+        try:
+            fs.ls(root, detail=False)
+        except FileNotFoundError:
+            pass  # a prefix nothing was written under yet
+        return
+    if isinstance(root, Path):
+        where = root
+        while not where.exists() and where.parent != where:
+            where = where.parent
+        if not where.is_dir():
+            raise OSError(f"{where} is not a directory")
+        if not os.access(where, os.R_OK | os.W_OK | os.X_OK):
+            raise PermissionError(f"{where} cannot be read and written by this process")
+        with os.scandir(where) as entries:
+            next(entries, None)
+
+
+def _reason(exc: object) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+def _unready(detail: str) -> JSONResponse:
+    return JSONResponse(
+        {"status": "unavailable", "detail": detail}, status_code=503, headers={"Retry-After": "2"}
+    )
