@@ -155,3 +155,26 @@ def test_metrics_port_needs_watch():
     result = CliRunner().invoke(app, ["worker", "--metrics-port", "9109"])
     # roomscan's main() prints a RoomscanError's message and exits 2; here it surfaces as the exception.
     assert isinstance(result.exception, RoomscanError) and "--watch" in str(result.exception)
+
+
+def test_a_database_outage_is_counted_and_the_scrape_still_answers(services):
+    """The catalog is unreachable: requests answer 503 (counted as database_unavailable) and /metrics still
+    answers, with roomscan_catalog_up 0 and no queue gauges."""
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from roomscan.api import create_app
+    from roomscan.catalog.db import make_engine, session_factory
+
+    dead = make_engine("postgresql://roomscan@127.0.0.1:9/roomscan", pool_timeout=2.0)
+    broken = dataclasses.replace(services, sessions=session_factory(dead))
+    try:
+        with TestClient(create_app(services=broken, start_worker=False), raise_server_exceptions=False) as client:
+            assert client.get("/api/v1/listings").status_code == 503
+            samples = get_metrics(client)
+    finally:
+        dead.dispose()
+    assert value(samples, "roomscan_http_errors_total", status="5xx", kind="database_unavailable") == 1
+    assert value(samples, "roomscan_catalog_up") == 0
+    assert "roomscan_queue_jobs" not in samples
