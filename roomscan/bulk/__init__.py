@@ -7,5 +7,6 @@ Ray loads lazily, inside the functions, so ``import roomscan.bulk`` stays light.
 from __future__ import annotations
 
 from roomscan.bulk.backfill import BackfillStats, backfill
+from roomscan.bulk.importer import ImportStats, import_listings
 
-__all__ = ["BackfillStats", "backfill"]
+__all__ = ["BackfillStats", "ImportStats", "backfill", "import_listings"]

@@ -43,6 +43,7 @@ class Listing(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     title: Mapped[str] = mapped_column(String(200))
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True, unique=True)  # 0005: imports
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # The stored roll-up (``listing_amenities``) may lag the listing's photos: set when a photo is attached while
     # its detection is still queued, cleared by every roll-up refresh; workers refresh stale listings.

@@ -15,6 +15,11 @@ RayAddressOpt = typer.Option(
     help="Ray cluster to run on (ray://head:10001, or auto); default: a local Ray on this machine.",
 )
 
+ListingsArg = typer.Argument(..., help="A .parquet or .csv file: columns id, title, amenities, photos.")
+PhotoRootOpt = typer.Option(
+    None, "--photo-root", help="Where relative photo paths start (default: the listings file's folder).",
+)
+
 
 def backfill(
     model: str | None = ModelOpt,
@@ -85,3 +90,53 @@ def backfill(
                       f"({stats.photos_per_second:.1f} photos/s)", highlight=False)
     for error in stats.errors[:5]:
         err_console.print(f"  [yellow]failed[/] {escape(error)}", highlight=False)
+
+
+def import_listings(
+    listings: Path = ListingsArg,
+    photo_root: Path | None = PhotoRootOpt,
+    ray_address: str | None = RayAddressOpt,
+    model: str | None = ModelOpt,
+    taxonomy: Path | None = TaxonomyOpt,
+    batch_size: int = typer.Option(16, "--batch-size", min=1, max=1024, help="Photos per fetch task and per write to the catalog."),
+    db: str | None = DbOpt,
+) -> None:
+    """Import listings with their photos from a Parquet or CSV file, on Ray (a local Ray by default).
+
+    Columns: id (the listing's id where it comes from: a re-import finds it again), title, amenities (claimed:
+    a list in Parquet, ';'-separated in CSV), photos (the same: paths under --photo-root, or http(s)/s3 URLs).
+    Photos are fetched, decoded and checked in parallel; bad rows and bad photos are reported and skipped.
+    Each photo is queued for detection (`roomscan worker` or `roomscan backfill`). Running it again only adds
+    what is missing.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from roomscan.bulk import import_listings as run
+    from roomscan.settings import Settings
+
+    settings = Settings.from_env(database_url=db, model=model, taxonomy=str(taxonomy) if taxonomy else None)
+    bar = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=err_console)
+    task: list[TaskID] = []
+
+    def started(total: int) -> None:
+        if total:
+            bar.start()
+            task.append(bar.add_task("Importing photos", total=total))
+
+    def advanced(stats) -> None:  # type: ignore[no-untyped-def]
+        bar.update(task[0], completed=stats.photos_added + stats.photos_failed)
+
+    try:
+        stats = run(settings, listings, photo_root=photo_root, ray_address=ray_address, batch_size=batch_size,
+                    on_start=started, on_progress=advanced)
+    finally:
+        bar.stop()
+    for problem in stats.problems[:50]:
+        err_console.print(f"[yellow]skipped[/] {escape(problem)}", highlight=False, soft_wrap=True)
+    if len(stats.problems) > 50:
+        err_console.print(f"... and {len(stats.problems) - 50} more", highlight=False)
+    err_console.print(
+        f"imported {stats.rows} row(s): {stats.listings_created} listing(s) created, {stats.listings_found} "
+        f"already there, {stats.bad_rows} bad row(s); photos: {stats.photos_added} added, {stats.photos_present} "
+        f"already there, {stats.photos_failed} refused ({stats.seconds:.1f} s)", highlight=False)
