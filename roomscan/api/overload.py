@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 2
 # Never refused for load: liveness and readiness must answer while the server is busy.
-EXEMPT_PATHS = ("/healthz", "/readyz", "/api/v1/healthz", "/api/v1/readyz")
+EXEMPT_PATHS = ("/healthz", "/readyz", "/api/v1/healthz", "/api/v1/readyz", "/metrics")
 
 
 class InflightLimit:

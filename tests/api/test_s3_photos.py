@@ -34,3 +34,19 @@ def test_uploads_live_in_the_bucket_and_are_detected_and_served_from_it(settings
             assert sorted(served) == sorted([first, second])
     finally:
         services.close()
+
+
+def test_readyz_is_503_naming_the_bucket_when_it_goes_away(settings, api_detector, s3_server, s3_store_url):
+    from _s3 import s3_client
+
+    services = open_services(replace(settings, photo_store=s3_store_url), detector=api_detector)
+    try:
+        with TestClient(create_app(services=services, start_worker=False)) as client:
+            assert client.get("/readyz").status_code == 200
+            bucket = s3_store_url.removeprefix("s3://").split("/")[0]
+            s3_client(s3_server).delete_bucket(Bucket=bucket)
+            r = client.get("/readyz")
+            assert r.status_code == 503 and r.headers["Retry-After"]
+            assert "photo store" in r.json()["detail"] and bucket in r.json()["detail"]
+    finally:
+        services.close()

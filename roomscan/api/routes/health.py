@@ -3,9 +3,6 @@ answer too."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -49,34 +46,9 @@ async def readyz(services: ServicesDep) -> JSONResponse:
 
 
 def probe_photo_store(photos: PhotoStore) -> None:
-    """Raise unless ``photos`` answers a cheap request.
-
-    A store's own ``probe()`` decides when it has one (an object store: one small listing of its prefix).
-    Otherwise: a local store's root must be a directory we can list and write (or, before the first photo, its
-    nearest existing parent must be one); an fsspec store's root must be listable (an empty prefix counts).
-    """
-    own = getattr(photos, "probe", None)
-    if callable(own):
-        own()
-        return
-    fs = getattr(photos, "fs", None)
-    root = getattr(photos, "root", None)
-    if fs is not None and isinstance(root, str):
-        try:
-            fs.ls(root, detail=False)
-        except FileNotFoundError:
-            pass  # a prefix nothing was written under yet
-        return
-    if isinstance(root, Path):
-        where = root
-        while not where.exists() and where.parent != where:
-            where = where.parent
-        if not where.is_dir():
-            raise OSError(f"{where} is not a directory")
-        if not os.access(where, os.R_OK | os.W_OK | os.X_OK):
-            raise PermissionError(f"{where} cannot be read and written by this process")
-        with os.scandir(where) as entries:
-            next(entries, None)
+    """Raise unless ``photos`` answers a cheap request (``PhotoStore.probe``: a local directory must be listable
+    and writable; an object store answers one small listing of its prefix, a missing bucket fails)."""
+    photos.probe()
 
 
 def _reason(exc: object) -> str:

@@ -142,6 +142,10 @@ class PhotoStore:
 
     # What a backend implements. Missing keys raise FileNotFoundError unless said otherwise.
 
+    def probe(self) -> None:
+        """Raise unless the store answers a cheap request (``/readyz``)."""
+        raise NotImplementedError
+
     def _size(self, key: str) -> int | None:
         """The size of ``key``'s bytes, or None when there is none."""
         raise NotImplementedError

@@ -17,6 +17,19 @@ class LocalPhotoStore(PhotoStore):
         self.root = Path(root)
         self.location = str(self.root)
 
+    def probe(self) -> None:
+        """Raise unless the root is a directory this process can list and write (before the first photo, its
+        nearest existing parent)."""
+        where = self.root
+        while not where.exists() and where.parent != where:
+            where = where.parent
+        if not where.is_dir():
+            raise OSError(f"{where} is not a directory")
+        if not os.access(where, os.R_OK | os.W_OK | os.X_OK):
+            raise PermissionError(f"{where} cannot be read and written by this process")
+        with os.scandir(where) as entries:
+            next(entries, None)
+
     def path(self, sha256: str) -> Path:
         """The file that holds (or would hold) a photo."""
         return self.root / _key(sha256)

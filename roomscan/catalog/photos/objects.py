@@ -32,6 +32,13 @@ class ObjectPhotoStore(PhotoStore):
         self.root = root.rstrip("/")
         self.location = location
 
+    def probe(self) -> None:
+        """Raise unless the root answers a listing (a prefix nothing was written under yet counts)."""
+        try:
+            self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:
+            pass
+
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}"
 
@@ -131,13 +138,15 @@ class S3PhotoStore(ObjectPhotoStore):
         fs, root = fsspec.core.url_to_fs(url, **options)
         store = cls(fs, root, location=url)
         store.endpoint = endpoint
-        store._probe()
+        store.probe()
         return store
 
     def __str__(self) -> str:
         return f"{self.location} at {self.endpoint}" if self.endpoint else self.location
 
-    def _probe(self) -> None:
+    def probe(self) -> None:
+        """One small listing of the prefix: a missing bucket, refused keys or an unreachable endpoint raise a
+        ``RoomscanError`` saying what to set."""
         from botocore.exceptions import BotoCoreError, NoCredentialsError
 
         bucket, prefix, _ = self.fs.split_path(self.root)
