@@ -81,6 +81,9 @@ class DetectionWorker:
         self.batch_size = batch_size
         self.queue = JobQueue(sessions, model_id, lease=lease, max_attempts=max_attempts)
         self.stats = WorkerStats()
+        # Claims of a batch the catalog went away under (their result or error could not be recorded): given
+        # back once it answers again, so they do not wait out their lease under a holder that is alive.
+        self._abandoned: list[Claim] = []
         self.on_settle = on_settle
 
     @property
@@ -125,11 +128,18 @@ class DetectionWorker:
 
     def process_once(self) -> int:
         """Claim and process one batch. Returns how many jobs were processed (0 when there was no work)."""
+        if self._abandoned:
+            self.queue.release(self._abandoned)  # settled ones are no longer ours: release skips them
+            self._abandoned = []
         claims = self.claim(self.batch_size)
         if not claims:
             return 0
         with self.queue.heartbeat(claims):
-            return self._process(claims)
+            try:
+                return self._process(claims)
+            except Exception:
+                self._abandoned = claims
+                raise
 
     def _process(self, claims: list[Claim]) -> int:
         with self.sessions() as session:
