@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from _bulk import DETECTOR_OPTIONS
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from roomscan.bulk import backfill
+from roomscan.catalog.jobs import lease_holder
 from roomscan.catalog.models import Detection, JobState, ListingAmenity, PhotoJob
 from roomscan.services import Services, load_detector
 
@@ -143,3 +147,24 @@ def test_listing_filter_forms(spec):
 
     text = str(listing_filter(spec))
     assert ("LIKE" in text) == (spec == "Beach%")
+
+
+def test_backfill_takes_over_at_once_the_jobs_of_a_killed_run(ray_local, sqlite_settings, seed_catalog):
+    """A run killed midway (kill -9) leaves jobs running, leased by its actors' processes, which are gone."""
+    seed_catalog(sqlite_settings, {"Chalet": 6})
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    host, _pid, boot = lease_holder().rsplit("/", 2)
+    services = Services.open(sqlite_settings)
+    try:
+        with services.sessions() as session, session.begin():
+            session.execute(update(PhotoJob).where(PhotoJob.id <= 3).values(
+                state=JobState.RUNNING, attempts=1, leased_by=f"{host}/{gone}/{boot}",
+                leased_until=datetime.now(UTC) + timedelta(minutes=5)))
+    finally:
+        services.close()
+
+    stats = _run(sqlite_settings)
+
+    assert (stats.total, stats.done) == (6, 6)
+    assert sorted(j.attempts for j in _jobs(sqlite_settings)) == [1, 1, 1, 2, 2, 2]  # the killed attempt counts
