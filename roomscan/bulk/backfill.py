@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -357,14 +357,12 @@ def backfill(
     options = dict(detector_options or {})
     if gpus_per_actor <= 0 and settings.device == "auto":
         # Ray hides GPUs from actors that reserved none; say so rather than let torch probe.
-        from dataclasses import replace
-
         settings = replace(settings, device="cpu")
     services = Services.open(settings)
     try:
         # Load the model here first: a missing-weights error is the clear ModelUnavailableError, before any Ray
         # start-up, and the catalog learns the model's key and taxonomy.
-        detector = load_detector(settings, **options)
+        detector = load_detector(replace(settings, device="cpu"), **options)  # the actors use the GPUs
         taxonomy, info = detector.taxonomy, detector.info
         del detector
         with services.sessions() as session, session.begin():

@@ -120,3 +120,19 @@ def test_import_refuses_a_file_it_cannot_read_naming_the_problem(ray_local, sqli
     with pytest.raises(RoomscanError) as caught:
         import_listings(sqlite_settings, path)
     assert message in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_import_fetches_photos_by_url(ray_local, sqlite_settings, s3_server, tmp_path):
+    """http(s) and s3 URLs go through fsspec; a local S3 server's object URLs stand in for a photo host."""
+    from _s3 import s3_client
+
+    client = s3_client(s3_server)
+    client.create_bucket(Bucket="listing-photos")
+    client.put_object(Bucket="listing-photos", Key="b1.jpg", Body=jpeg(201), ACL="public-read")
+    url = f"{s3_server}/listing-photos"
+    path = _csv(tmp_path / "remote.csv", [("R1", "Remote flat", [], [f"{url}/b1.jpg", f"{url}/gone.jpg"])])
+
+    stats = import_listings(sqlite_settings, path)
+
+    assert (stats.photos_added, stats.photos_failed) == (1, 1)
+    assert f"{url}/gone.jpg" in stats.problems[0] and "not found" in stats.problems[0]
