@@ -275,7 +275,11 @@ def add_photo(
         position = session.scalar(
             select(func.coalesce(func.max(ListingPhoto.position), -1) + 1).where(ListingPhoto.listing_id == listing.id)
         )
-        session.add(ListingPhoto(listing_id=listing.id, photo_id=photo.id, position=position, filename=filename))
+        try:
+            with session.begin_nested():
+                session.add(ListingPhoto(listing_id=listing.id, photo_id=photo.id, position=position, filename=filename))
+        except IntegrityError:  # a concurrent upload of the same bytes to this listing attached it first
+            attached = session.get(ListingPhoto, (listing.id, photo.id), populate_existing=True)
     job = jobs.enqueue(session, photo.id, model_id)
     session.flush()
     if attached is None:

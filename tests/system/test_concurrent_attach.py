@@ -21,13 +21,6 @@ from roomscan.detection.image import load_image
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="store.add_photo adds the ListingPhoto outside a savepoint: the second of two concurrent attaches of "
-    "one stored photo to one listing raises IntegrityError (listing_photos primary key) at the autoflush in "
-    "jobs.enqueue, which the API answers 500",
-)
 def test_two_concurrent_attaches_of_a_stored_photo_to_one_listing_both_succeed(tmp_path):
     from _models import tiny_taxonomy
 
