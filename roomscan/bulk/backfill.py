@@ -31,18 +31,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from roomscan.bulk._ray import quiet_ray_data, ray_session
 from roomscan.bulk.selection import listing_filter
 from roomscan.catalog import jobs, store
 from roomscan.catalog.jobs import Claim, JobQueue
-from roomscan.catalog.models import JobState, Listing, ListingPhoto, Photo, PhotoJob, utcnow
+from roomscan.catalog.models import JobState, Listing, ListingPhoto, Photo, PhotoJob
 from roomscan.detection.core import make_detections
 from roomscan.errors import RoomscanError
 from roomscan.settings import Settings
@@ -88,13 +88,6 @@ class BackfillStats:
 
 
 # -- reading what to do (driver) ---------------------------------------------------------------------------------
-def _claimable(model_id: int, now: datetime, max_attempts: int) -> Any:
-    expired = (PhotoJob.state == JobState.RUNNING) & (PhotoJob.leased_until < now)
-    return (PhotoJob.model_id == model_id) & or_(
-        PhotoJob.state == JobState.PENDING, expired & (PhotoJob.attempts < max_attempts)
-    )
-
-
 def _selected_photos(listings: str | None) -> Any:
     return (
         select(ListingPhoto.photo_id)
@@ -127,12 +120,7 @@ def queue_selected(sessions: sessionmaker[Session], model_id: int, listings: str
 
 
 def photo_refs(
-    sessions: sessionmaker[Session],
-    model_id: int,
-    *,
-    listings: str | None = None,
-    page: int = 1000,
-    max_attempts: int = 3,
+    queue: JobQueue, *, listings: str | None = None, page: int = 1000
 ) -> Iterator[list[dict[str, Any]]]:
     """Pages of ``{job_id, photo_id, sha256}`` of the jobs still to do, in job id order (keyset: ``id > last``)."""
     after = 0
@@ -140,40 +128,18 @@ def photo_refs(
         stmt = (
             select(PhotoJob.id, PhotoJob.photo_id, Photo.sha256)
             .join(Photo, Photo.id == PhotoJob.photo_id)
-            .where(PhotoJob.id > after, _claimable(model_id, datetime.now(UTC), max_attempts))
+            .where(PhotoJob.id > after, queue.claimable())
             .order_by(PhotoJob.id)
             .limit(page)
         )
         if listings is not None:
             stmt = stmt.where(PhotoJob.photo_id.in_(_selected_photos(listings)))
-        with sessions() as session:
+        with queue.sessions() as session:
             rows = session.execute(stmt).all()
         if not rows:
             return
         yield [{"job_id": j, "photo_id": p, "sha256": s} for j, p, s in rows]
         after = rows[-1][0]
-
-
-def claim_jobs(queue: JobQueue, job_ids: list[int]) -> list[Claim]:
-    """Claim these jobs for ``queue.holder`` where still claimable (pending, or running with an expired lease);
-    those another worker holds are left to it. One conditional UPDATE, like ``JobQueue.claim`` but for given ids.
-    """
-    now = datetime.now(UTC)
-    with queue.sessions() as session, session.begin():
-        rows = session.execute(
-            update(PhotoJob)
-            .where(PhotoJob.id.in_(job_ids), _claimable(queue.model_id, now, queue.max_attempts))
-            .values(
-                state=JobState.RUNNING,
-                leased_until=now + queue.lease,
-                leased_by=queue.holder,
-                attempts=PhotoJob.attempts + 1,
-                updated_at=utcnow(),
-            )
-            .returning(PhotoJob.id, PhotoJob.photo_id, PhotoJob.attempts)
-            .execution_options(synchronize_session=False)
-        ).all()
-    return sorted(Claim(job_id, photo_id, attempt) for job_id, photo_id, attempt in rows)
 
 
 # -- detecting (actors) ------------------------------------------------------------------------------------------
@@ -194,7 +160,7 @@ class _DetectActor:
         from roomscan.detection.image import load_image
 
         job_ids = [int(j) for j in batch["job_id"]]
-        claims = {c.job_id: c for c in claim_jobs(self.queue, job_ids)}
+        claims = {c.job_id: c for c in self.queue.claim(len(job_ids), ids=job_ids)}
         outcome = {j: (TAKEN, "", "") for j in job_ids}
         images, ready = [], []
         with self.queue.heartbeat(list(claims.values())):
@@ -371,8 +337,7 @@ def backfill(
         queue = JobQueue(services.sessions, model_id, lease=lease, max_attempts=max_attempts)
         queue.reclaim_orphans()  # a killed run's actors: their jobs are claimable at once
         stats.queued = queue_selected(services.sessions, model_id, listings, page_size)
-        refs = [ref for page in photo_refs(services.sessions, model_id, listings=listings, page=page_size,
-                                           max_attempts=max_attempts) for ref in page]
+        refs = [ref for page in photo_refs(queue, listings=listings, page=page_size) for ref in page]
         stats.total = len(refs)
         if on_start:
             on_start(stats)

@@ -205,6 +205,14 @@ class JobQueue:
     def _expired(self, now: datetime) -> ColumnElement[bool]:
         return (PhotoJob.state == JobState.RUNNING) & (PhotoJob.leased_until < now)
 
+    def claimable(self, now: datetime | None = None) -> ColumnElement[bool]:
+        """The jobs of this model a claim at ``now`` may take: pending, or running with a lease that ran out (and
+        attempts left). For reading what is still to do (``roomscan backfill``)."""
+        now = now or _now()
+        return (PhotoJob.model_id == self.model_id) & or_(
+            PhotoJob.state == JobState.PENDING, self._expired(now) & (PhotoJob.attempts < self.max_attempts)
+        )
+
     def reclaim_orphans(self) -> int:
         """End the leases of running jobs whose holder was a process of this host that is gone (killed, crashed),
         so that they are claimed at once rather than when their lease runs out. Returns how many.
@@ -237,8 +245,9 @@ class JobQueue:
         log.info("taking over %d job(s) left running by %s, which no longer runs", reclaimed, ", ".join(gone))
         return reclaimed
 
-    def claim(self, limit: int) -> list[Claim]:
-        """Take up to ``limit`` jobs, oldest first: pending ones, and running ones whose lease ran out.
+    def claim(self, limit: int, *, ids: Sequence[int] | None = None) -> list[Claim]:
+        """Take up to ``limit`` jobs, oldest first: pending ones, and running ones whose lease ran out; with
+        ``ids``, only among those jobs (the others, held by a live worker or done, are left alone).
 
         One statement: ``UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED) RETURNING``, so
         concurrent workers on PostgreSQL each get different jobs without waiting; SQLite serialises it.
@@ -259,14 +268,15 @@ class JobQueue:
                 )
                 .execution_options(synchronize_session=False)
             )
-            claimable = or_(PhotoJob.state == JobState.PENDING, expired & (PhotoJob.attempts < self.max_attempts))
             picked = (
                 select(PhotoJob.id)
-                .where(PhotoJob.model_id == self.model_id, claimable)
+                .where(self.claimable(now))
                 .order_by(PhotoJob.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
+            if ids is not None:
+                picked = picked.where(PhotoJob.id.in_(list(ids)))
             rows = session.execute(
                 update(PhotoJob)
                 .where(PhotoJob.id.in_(picked.scalar_subquery()))

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -305,18 +305,14 @@ def save_detections(session: Session, photo_id: int, model_id: int, dets: Detect
     session.execute(delete(Detection).where(Detection.photo_id == photo_id, Detection.model_id == model_id))
     if len(dets):
         assert dets.confidence is not None
-        session.add_all(
-            Detection(
-                photo_id=photo_id,
-                model_id=model_id,
-                amenity=label,
-                score=float(score),
-                x1=float(box[0]),
-                y1=float(box[1]),
-                x2=float(box[2]),
-                y2=float(box[3]),
-            )
-            for label, score, box in zip(labels_of(dets), dets.confidence, dets.xyxy)
+        # One bulk INSERT (executemany / multi-row VALUES), not an ORM object per box: a photo may have hundreds.
+        session.execute(
+            insert(Detection),
+            [
+                {"photo_id": photo_id, "model_id": model_id, "amenity": label, "score": float(score),
+                 "x1": float(box[0]), "y1": float(box[1]), "x2": float(box[2]), "y2": float(box[3])}
+                for label, score, box in zip(labels_of(dets), dets.confidence, dets.xyxy)
+            ],
         )
     session.flush()
 
