@@ -27,29 +27,16 @@ import os
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "system")]
 
 
-@contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    import psycopg
-    from sqlalchemy.engine import make_url
+def fresh_database(server: str):  # type: ignore[no-untyped-def]
+    from _databases import postgres_database
 
-    name = f"roomscan_bench_load_{uuid.uuid4().hex[:8]}"
-    admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as con:
-            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return postgres_database(server, "roomscan_bench_load")
 
 
 def _check(name: str, ok: bool, failures: list[str]) -> None:

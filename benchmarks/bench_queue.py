@@ -22,14 +22,13 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # _databases
 
 # One worker process: waits for the start time, drains the queue, prints what it completed as JSON.
 _WORKER = r"""
@@ -69,19 +68,10 @@ print(json.dumps({"done": done, "lost": lost, "claims": claims, "busy": busy, "e
 """
 
 
-@contextmanager
-def fresh_database(server: str) -> Iterator[str]:
-    import psycopg
+def fresh_database(server: str):  # type: ignore[no-untyped-def]
+    from _databases import postgres_database
 
-    name = f"roomscan_bench_queue_{uuid.uuid4().hex[:8]}"
-    admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as con:
-            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return postgres_database(server, "roomscan_bench_queue")
 
 
 def seed(Session, n: int) -> int:  # type: ignore[no-untyped-def]

@@ -32,9 +32,17 @@ def fresh_database(backend: str, directory: Path) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(f"{message}; CI is set, so this is an error rather than a skip", pytrace=False)
         pytest.skip(message)
+    with postgres_database(server) as url:
+        yield url
+
+
+@contextmanager
+def postgres_database(server: str, prefix: str = "roomscan_test") -> Iterator[str]:
+    """Yield the URL of a new database ``<prefix>_<random>`` on the PostgreSQL ``server``; drop it afterwards
+    (benchmarks use it too)."""
     import psycopg
 
-    name = f"roomscan_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as con:
         con.execute(f'CREATE DATABASE "{name}"')
