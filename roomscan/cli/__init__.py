@@ -35,6 +35,21 @@ def _consistent_help() -> None:
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
     TyperArgument.display_name_raw = property(display_name_raw)  # type: ignore[assignment,method-assign]
 
+    # A command's later paragraphs flow like its first (Typer keeps the docstring's line breaks there), except a
+    # paragraph of list items or one marked \b, which keep theirs.
+    from typer import rich_utils
+
+    def fix_linebreaks(paragraphs: list[str], markup_mode: str) -> str:
+        def flow(paragraph: str) -> str:
+            lines = paragraph.splitlines()
+            if paragraph.startswith("\b") or any(line.lstrip().startswith(("- ", "* ")) for line in lines):
+                return paragraph
+            return " ".join(line.strip() for line in lines)
+
+        return "\n\n".join(flow(p) for p in paragraphs)
+
+    rich_utils._fix_linebreaks = fix_linebreaks  # type: ignore[assignment]
+
 
 _consistent_help()
 

@@ -47,3 +47,10 @@ def test_options_that_read_the_environment_say_so():
     result = CliRunner().invoke(app, ["listings", "photos", "add", "--help"], env={"COLUMNS": "200"}, terminal_width=200)
     for var in ("ROOMSCAN_MODEL", "ROOMSCAN_TAXONOMY", "ROOMSCAN_DEVICE", "ROOMSCAN_DATABASE_URL"):
         assert f"env var: {var}" in result.output
+
+
+def test_a_commands_later_paragraphs_flow_like_its_first():
+    """Typer keeps a docstring's line breaks after the first paragraph; ours flow to the terminal's width."""
+    result = CliRunner().invoke(app, ["worker", "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"}, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "(older than 10 minutes) and photos a stopped worker on this host" in result.output
