@@ -86,6 +86,9 @@ def setup_logging(log_format: str, *, level: int = logging.INFO, stream: IO[str]
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+        # An earlier logging set-up (uvicorn's own dictConfig, a library's) may have disabled it or raised its level.
+        logger.disabled = False
+        logger.setLevel(logging.NOTSET)
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False

@@ -52,16 +52,21 @@ def test_an_exception_is_in_the_same_line():
 def restore_logging():
     root = logging.getLogger()
     names = ("uvicorn", "uvicorn.error", "uvicorn.access")
+    loggers = {n: logging.getLogger(n) for n in names}
     saved = (list(root.handlers), root.level,
-             {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate) for n in names})
+             {n: (list(lg.handlers), lg.propagate, lg.disabled, lg.level) for n, lg in loggers.items()})
     yield
     root.handlers[:], root.level = saved[0], saved[1]
-    for n, (handlers, propagate) in saved[2].items():
-        logging.getLogger(n).handlers[:] = handlers
-        logging.getLogger(n).propagate = propagate
+    for n, (handlers, propagate, disabled, level) in saved[2].items():
+        loggers[n].handlers[:] = handlers
+        loggers[n].propagate, loggers[n].disabled = propagate, disabled
+        loggers[n].setLevel(level)
 
 
 def test_json_mode_sends_every_logger_to_json_and_silences_uvicorns_access_log(restore_logging):
+    # As an earlier uvicorn or library logging set-up may leave it: json mode still shows uvicorn's lines.
+    logging.getLogger("uvicorn.error").disabled = True
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     out = io.StringIO()
     setup_logging("json", stream=out)
     setup_logging("json", stream=out)  # twice: still one line per record
