@@ -29,3 +29,11 @@ class ModelUnavailableError(RoomscanError):
 
 class NotFoundError(RoomscanError, LookupError):
     """A listing, photo or other record does not exist."""
+
+
+class AuthenticationError(RoomscanError):
+    """No API key, an unknown one or a revoked one (HTTP 401)."""
+
+
+class PermissionDeniedError(RoomscanError):
+    """A valid key without the right to do this: another host's listing, an admin's task (HTTP 403)."""

@@ -1,14 +1,17 @@
-"""FastAPI dependencies: the services, a database session per request, and the API-key guard."""
+"""FastAPI dependencies: the services, a database session per request, and who a write acts as."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
+from roomscan.auth import Principal, authenticate, require_change
+from roomscan.catalog import store
+from roomscan.catalog.models import Listing
+from roomscan.errors import AuthenticationError, PermissionDeniedError
 from roomscan.services import Services
 
 
@@ -28,28 +31,49 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def check_api_key(services: Services, supplied: str | None) -> None:
-    """Raise 401/403 unless ``supplied`` matches the configured key (constant-time comparison)."""
-    expected = services.settings.api_key
-    if not expected:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "writes are disabled: the server has no API key; set ROOMSCAN_API_KEY and restart",
-        )
-    if not supplied:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing API key: send it in the X-API-Key header",
-            headers={"WWW-Authenticate": "X-API-Key"},
-        )
-    if not hmac.compare_digest(supplied.encode(), expected.encode()):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong API key")
+def check_api_key(services: Services, supplied: str | None, request: Request | None = None) -> Principal:
+    """The principal ``supplied`` signs in as (``roomscan.auth.authenticate``); 401 for none, an unknown or a
+    revoked key. With ``request``, it is kept in ``request.state.principal`` (the audit log and rate limits read
+    it)."""
+    with services.sessions() as session:
+        try:
+            principal = authenticate(session, supplied, bootstrap_key=services.settings.api_key)
+        except AuthenticationError as exc:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "X-API-Key"}
+            ) from None
+    if request is not None:
+        request.state.principal = principal
+    return principal
 
 
 def require_api_key(
-    services: ServicesDep, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None
-) -> None:
-    check_api_key(services, x_api_key)
+    request: Request, services: ServicesDep, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None
+) -> Principal:
+    return check_api_key(services, x_api_key, request)
 
 
 ApiKeyDep = Depends(require_api_key)
+PrincipalDep = Annotated[Principal, Depends(require_api_key)]
+"""Who the request acts as; writes take it, and check what it may change with ``roomscan.auth``."""
+
+
+def editable_listing(principal: Principal, session: Session, listing_id: int) -> Listing:
+    """The listing, if ``principal`` may change it: 404 when it does not exist, 403 when it is another host's
+    (``roomscan.auth.require_change``). Every write route and page takes its listing through here."""
+    listing = store.get_listing(session, listing_id)
+    require_change(principal, listing)
+    return listing
+
+
+def check_can_change(
+    services: Services, supplied: str | None, listing: Listing, request: Request | None = None
+) -> Principal:
+    """For the page's forms: the principal ``supplied`` signs in as, if it may change ``listing``; otherwise an
+    ``HTTPException`` (401, or 403 for another host's listing) that the form shows."""
+    principal = check_api_key(services, supplied, request)
+    try:
+        require_change(principal, listing)
+    except PermissionDeniedError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+    return principal

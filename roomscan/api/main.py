@@ -25,7 +25,14 @@ from roomscan.api.overload import InflightLimit, install_database_handlers
 from roomscan.api.routes import health, listings, photos, receipts, search
 from roomscan.api.uploads import BodySizeLimit
 from roomscan.backends import Detector
-from roomscan.errors import ImageError, NotFoundError, RoomscanError, TaxonomyError
+from roomscan.errors import (
+    AuthenticationError,
+    ImageError,
+    NotFoundError,
+    PermissionDeniedError,
+    RoomscanError,
+    TaxonomyError,
+)
 from roomscan.metrics import Metrics
 from roomscan.services import Services, open_services
 from roomscan.settings import Settings
@@ -115,6 +122,8 @@ def create_app(
 # Most specific first: the first matching class decides the status code.
 _ERROR_STATUS: tuple[tuple[type[RoomscanError], int], ...] = (
     (NotFoundError, status.HTTP_404_NOT_FOUND),
+    (AuthenticationError, status.HTTP_401_UNAUTHORIZED),
+    (PermissionDeniedError, status.HTTP_403_FORBIDDEN),
     (ImageError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (TaxonomyError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (RoomscanError, status.HTTP_400_BAD_REQUEST),

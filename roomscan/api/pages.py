@@ -14,7 +14,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
+from roomscan.api.deps import ServicesDep, SessionDep, check_api_key, check_can_change
 from roomscan.api.schemas import CatalogId, Cursor, Text
 from roomscan.api.web import key_from, query_url, redirect, render
 from roomscan.catalog import store
@@ -45,9 +45,10 @@ def create_listing_form(
 ) -> Response:
     key = key_from(request, api_key)
     try:
-        check_api_key(services, key)
+        principal = check_api_key(services, key, request)
         listing = store.create_listing(
-            session, title, claimed, taxonomy=services.taxonomy, model_id=services.model_id
+            session, title, claimed, taxonomy=services.taxonomy, model_id=services.model_id,
+            owner_id=principal.user_id,
         )
     except (HTTPException, ValueError, TaxonomyError) as exc:  # wrong key, blank title, unknown amenity
         session.rollback()
@@ -80,7 +81,7 @@ def edit_listing_form(
     key = key_from(request, api_key)
     listing = store.get_listing(session, listing_id)
     try:
-        check_api_key(services, key)
+        check_can_change(services, key, listing, request)
         store.update_listing(
             session,
             listing,
@@ -109,7 +110,7 @@ def delete_listing_form(
     key = key_from(request, api_key)
     listing = store.get_listing(session, listing_id)
     try:
-        check_api_key(services, key)
+        check_can_change(services, key, listing, request)
     except HTTPException as exc:
         return listing_error(request, services, session, listing_id, exc.status_code, exc.detail)
     title = listing.title
@@ -133,7 +134,7 @@ def decision_form(
     key = key_from(request, api_key)
     listing = store.get_listing(session, listing_id)
     try:
-        check_api_key(services, key)
+        check_can_change(services, key, listing, request)
         if decision not in DECISIONS:
             raise ValueError(f"unknown decision {decision!r}; use confirmed, rejected or clear")
         slug = services.taxonomy.resolve(amenity).slug

@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
+from roomscan.api.deps import ServicesDep, SessionDep, check_can_change
 from roomscan.api.pages import listing_error
 from roomscan.api.routes.photos import attach_upload, listing_released
 from roomscan.api.schemas import CatalogId
@@ -112,10 +112,10 @@ async def upload_form(
     """The plain form (no script): every file stored or refused on its own, then back to the listing."""
     key = key_from(request, api_key)
     # Database and template work on threads: the event loop keeps serving other requests.
-    listing = await run_in_threadpool(listing_released, session, listing_id)
+    listing = await run_in_threadpool(listing_released, session, listing_id, None)
     files = [f for f in files if f.filename or f.size]
     try:
-        check_api_key(services, key)
+        await run_in_threadpool(check_can_change, services, key, listing, request)
         if not files:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "choose one or more photos to upload")
         if len(files) > services.settings.max_files_per_upload:
@@ -144,9 +144,9 @@ async def upload_one(
 ) -> Response:
     """One file from the page's script: JSON ``{name, outcome, detail, photo_id, status}``; 401/403 for the key."""
     key = key_from(request, api_key)
-    listing = await run_in_threadpool(listing_released, session, listing_id)
+    listing = await run_in_threadpool(listing_released, session, listing_id, None)
     try:
-        check_api_key(services, key)
+        await run_in_threadpool(check_can_change, services, key, listing, request)
     except HTTPException as exc:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
     outcome = await store_file(services, session, listing, file)
@@ -166,7 +166,7 @@ def remove_photo_form(
     key = key_from(request, api_key)
     listing = store.get_listing(session, listing_id)
     try:
-        check_api_key(services, key)
+        check_can_change(services, key, listing, request)
     except HTTPException as exc:
         return listing_error(request, services, session, listing_id, exc.status_code, exc.detail)
     removed = store.remove_photo(

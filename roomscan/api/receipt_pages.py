@@ -72,7 +72,7 @@ async def receipt_upload(
 ) -> Response:
     key = key_from(request, api_key)
     try:
-        check_api_key(services, key)
+        check_api_key(services, key, request)
         uploads = await read_images(await uploaded(None, file), services.settings)
         # Loading an engine (first use) and reading are blocking: on a thread, never on the event loop.
         reader = await run_in_threadpool(get_reader, engine or None)

@@ -36,14 +36,76 @@ class Base(DeclarativeBase):
     pass
 
 
+class Role(StrEnum):
+    """What an account may do: hosts change their own listings, admins change anything (and manage accounts)."""
+
+    ADMIN = "admin"
+    HOST = "host"
+
+
+class User(Base):
+    """An account: a host or an admin. It signs in with API keys (``api_keys``), never a stored secret of its own."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    keys: Mapped[list[ApiKey]] = relationship(back_populates="user", cascade="all, delete-orphan",
+                                              order_by="ApiKey.id")
+
+    __table_args__ = (CheckConstraint("role IN ('admin', 'host')", name="ck_users_role"),)
+
+
+class ApiKey(Base):
+    """An API key of a user, stored only as its hash: ``prefix`` (shown in lists, logs and the audit log) picks the
+    row, the hash of the whole key proves it (``roomscan.auth``)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(128))
+    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    user: Mapped[User] = relationship(back_populates="keys")
+
+
+class AuditEntry(Base):
+    """One write: who (user and key prefix), what (action, target), when, from where, and how it ended."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True, index=True)
+    user_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    key_prefix: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    remote: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
 class Listing(Base):
-    """A rental listing: a title and the amenities its host claims."""
+    """A rental listing: a title and the amenities its host claims, owned by the host who may change it."""
 
     __tablename__ = "listings"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     title: Mapped[str] = mapped_column(String(200))
     external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True, unique=True)  # 0005: imports
+    # The host who may change it (admins may change any); a user who owns listings cannot be deleted.
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id"), nullable=True, index=True
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # The stored roll-up (``listing_amenities``) may lag the listing's photos: set when a photo is attached while
     # its detection is still queued, cleared by every roll-up refresh; workers refresh stale listings.

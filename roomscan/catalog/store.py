@@ -28,6 +28,7 @@ from roomscan.catalog.models import (
     Model,
     Photo,
     PhotoJob,
+    User,
 )
 from roomscan.catalog.photos import PhotoStore
 from roomscan.detection.core import Detections, labels_of, make_detections
@@ -61,6 +62,10 @@ __all__ = [
 ]
 
 
+BOOTSTRAP_OWNER = "admin"
+"""The account that owns listings made without one (the CLI, imports): ``roomscan.auth.BOOTSTRAP_ADMIN``."""
+
+
 def create_listing(
     session: Session,
     title: str,
@@ -68,8 +73,9 @@ def create_listing(
     *,
     taxonomy: Taxonomy | None = None,
     model_id: int | None = None,
+    owner_id: int | None = None,
 ) -> Listing:
-    """Create a listing (not committed).
+    """Create a listing (not committed), owned by ``owner_id`` (a ``users`` row; the host who may change it).
 
     Args:
         title: non-blank; surrounding white space is dropped.
@@ -85,7 +91,9 @@ def create_listing(
         raise ValueError("a listing needs a non-empty title")
     if taxonomy is not None:
         claimed = [taxonomy.resolve(c).slug for c in claimed]
-    listing = Listing(title=title[:200])
+    if owner_id is None:  # made by the operator (CLI, import): the bootstrap admin owns it
+        owner_id = session.scalar(select(User.id).where(User.name == BOOTSTRAP_OWNER))
+    listing = Listing(title=title[:200], owner_id=owner_id)
     listing.claims = [ListingClaim(amenity=slug) for slug in sorted(set(claimed))]
     session.add(listing)
     session.flush()

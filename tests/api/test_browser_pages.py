@@ -147,7 +147,7 @@ def test_dropping_several_photos_uploads_each_and_says_which_were_refused(live_s
     # A wrong key sends nothing and keeps the chosen files for the next try.
     page.fill("#upload-form input[name=api_key]", "not-the-key")
     page.get_by_role("button", name="Upload").click()
-    expect(page.locator("#upload-summary")).to_contain_text("wrong API key")
+    expect(page.locator("#upload-summary")).to_contain_text("unknown API key")
     expect(page.locator("#upload-files li")).to_have_count(3)
     page.fill("#upload-form input[name=api_key]", API_KEY)
     page.get_by_role("button", name="Upload").click()
@@ -193,7 +193,7 @@ def test_host_edits_removes_a_photo_and_deletes_the_listing(live_server, browser
     page.click("#edit-form button[type=submit]")
 
     # The key was wrong: everything typed is still there.
-    expect(page.locator(".error")).to_contain_text("wrong API key")
+    expect(page.locator(".error")).to_contain_text("unknown API key")
     expect(page.locator("#edit-form input[name=title]")).to_have_value("New <b>title</b>")
     expect(page.locator("#edit-form input[name=claimed][value=sink]")).to_be_checked()
     expect(page.locator("#edit-form input[name=claimed][value=bed]")).not_to_be_checked()

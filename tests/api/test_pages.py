@@ -45,7 +45,7 @@ def test_creating_a_listing_redirects_and_the_page_says_it_was_created(client):
 @pytest.mark.parametrize(
     ("data", "code", "message"),
     [
-        ({"api_key": "not-the-key"}, 403, "wrong API key"),
+        ({"api_key": "not-the-key"}, 401, "unknown API key"),
         ({"api_key": API_KEY, "claimed": ["bed", "hammock"]}, 422, "unknown amenity"),
     ],
 )
@@ -113,7 +113,7 @@ def test_the_plain_upload_form_with_a_wrong_key_stores_nothing_and_says_so(clien
         data={"api_key": "nope"},
         files=[("files", ("a.jpg", jpeg(), "image/jpeg"))],
     )
-    assert r.status_code == 403 and "wrong API key" in r.text and "choose the photos again" in r.text
+    assert r.status_code == 401 and "unknown API key" in r.text and "choose the photos again" in r.text
     assert _photo_ids(client, listing_id) == []
 
 
@@ -141,7 +141,7 @@ def test_the_per_file_upload_answers_each_file_in_json(client, services):
     refused_key = client.post(
         url, files={"file": ("d.jpg", jpeg(seed=6), "image/jpeg")}, data={"api_key": "nope"}
     )
-    assert refused_key.status_code == 403 and refused_key.json()["detail"] == "wrong API key"
+    assert refused_key.status_code == 401 and refused_key.json()["detail"] == "unknown API key"
     assert _photo_ids(client, listing_id) == [stored.json()["photo_id"]]
 
 
@@ -237,7 +237,7 @@ def test_editing_a_listing_redirects_and_the_roll_up_follows(client, services):
     [
         ({"title": "   ", "claimed": ["oven"]}, 422, "non-empty title"),
         ({"title": "New <i>name</i>", "claimed": ["oven", "hammock"]}, 422, "unknown amenity"),
-        ({"title": "New <i>name</i>", "claimed": ["oven"], "api_key": "wrong"}, 403, "wrong API key"),
+        ({"title": "New <i>name</i>", "claimed": ["oven"], "api_key": "wrong"}, 401, "unknown API key"),
     ],
 )
 def test_a_refused_edit_keeps_what_was_typed_and_changes_nothing(client, data, code, message):
@@ -276,7 +276,7 @@ def test_removing_a_photo_and_deleting_a_listing_from_the_page(client, services)
 def test_deleting_needs_the_key(client):
     listing_id = page_create(client)
     client.cookies.clear()
-    assert client.post(f"/listings/{listing_id}/delete", data={"api_key": "wrong"}).status_code == 403
+    assert client.post(f"/listings/{listing_id}/delete", data={"api_key": "wrong"}).status_code == 401
     assert client.get(f"/api/v1/listings/{listing_id}").status_code == 200
 
 

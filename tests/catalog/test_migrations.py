@@ -88,3 +88,27 @@ def test_0002_marks_listings_with_photos_stale_and_admits_rejected(catalog_url: 
         con.execute(text("INSERT INTO listing_amenities (listing_id, amenity, score, photo_count, claimed, seen, "
                          "status) VALUES (1, 'bed', 0.5, 1, false, false, 'rejected')"))
     engine.dispose()
+
+
+def test_0006_gives_every_existing_listing_the_bootstrap_admin_and_loses_nothing(catalog_url: str) -> None:
+    from sqlalchemy import text
+
+    engine = make_engine(catalog_url)
+    with engine.begin() as con:
+        command.upgrade(alembic_config(con), "0005")
+    with engine.begin() as con:
+        now = "2026-01-01 00:00:00+00:00"
+        con.execute(text(f"INSERT INTO listings (id, title, created_at) VALUES (1, 'one', '{now}'), (2, 'two', '{now}')"))
+        con.execute(text("INSERT INTO listing_claims (listing_id, amenity) VALUES (1, 'bed'), (2, 'oven')"))
+        con.execute(text(f"INSERT INTO photos (id, sha256, format, width, height, size_bytes, created_at) "
+                         f"VALUES (1, '{'a' * 64}', 'JPEG', 4, 4, 10, '{now}')"))
+        con.execute(text("INSERT INTO listing_photos (listing_id, photo_id, position) VALUES (1, 1, 0)"))
+    migrate(engine)
+    with engine.begin() as con:
+        admin = con.execute(text("SELECT id, role FROM users WHERE name = 'admin'")).one()
+        assert admin.role == "admin"
+        assert con.execute(text("SELECT id, owner_id FROM listings ORDER BY id")).all() == [(1, admin.id), (2, admin.id)]
+        assert con.execute(text("SELECT listing_id, amenity FROM listing_claims ORDER BY listing_id")).all() == [
+            (1, "bed"), (2, "oven")]
+        assert con.execute(text("SELECT listing_id, photo_id FROM listing_photos")).all() == [(1, 1)]
+    engine.dispose()

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
-from roomscan.api.deps import ApiKeyDep, ServicesDep, SessionDep
+from roomscan.api.deps import PrincipalDep, ServicesDep, SessionDep, editable_listing
 from roomscan.api.schemas import (
     CREATE,
     DELETE,
@@ -56,14 +56,17 @@ def resolve_amenities(taxonomy: Taxonomy, names: list[str]) -> list[str]:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ListingOut,
-    dependencies=[ApiKeyDep],
     responses=CREATE,
 )
-def create_listing(body: ListingCreate, services: ServicesDep, session: SessionDep) -> ListingOut:
-    """Create a listing with the amenities its host claims (they start as ``unverified``)."""
+def create_listing(
+    body: ListingCreate, principal: PrincipalDep, services: ServicesDep, session: SessionDep
+) -> ListingOut:
+    """Create a listing with the amenities its host claims (they start as ``unverified``); the key's account owns
+    it."""
     try:
         listing = store.create_listing(
-            session, body.title, body.claimed_amenities, taxonomy=services.taxonomy, model_id=services.model_id
+            session, body.title, body.claimed_amenities, taxonomy=services.taxonomy, model_id=services.model_id,
+            owner_id=principal.user_id,
         )
     except (ValueError, TaxonomyError) as exc:  # blank title, unknown amenity
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
@@ -87,12 +90,12 @@ def get_listing(listing_id: CatalogId, session: SessionDep) -> ListingOut:
     return listing_out(store.get_listing(session, listing_id))
 
 
-@router.patch("/{listing_id}", response_model=ListingOut, dependencies=[ApiKeyDep], responses=WRITE)
+@router.patch("/{listing_id}", response_model=ListingOut, responses=WRITE)
 def update_listing(
-    listing_id: CatalogId, body: ListingUpdate, services: ServicesDep, session: SessionDep
+    listing_id: CatalogId, body: ListingUpdate, principal: PrincipalDep, services: ServicesDep, session: SessionDep
 ) -> ListingOut:
     """Change the title and/or the claimed amenities (the whole new set); the amenity roll-up follows."""
-    listing = store.get_listing(session, listing_id)
+    listing = editable_listing(principal, session, listing_id)
     try:
         store.update_listing(
             session,
@@ -110,11 +113,11 @@ def update_listing(
 
 
 @router.delete(
-    "/{listing_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[ApiKeyDep], responses=DELETE
+    "/{listing_id}", status_code=status.HTTP_204_NO_CONTENT, responses=DELETE
 )
-def delete_listing(listing_id: CatalogId, services: ServicesDep, session: SessionDep) -> Response:
+def delete_listing(listing_id: CatalogId, principal: PrincipalDep, services: ServicesDep, session: SessionDep) -> Response:
     """Delete a listing with its claims and decisions; photos no other listing uses are deleted too."""
-    deleted = store.delete_listing(session, store.get_listing(session, listing_id))
+    deleted = store.delete_listing(session, editable_listing(principal, session, listing_id))
     session.commit()
     store.delete_orphan_files(session, services.photos, deleted)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -126,32 +129,34 @@ AmenityPath = Annotated[Text, Path(min_length=1, max_length=100, description="sl
 @router.put(
     "/{listing_id}/amenities/{amenity}/decision",
     response_model=ListingAmenitiesOut,
-    dependencies=[ApiKeyDep],
     responses=WRITE,
 )
 def decide(
-    listing_id: CatalogId, amenity: AmenityPath, body: DecisionIn, services: ServicesDep, session: SessionDep
+    listing_id: CatalogId,
+    amenity: AmenityPath,
+    body: DecisionIn,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    session: SessionDep,
 ) -> ListingAmenitiesOut:
     """The host confirms or rejects an amenity the model reported. Stored beside the model's detections (which
     stay as they are); search and the label export read it. Answers the updated checklist."""
-    return _decide(listing_id, amenity, body.decision, services, session)
+    return _decide(editable_listing(principal, session, listing_id), amenity, body.decision, services, session)
 
 
 @router.delete(
     "/{listing_id}/amenities/{amenity}/decision",
     response_model=ListingAmenitiesOut,
-    dependencies=[ApiKeyDep],
     responses=DELETE,
 )
 def undecide(
-    listing_id: CatalogId, amenity: AmenityPath, services: ServicesDep, session: SessionDep
+    listing_id: CatalogId, amenity: AmenityPath, principal: PrincipalDep, services: ServicesDep, session: SessionDep
 ) -> ListingAmenitiesOut:
     """Withdraw the host's decision: the model's report stands alone again."""
-    return _decide(listing_id, amenity, None, services, session)
+    return _decide(editable_listing(principal, session, listing_id), amenity, None, services, session)
 
 
-def _decide(listing_id: int, amenity: str, decision: str | None, services, session) -> ListingAmenitiesOut:  # type: ignore[no-untyped-def]
-    listing = store.get_listing(session, listing_id)
+def _decide(listing: Listing, amenity: str, decision: str | None, services, session) -> ListingAmenitiesOut:  # type: ignore[no-untyped-def]
     try:
         store.set_decision(
             session, listing, amenity, decision, taxonomy=services.taxonomy, model_id=services.model_id
@@ -160,7 +165,7 @@ def _decide(listing_id: int, amenity: str, decision: str | None, services, sessi
         session.rollback()
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     session.commit()
-    return get_amenities(listing_id, services, session)
+    return get_amenities(listing.id, services, session)
 
 
 @router.get("/{listing_id}/amenities", response_model=ListingAmenitiesOut, responses=READ)

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from roomscan.api.deps import ApiKeyDep, ServicesDep, SessionDep
+from roomscan.api.deps import PrincipalDep, ServicesDep, SessionDep, editable_listing
 from roomscan.api.schemas import (
     DELETE,
     READ,
@@ -23,6 +23,7 @@ from roomscan.api.schemas import (
     PhotosAccepted,
 )
 from roomscan.api.uploads import RawUpload, decode_upload, read_uploads
+from roomscan.auth import Principal
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing, PhotoJob
 from roomscan.detection.core import detections_to_records
@@ -41,10 +42,12 @@ _IMAGE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def listing_released(session: Session, listing_id: int) -> Listing:
-    """The listing (404 if missing), with the read's transaction ended so its connection returns to the pool
-    while an async handler awaits the upload's bytes. Blocking: call it from a worker thread."""
-    listing = store.get_listing(session, listing_id)
+def listing_released(session: Session, listing_id: int, principal: Principal | None) -> Listing:
+    """The listing, if ``principal`` may change it (404 if missing, 403 if another host's; ``None``: the caller
+    checks), with the read's transaction ended so its connection returns to the pool while an async handler
+    awaits the upload's bytes. Blocking: call it from a worker thread."""
+    listing = store.get_listing(session, listing_id) if principal is None else editable_listing(
+        principal, session, listing_id)
     session.commit()  # objects stay usable (expire_on_commit=False); the next query takes a connection again
     return listing
 
@@ -64,7 +67,9 @@ def attach_upload(services: Services, session: Session, listing: Listing, upload
     )
 
 
-async def accept_photos(services: Services, session: Session, listing_id: int, files: list[UploadFile]) -> PhotosAccepted:
+async def accept_photos(
+    services: Services, session: Session, listing_id: int, files: list[UploadFile], principal: Principal
+) -> PhotosAccepted:
     """Validate and store every file, and queue detection, in one transaction: all of them or none.
 
     Decoding and storing run in a worker thread (the event loop keeps serving), one photo at a time, so only one
@@ -72,7 +77,7 @@ async def accept_photos(services: Services, session: Session, listing_id: int, f
     """
     # Every database call runs on a thread (a blocked event loop would stall every other request), and no
     # connection is held while the uploads are read.
-    listing = await run_in_threadpool(listing_released, session, listing_id)  # 404 before reading uploads
+    listing = await run_in_threadpool(listing_released, session, listing_id, principal)  # 404/403 first
     raw = await read_uploads(files, services.settings)
 
     def store_all() -> list[PhotoAccepted]:
@@ -103,12 +108,12 @@ async def accept_photos(services: Services, session: Session, listing_id: int, f
     "/listings/{listing_id}/photos",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PhotosAccepted,
-    dependencies=[ApiKeyDep],
     responses=UPLOAD,
 )
 async def upload_photos(
     listing_id: CatalogId,
     files: Annotated[list[UploadFile], File(description="one or more photos (JPEG, PNG, WebP)")],
+    principal: PrincipalDep,
     services: ServicesDep,
     session: SessionDep,
 ) -> PhotosAccepted:
@@ -118,21 +123,20 @@ async def upload_photos(
     ``duplicate: true`` when the bytes were already stored (their detections are reused at once); uploading a
     photo the listing already has changes nothing (``already_on_listing: true``).
     """
-    return await accept_photos(services, session, listing_id, files)
+    return await accept_photos(services, session, listing_id, files, principal)
 
 
 @router.delete(
     "/listings/{listing_id}/photos/{photo_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[ApiKeyDep],
     responses=DELETE,
 )
 def remove_photo(
-    listing_id: CatalogId, photo_id: CatalogId, services: ServicesDep, session: SessionDep
+    listing_id: CatalogId, photo_id: CatalogId, principal: PrincipalDep, services: ServicesDep, session: SessionDep
 ) -> Response:
     """Take a photo off a listing; its amenities roll up again without it. A photo no other listing uses is
     deleted with its detections."""
-    listing = store.get_listing(session, listing_id)
+    listing = editable_listing(principal, session, listing_id)
     removed = store.remove_photo(session, listing, photo_id, taxonomy=services.taxonomy, model_id=services.model_id)
     session.commit()
     store.delete_orphan_files(session, services.photos, removed.deleted)
