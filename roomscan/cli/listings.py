@@ -41,10 +41,12 @@ _STYLE = {AmenityStatus.CONFIRMED: "green", AmenityStatus.UNVERIFIED: "yellow", 
 def listings_add(
     title: str = typer.Argument(..., help="Listing title.", show_default=False),
     claim: list[str] = ClaimOpt,
+    owner: str | None = typer.Option(None, "--owner", help="The host account that owns it (default: the admin)."),
     taxonomy: Path | None = TaxonomyOpt,
     db: str | None = DbOpt,
 ) -> None:
     """Create a listing; prints its id."""
+    from roomscan import auth
     from roomscan.catalog import store
 
     tax = load_taxonomy(taxonomy)
@@ -54,7 +56,8 @@ def listings_add(
     services = open_catalog(db)
     sessions = services.sessions
     with sessions() as session:
-        listing = store.create_listing(session, title, slugs)
+        owner_id = auth.get_user(session, owner).id if owner else None
+        listing = store.create_listing(session, title, slugs, owner_id=owner_id)
         session.commit()
         console.print(f"created listing {listing.id}: {listing.title}", highlight=False, markup=False)
 
