@@ -21,8 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from roomscan import __version__
 from roomscan.api import metrics as api_metrics
+from roomscan.api.auditing import AuditLog
 from roomscan.api.overload import InflightLimit, install_database_handlers
-from roomscan.api.routes import health, listings, photos, receipts, search
+from roomscan.api.routes import audit, health, listings, photos, receipts, search
 from roomscan.api.uploads import BodySizeLimit
 from roomscan.backends import Detector
 from roomscan.errors import (
@@ -97,11 +98,12 @@ def create_app(
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(InflightLimit, limit=settings.max_inflight)  # refuses before reading a body
+    app.add_middleware(AuditLog)  # every write, refused ones (401, 503 for load) too
     # Outermost: every answer, a refusal for load too, gets a request id, a latency and (JSON logs) a log line.
     app.add_middleware(api_metrics.RequestTelemetry, metrics=metrics, access_log=settings.log_format == "json")
     app.state.metrics = metrics
 
-    for router in (listings.router, photos.router, search.router, receipts.router):
+    for router in (listings.router, photos.router, search.router, receipts.router, audit.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(health.router, prefix=API_PREFIX)

@@ -205,12 +205,15 @@ class Problem(BaseModel):
 _ERRORS: dict[int, str] = {
     400: "The request body cannot be parsed (JSON that is not UTF-8, a broken multipart body).",
     401: "No API key: send it in the X-API-Key header.",
-    403: "Wrong API key.",
+    403: "Not allowed: another host's listing, an admin-only operation, or (uploads) the listing's host has "
+    "reached their photo quota.",
     404: "No such listing or photo (or photo on that listing).",
     413: "Too large: a photo over the per-file limit, too many files, or a body over the request limit.",
     415: "Not an image, or an image format that is not supported.",
     422: "Invalid input: it does not match this schema (`errors` lists each problem), or names something "
     "unknown (an amenity) or unusable (a blank title, an undecodable image).",
+    429: "Too many writes (or uploads) with this key in the rate limit's window; retry after `Retry-After` "
+    "seconds.",
     503: "Writes are disabled (the server has no API key), the server is busy, or the catalog database cannot "
     "be reached; retry after `Retry-After` seconds.",
 }
@@ -224,7 +227,28 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 # What each kind of operation can answer besides success (every operation can be refused 503 under load).
 LIST = error_responses(422, 503)
 READ = error_responses(404, 422, 503)
-CREATE = error_responses(400, 401, 403, 413, 422, 503)
-WRITE = error_responses(400, 401, 403, 404, 413, 422, 503)
-DELETE = error_responses(401, 403, 404, 422, 503)
-UPLOAD = error_responses(400, 401, 403, 404, 413, 415, 422, 503)
+# Writes can be refused 429 by the per-key rate limits (roomscan.api.ratelimit).
+CREATE = error_responses(400, 401, 403, 413, 422, 429, 503)
+WRITE = error_responses(400, 401, 403, 404, 413, 422, 429, 503)
+DELETE = error_responses(401, 403, 404, 422, 429, 503)
+UPLOAD = error_responses(400, 401, 403, 404, 413, 415, 422, 429, 503)
+ADMIN_READ = error_responses(401, 403, 422, 503)
+
+
+class AuditEntryOut(BaseModel):
+    id: CatalogId
+    at: str = Field(description="when the answer was sent (ISO 8601, UTC)")
+    user: str | None = Field(description="the account the request signed in as; null when it was refused first")
+    key_prefix: str | None = Field(description="the API key's prefix (`bootstrap` for ROOMSCAN_API_KEY)")
+    action: str = Field(examples=["PATCH /api/v1/listings/{listing_id}"])
+    target: str | None = Field(examples=["/api/v1/listings/7"])
+    remote: str | None = Field(description="the client's address")
+    status: int | None = Field(description="the answer's HTTP status")
+    detail: str | None = None
+
+
+class AuditPageOut(BaseModel):
+    entries: list[AuditEntryOut] = Field(description="newest first")
+    next_before: CatalogId | None = Field(
+        description="pass as `before` to get the next (older) page; null on the last page"
+    )
