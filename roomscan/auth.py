@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from roomscan.catalog import store
-from roomscan.catalog.models import ApiKey, Listing, Role, User
+from roomscan.catalog.models import ApiKey, Listing, ListingPhoto, Role, User
 from roomscan.errors import AuthenticationError, NotFoundError, PermissionDeniedError, RoomscanError
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "Principal",
     "Role",
     "authenticate",
+    "check_photo_quota",
     "create_key",
     "create_user",
     "get_user",
@@ -203,3 +204,23 @@ def require_change(principal: Principal, listing: Listing) -> None:
 def require_admin(principal: Principal, what: str = "this") -> None:
     if not principal.is_admin:
         raise PermissionDeniedError(f"only an admin may do {what}; {principal.name} is a {principal.role}")
+
+
+def check_photo_quota(session: Session, listing: Listing, adding: int, quota: int) -> None:
+    """Raise ``PermissionDeniedError`` if attaching ``adding`` more photos to ``listing`` would give its host more
+    than ``quota`` photos across their listings (``Settings.host_photo_quota``; each attachment counts, so a photo
+    on two listings counts twice). Listings an admin owns have no quota."""
+    from sqlalchemy import func
+
+    owner = session.get(User, listing.owner_id) if listing.owner_id is not None else None
+    if owner is None or owner.role == Role.ADMIN:
+        return
+    count = session.scalar(
+        select(func.count()).select_from(ListingPhoto).join(Listing, Listing.id == ListingPhoto.listing_id)
+        .where(Listing.owner_id == owner.id)
+    ) or 0
+    if count + adding > quota:
+        raise PermissionDeniedError(
+            f"photo quota: {owner.name}'s listings have {count} photos, {adding} more would pass the quota of "
+            f"{quota} per host (ROOMSCAN_HOST_PHOTO_QUOTA); remove photos or ask an admin to raise it"
+        )

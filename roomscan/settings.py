@@ -29,6 +29,23 @@ def _megabytes(env: Mapping[str, str], name: str, default: float) -> int:
     return int(_positive(env, name, default, float, "a number of megabytes, like 20") * 1024 * 1024)
 
 
+def check_rate(name: str, value: str) -> str:
+    """``value`` if it is one rate ``limits.parse`` reads (``120/minute``, ``10 per second``); a clear error naming
+    the setting if not. Without the ``limits`` package (installed with the ``api`` extra) nothing applies rates,
+    so nothing is checked."""
+    try:
+        from limits import parse
+    except ImportError:
+        return value
+    try:
+        amount = parse(value).amount
+    except ValueError:
+        amount = 0
+    if amount <= 0:
+        raise RoomscanError(f"{name} must be a rate like 120/minute, 10/second or 1000/hour; got {value!r}")
+    return value
+
+
 def default_home() -> Path:
     """``$ROOMSCAN_HOME``, default ``~/.roomscan``: where roomscan keeps its data, caches and sweeps."""
     return Path(os.environ.get("ROOMSCAN_HOME") or Path.home() / ".roomscan")
@@ -61,6 +78,13 @@ class Settings:
             ``s3://bucket/prefix``. ``ROOMSCAN_PHOTO_STORE``, default ``home/photos``.
         log_format: ``text`` (default) or ``json`` (one object per line, with each request's id).
             ``ROOMSCAN_LOG_FORMAT``.
+        write_rate: writes (API and page forms) one key may make, as ``N/second|minute|hour|day``; more are
+            answered 429 with ``Retry-After``. Counted per server process; admins are exempt.
+            ``ROOMSCAN_WRITE_RATE`` (default ``120/minute``).
+        upload_rate: uploads (photos, receipts) one key may make, counted apart from the other writes.
+            ``ROOMSCAN_UPLOAD_RATE`` (default ``30/minute``).
+        host_photo_quota: photos a host may have attached across their listings; an upload beyond it is refused
+            whole (403). Listings an admin owns have none. ``ROOMSCAN_HOST_PHOTO_QUOTA`` (default 10000).
     """
 
     home: Path = field(default_factory=default_home)
@@ -79,19 +103,24 @@ class Settings:
     max_inflight: int = 64
     photo_store: str | None = None
     log_format: str = "text"
+    write_rate: str = "120/minute"
+    upload_rate: str = "30/minute"
+    host_photo_quota: int = 10_000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
         if self.db_pool_size == 0:
             object.__setattr__(self, "db_pool_size", self.threads + 4)
         for name in ("max_upload_bytes", "max_request_bytes", "max_pixels", "max_files_per_upload", "threads",
-                     "db_pool_size", "db_pool_timeout", "max_inflight"):
+                     "db_pool_size", "db_pool_timeout", "max_inflight", "host_photo_quota"):
             if getattr(self, name) <= 0:
                 raise RoomscanError(f"setting {name} must be positive, got {getattr(self, name)}")
         object.__setattr__(self, "log_format", self.log_format.strip().lower())
         if self.log_format not in ("text", "json"):
             raise RoomscanError(f"log format (ROOMSCAN_LOG_FORMAT, --log-format) must be text or json, "
                                 f"got {self.log_format!r}")
+        check_rate("ROOMSCAN_WRITE_RATE", self.write_rate)
+        check_rate("ROOMSCAN_UPLOAD_RATE", self.upload_rate)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -111,6 +140,9 @@ class Settings:
             max_inflight=_positive(env, "ROOMSCAN_MAX_INFLIGHT", 64),
             photo_store=env.get("ROOMSCAN_PHOTO_STORE") or None,
             log_format=env.get("ROOMSCAN_LOG_FORMAT") or "text",
+            write_rate=env.get("ROOMSCAN_WRITE_RATE") or "120/minute",
+            upload_rate=env.get("ROOMSCAN_UPLOAD_RATE") or "30/minute",
+            host_photo_quota=_positive(env, "ROOMSCAN_HOST_PHOTO_QUOTA", 10_000),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings

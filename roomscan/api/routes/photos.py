@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, UploadFile, status
+from fastapi import APIRouter, File, HTTPException, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
@@ -23,12 +23,13 @@ from roomscan.api.schemas import (
     PhotosAccepted,
 )
 from roomscan.api.uploads import RawUpload, decode_upload, read_uploads
-from roomscan.auth import Principal
+from roomscan.auth import Principal, check_photo_quota
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing, PhotoJob
 from roomscan.detection.core import detections_to_records
 from roomscan.detection.draw import annotate
 from roomscan.detection.image import load_image
+from roomscan.errors import PermissionDeniedError
 from roomscan.services import Services
 
 router = APIRouter(tags=["photos"])
@@ -52,9 +53,20 @@ def listing_released(session: Session, listing_id: int, principal: Principal | N
     return listing
 
 
+def photo_quota(services: Services, session: Session, listing: Listing, adding: int) -> None:
+    """403 if ``adding`` more photos would take the listing's host past ``Settings.host_photo_quota``
+    (``roomscan.auth.check_photo_quota``). Blocking."""
+    try:
+        check_photo_quota(session, listing, adding, services.settings.host_photo_quota)
+    except PermissionDeniedError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+
+
 def attach_upload(services: Services, session: Session, listing: Listing, upload: RawUpload) -> store.AddedPhoto:
-    """Decode one read upload (HTTPException when it is not a usable image) and attach it to ``listing``
-    through ``store.add_photo``, the one attach path. Blocking: call it from a worker thread. Not committed."""
+    """Decode one read upload (HTTPException when it is not a usable image, 403 past the host's photo quota) and
+    attach it to ``listing`` through ``store.add_photo``, the one attach path. Blocking: call it from a worker
+    thread. Not committed."""
+    photo_quota(services, session, listing, 1)  # before decoding: a refused file costs one count query
     photo = decode_upload(upload, services.settings)
     return store.add_photo(
         session,
@@ -78,6 +90,9 @@ async def accept_photos(
     # Every database call runs on a thread (a blocked event loop would stall every other request), and no
     # connection is held while the uploads are read.
     listing = await run_in_threadpool(listing_released, session, listing_id, principal)  # 404/403 first
+    # The whole upload within the host's photo quota, or none of it (each file is checked again as it is stored).
+    await run_in_threadpool(photo_quota, services, session, listing, len(files))
+    await run_in_threadpool(session.commit)  # no connection held while the uploads are read
     raw = await read_uploads(files, services.settings)
 
     def store_all() -> list[PhotoAccepted]:
