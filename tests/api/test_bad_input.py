@@ -263,9 +263,9 @@ def test_the_openapi_document_names_one_error_body_for_every_error_status(client
                 if int(code) >= 400 and path.startswith("/api/v1/"):
                     assert response["content"]["application/json"]["schema"] == problem, (method, path, code)
                     documented.add(int(code))
-    assert documented == {400, 401, 403, 404, 413, 415, 422, 503}
+    assert documented == {400, 401, 403, 404, 413, 415, 422, 429, 503}
     upload_op = doc["paths"]["/api/v1/listings/{listing_id}/photos"]["post"]
-    assert {"401", "403", "404", "413", "415", "422", "503"} <= set(upload_op["responses"])
+    assert {"401", "403", "404", "413", "415", "422", "429", "503"} <= set(upload_op["responses"])
 
 
 def test_a_nul_in_an_uploaded_file_name_is_cleaned_not_stored(client):

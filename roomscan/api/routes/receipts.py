@@ -43,7 +43,7 @@ async def uploaded(files: list[UploadFile] | None, file: UploadFile | None) -> l
     return chosen
 
 
-@router.post("", dependencies=[ApiKeyDep], responses=error_responses(400, 401, 403, 413, 415, 422, 503))
+@router.post("", dependencies=[ApiKeyDep], responses=error_responses(400, 401, 403, 413, 415, 422, 429, 503))
 async def read_receipts(
     services: ServicesDep,
     files: Annotated[list[UploadFile] | None, File(description="receipt photos (JPEG, PNG, WebP)")] = None,
