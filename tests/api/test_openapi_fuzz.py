@@ -125,3 +125,74 @@ def test_every_operation_answers_as_documented(api_schema, server_has_key, heade
     assert len(operations) >= 17 and sent > len(operations)
     report = "\n\n".join(f"{label}: {title}\n{detail}" for (label, title), detail in sorted(failures.items()))
     assert not failures, f"{len(failures)} distinct failures:\n\n{report}"
+
+
+def test_no_generated_write_lets_one_host_change_another_hosts_listing(settings, api_detector):
+    """Property-based: for every write operation on a listing, schemathesis generates requests (valid and
+    invalid) with host B's key, aimed at host A's listing and photo. None may succeed, and A's listing, its
+    photos, claims and checklist are exactly as before."""
+    from hypothesis import HealthCheck, Phase, given
+    from hypothesis import settings as hypothesis_settings
+    from schemathesis.python import asgi
+
+    from roomscan import auth
+    from roomscan.catalog.models import Role
+
+    services = open_services(replace(settings, write_rate="100000/minute", upload_rate="100000/minute"),
+                             detector=api_detector)
+    try:
+        with services.sessions() as session, session.begin():
+            key_a = auth.create_key(session, auth.create_user(session, "host-a", Role.HOST))
+            key_b = auth.create_key(session, auth.create_user(session, "host-b", Role.HOST))
+        app = create_app(services=services, start_worker=False)
+        with TestClient(app) as client:
+            r = client.post("/api/v1/listings", json={"title": "A's flat", "claimed_amenities": ["bed"]},
+                            headers={"X-API-Key": key_a})
+            listing_id = r.json()["id"]
+            photo_id = upload(client, listing_id, ("a.jpg", jpeg(seed=4)), headers={"X-API-Key": key_a}).json()[
+                "photos"][0]["photo_id"]
+
+            def state() -> tuple[Any, Any]:
+                return (client.get(f"/api/v1/listings/{listing_id}").json(),
+                        client.get(f"/api/v1/listings/{listing_id}/amenities").json())
+
+            before = state()
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        operations = [
+            op for op in (result.ok() for result in schema.get_all_operations())
+            if op.method.upper() in ("POST", "PUT", "PATCH", "DELETE") and "{listing_id}" in op.path
+        ]
+        assert len(operations) >= 6
+        succeeded: list[str] = []
+        sent = 0
+        for operation in operations:
+            for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+
+                @given(case=operation.as_strategy(generation_mode=mode))
+                @hypothesis_settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
+                                     phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+                def run(case: Any) -> None:
+                    nonlocal sent
+                    sent += 1
+                    params = dict(case.path_parameters or {})
+                    params["listing_id"] = listing_id
+                    if "photo_id" in params:
+                        params["photo_id"] = photo_id
+                    case.path_parameters = params
+                    case.headers = {**(case.headers or {}), "X-API-Key": key_b}
+                    response = case.call()
+                    if 200 <= response.status_code < 300:
+                        succeeded.append(f"{operation.label}: {response.status_code}\n{case.as_curl_command()}")
+
+                try:
+                    run()
+                except Exception as exc:  # noqa: BLE001 - Unsatisfiable: nothing to generate for this mode
+                    if type(exc).__name__ != "Unsatisfiable":
+                        raise
+        asgi.shutdown_lifespans()
+        assert sent > len(operations)
+        assert not succeeded, "\n\n".join(succeeded)
+        with TestClient(app) as client:
+            assert state() == before
+    finally:
+        services.close()
