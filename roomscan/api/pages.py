@@ -2,8 +2,9 @@
 
 Hosts create, edit and delete listings and confirm or reject what the model reported; everyone sees the amenity
 checklist with a link to the photo that shows each amenity; guests search by amenity. Photos (upload, photo view,
-thumbnails) are in ``photo_pages.py``. Writes need the API key (see ``web.py``); a write that succeeds redirects
-(303), one that fails shows the form again with what was typed.
+thumbnails) are in ``photo_pages.py``. Writes need a signed-in session and its CSRF token (``sessions.py``; ``/signin``
+and ``/signout`` are here); a write that succeeds redirects (303), one that fails shows the form again with what
+was typed.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from roomscan.api.deps import ServicesDep, SessionDep, check_api_key, check_can_change
+from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
 from roomscan.api.schemas import CatalogId, Cursor, Text
-from roomscan.api.web import key_from, query_url, redirect, render
+from roomscan.api.sessions import end_session, page_can_change, page_principal, signed_in, start_session
+from roomscan.api.web import query_url, redirect, render
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing
 from roomscan.catalog.search import SearchQuery, search_listings
@@ -42,10 +44,10 @@ def create_listing_form(
     title: Annotated[Text, Form()] = "",
     claimed: Annotated[list[Text], Form()] = [],  # noqa: B006
     api_key: Annotated[str | None, Form()] = None,
+    csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
-    key = key_from(request, api_key)
     try:
-        principal = check_api_key(services, key, request)
+        principal = page_principal(request, services, form_key=api_key, csrf_token=csrf_token)
         listing = store.create_listing(
             session, title, claimed, taxonomy=services.taxonomy, model_id=services.model_id,
             owner_id=principal.user_id,
@@ -58,7 +60,48 @@ def create_listing_form(
             request, "index.html", code, error=message, form=form, listings=store.list_listings(session)
         )
     session.commit()
-    return redirect(f"/listings/{listing.id}", key, text=f"Listing “{listing.title}” created.")
+    return redirect(f"/listings/{listing.id}", text=f"Listing “{listing.title}” created.")
+
+
+@router.get("/signin", response_class=HTMLResponse)
+def signin_page(request: Request, next: str = "/") -> HTMLResponse:
+    return render(request, "signin.html", next=_local(next))
+
+
+@router.post("/signin", response_class=HTMLResponse)
+def signin(
+    request: Request,
+    services: ServicesDep,
+    api_key: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    """Sign in with an API key: a server-side session (the cookie holds a random token, never the key)."""
+    try:
+        principal = check_api_key(services, api_key, request)
+    except HTTPException as exc:
+        return render(request, "signin.html", exc.status_code, error=exc.detail, next=_local(next))
+    response = redirect(_local(next), text=f"Signed in as {principal.name}.")
+    start_session(services, principal, request, response)
+    return response
+
+
+@router.post("/signout", response_class=HTMLResponse)
+def signout(
+    request: Request, services: ServicesDep, csrf_token: Annotated[str | None, Form()] = None
+) -> Response:
+    if signed_in(request) is not None:
+        try:
+            page_principal(request, services, csrf_token=csrf_token)
+        except HTTPException as exc:
+            return render(request, "error.html", exc.status_code, error=exc.detail, status=exc.status_code)
+    response = redirect("/", text="Signed out.")
+    end_session(services, request, response)
+    return response
+
+
+def _local(url: str) -> str:
+    """Where to go after signing in: a path on this site only (never ``//elsewhere`` or a full URL)."""
+    return url if url.startswith("/") and not url.startswith(("//", "/\\")) else "/"
 
 
 @router.get("/listings/{listing_id}", response_class=HTMLResponse)
@@ -77,11 +120,11 @@ def edit_listing_form(
     title: Annotated[Text, Form()] = "",
     claimed: Annotated[list[Text], Form()] = [],  # noqa: B006
     api_key: Annotated[str | None, Form()] = None,
+    csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
-    key = key_from(request, api_key)
     listing = store.get_listing(session, listing_id)
     try:
-        check_can_change(services, key, listing, request)
+        page_can_change(request, services, listing, form_key=api_key, csrf_token=csrf_token)
         store.update_listing(
             session,
             listing,
@@ -96,7 +139,7 @@ def edit_listing_form(
         form = {"title": title, "claimed": set(claimed), "editing": True}
         return listing_error(request, services, session, listing_id, code, message, form=form)
     session.commit()
-    return redirect(f"/listings/{listing_id}", key, text="Listing saved.")
+    return redirect(f"/listings/{listing_id}", text="Listing saved.")
 
 
 @router.post("/listings/{listing_id}/delete", response_class=HTMLResponse)
@@ -106,18 +149,18 @@ def delete_listing_form(
     services: ServicesDep,
     session: SessionDep,
     api_key: Annotated[str | None, Form()] = None,
+    csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
-    key = key_from(request, api_key)
     listing = store.get_listing(session, listing_id)
     try:
-        check_can_change(services, key, listing, request)
+        page_can_change(request, services, listing, form_key=api_key, csrf_token=csrf_token)
     except HTTPException as exc:
         return listing_error(request, services, session, listing_id, exc.status_code, exc.detail)
     title = listing.title
     orphans = store.delete_listing(session, listing)
     session.commit()
     store.delete_orphan_files(session, services.photos, orphans)  # photos no other listing uses
-    return redirect("/", key, text=f"Listing “{title}” deleted.")
+    return redirect("/", text=f"Listing “{title}” deleted.")
 
 
 @router.post("/listings/{listing_id}/amenities/{amenity}/decision", response_class=HTMLResponse)
@@ -129,12 +172,12 @@ def decision_form(
     session: SessionDep,
     decision: Annotated[str, Form()],
     api_key: Annotated[str | None, Form()] = None,
+    csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
     """The host confirms or rejects an amenity (or clears the decision); the model's output stays as it was."""
-    key = key_from(request, api_key)
     listing = store.get_listing(session, listing_id)
     try:
-        check_can_change(services, key, listing, request)
+        page_can_change(request, services, listing, form_key=api_key, csrf_token=csrf_token)
         if decision not in DECISIONS:
             raise ValueError(f"unknown decision {decision!r}; use confirmed, rejected or clear")
         slug = services.taxonomy.resolve(amenity).slug
@@ -155,7 +198,7 @@ def decision_form(
     text = {Decision.CONFIRMED: f"{name}: confirmed by you.", Decision.REJECTED: f"{name}: rejected by you."}.get(
         decision, f"{name}: your decision is cleared; the model's report stands."
     )
-    return redirect(f"/listings/{listing_id}#amenity-{slug}", key, text=text)
+    return redirect(f"/listings/{listing_id}#amenity-{slug}", text=text)
 
 
 def listing_error(

@@ -19,12 +19,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from sqlalchemy.orm import Session
 
-from roomscan.api.deps import ServicesDep, SessionDep, check_can_change
+from roomscan.api.deps import ServicesDep, SessionDep
 from roomscan.api.pages import listing_error
 from roomscan.api.routes.photos import attach_upload, listing_released
 from roomscan.api.schemas import CatalogId
+from roomscan.api.sessions import page_can_change
 from roomscan.api.uploads import read_uploads, safe_filename
-from roomscan.api.web import STATIC_DIR, key_from, redirect, remember_key, render
+from roomscan.api.web import STATIC_DIR, redirect, render
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing
 from roomscan.catalog.photos import PhotoStore
@@ -108,14 +109,16 @@ async def upload_form(
     session: SessionDep,
     files: Annotated[list[UploadFile], File()] = [],  # noqa: B006
     api_key: Annotated[str | None, Form()] = None,
+    csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
     """The plain form (no script): every file stored or refused on its own, then back to the listing."""
-    key = key_from(request, api_key)
     # Database and template work on threads: the event loop keeps serving other requests.
     listing = await run_in_threadpool(listing_released, session, listing_id, None)
     files = [f for f in files if f.filename or f.size]
     try:
-        await run_in_threadpool(check_can_change, services, key, listing, request)
+        await run_in_threadpool(
+            functools.partial(page_can_change, request, services, listing, form_key=api_key, csrf_token=csrf_token)
+        )
         if not files:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "choose one or more photos to upload")
         if len(files) > services.settings.max_files_per_upload:
@@ -124,13 +127,13 @@ async def upload_form(
                 f"{len(files)} files at once; choose at most {services.settings.max_files_per_upload}",
             )
     except HTTPException as exc:
-        message = f"{exc.detail}. Nothing was uploaded; choose the photos again."
+        message = f"{str(exc.detail).rstrip('.')}. Nothing was uploaded; choose the photos again."
         return await run_in_threadpool(
             listing_error, request, services, session, listing_id, exc.status_code, message
         )
     outcomes = [await store_file(services, session, listing, f) for f in files]
     note = account(outcomes)
-    return redirect(f"/listings/{listing_id}", key, text=account_text(note["counts"]), upload=note)
+    return redirect(f"/listings/{listing_id}", text=account_text(note["counts"]), upload=note)
 
 
 @router.post("/listings/{listing_id}/photos/file")
@@ -141,16 +144,19 @@ async def upload_one(
     session: SessionDep,
     file: Annotated[UploadFile, File()],
     api_key: Annotated[str | None, Form()] = None,
+    csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
-    """One file from the page's script: JSON ``{name, outcome, detail, photo_id, status}``; 401/403 for the key."""
-    key = key_from(request, api_key)
+    """One file from the page's script (CSRF token in ``X-CSRF-Token``): JSON ``{name, outcome, detail, photo_id,
+    status}``; 401 when not signed in, 403 for a missing token or another host's listing."""
     listing = await run_in_threadpool(listing_released, session, listing_id, None)
     try:
-        await run_in_threadpool(check_can_change, services, key, listing, request)
+        await run_in_threadpool(
+            functools.partial(page_can_change, request, services, listing, form_key=api_key, csrf_token=csrf_token)
+        )
     except HTTPException as exc:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
     outcome = await store_file(services, session, listing, file)
-    return remember_key(JSONResponse(asdict(outcome), status_code=outcome.status), key)
+    return JSONResponse(asdict(outcome), status_code=outcome.status)
 
 
 @router.post("/listings/{listing_id}/photos/{photo_id}/delete", response_class=HTMLResponse)
@@ -161,12 +167,12 @@ def remove_photo_form(
     services: ServicesDep,
     session: SessionDep,
     api_key: Annotated[str | None, Form()] = None,
+    csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
     """Take a photo off a listing (the amenity roll-up follows); the photo stays for other listings."""
-    key = key_from(request, api_key)
     listing = store.get_listing(session, listing_id)
     try:
-        check_can_change(services, key, listing, request)
+        page_can_change(request, services, listing, form_key=api_key, csrf_token=csrf_token)
     except HTTPException as exc:
         return listing_error(request, services, session, listing_id, exc.status_code, exc.detail)
     removed = store.remove_photo(
@@ -174,7 +180,7 @@ def remove_photo_form(
     )
     session.commit()
     store.delete_orphan_files(session, services.photos, removed.deleted)  # no listing uses it any more
-    return redirect(f"/listings/{listing_id}", key, text=f"Photo {photo_id} removed from this listing.")
+    return redirect(f"/listings/{listing_id}", text=f"Photo {photo_id} removed from this listing.")
 
 
 @router.get("/photos/{photo_id}", response_class=HTMLResponse)

@@ -7,6 +7,7 @@ CSV row ``roomscan receipt batch`` writes, each a ``data:`` link with a file nam
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 from pathlib import PurePath
@@ -17,10 +18,11 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from roomscan.api.deps import ServicesDep, check_api_key
+from roomscan.api.deps import ServicesDep
 from roomscan.api.routes.receipts import get_reader, uploaded
+from roomscan.api.sessions import page_principal
 from roomscan.api.uploads import read_images
-from roomscan.api.web import key_from, remember_key, render
+from roomscan.api.web import render
 from roomscan.errors import RoomscanError
 
 router = APIRouter(include_in_schema=False)
@@ -69,10 +71,12 @@ async def receipt_upload(
     file: Annotated[UploadFile | None, File()] = None,
     engine: Annotated[str | None, Form()] = None,
     api_key: Annotated[str | None, Form()] = None,
+    csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
-    key = key_from(request, api_key)
     try:
-        check_api_key(services, key, request)
+        await run_in_threadpool(
+            functools.partial(page_principal, request, services, form_key=api_key, csrf_token=csrf_token)
+        )
         uploads = await read_images(await uploaded(None, file), services.settings)
         # Loading an engine (first use) and reading are blocking: on a thread, never on the event loop.
         reader = await run_in_threadpool(get_reader, engine or None)
@@ -102,7 +106,7 @@ async def receipt_upload(
         labels=FIELD_LABELS,
         downloads=downloads(result),
     )
-    return remember_key(page, key)
+    return page
 
 
 def _annotated_uri(scan) -> str:  # type: ignore[no-untyped-def]

@@ -1,8 +1,8 @@
-"""What every server-rendered page shares: templates, rendering, the API key kept in a cookie, and flash notes.
+"""What every server-rendered page shares: templates, rendering (with who is signed in), and flash notes.
 
-A person types the API key once into a form; it is then kept in a same-site, HTTP-only cookie. A key the
-server refuses (it changed: a restarted ``roomscan serve`` generates a new one) is forgotten, and the form asks
-again, with everything else the person typed still filled in.
+Signing in keeps a server-side session (``sessions.py``): the browser holds a random token, never the API key.
+Pages show edit actions only to someone who may change what they show (``roomscan.auth.can_change``); every form
+that changes something carries the session's CSRF token.
 
 A page POST that succeeds answers ``303 See Other`` (post/redirect/get: reloading never submits twice); what it
 did ("Listing created", which photos were stored and which refused) travels to the next page in a short-lived
@@ -22,37 +22,29 @@ from fastapi import Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from roomscan.api.sessions import signed_in
+from roomscan.auth import can_change
+from roomscan.catalog.models import Listing
 from roomscan.errors import TaxonomyError
 from roomscan.taxonomy import Taxonomy
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 STATIC_DIR = Path(__file__).parent / "static"
-KEY_COOKIE = "roomscan_api_key"
+LEGACY_KEY_COOKIE = "roomscan_api_key"
+"""Where the page once kept the raw key: never read any more, deleted from any browser that still sends it."""
 FLASH_COOKIE = "roomscan_flash"
-_REFUSED = (status.HTTP_401_UNAUTHORIZED, status.HTTP_403_FORBIDDEN)
 # Browsers keep cookies up to 4 KB; a flash larger than this drops its per-file details and keeps the counts.
 _FLASH_MAX = 3000
 
 
-def key_from(request: Request, form_key: str | None) -> str | None:
-    """The key typed into the form, else the one remembered in the cookie."""
-    return form_key or request.cookies.get(KEY_COOKIE)
-
-
-def remember_key(response: Response, key: str | None) -> Response:
-    if key:
-        response.set_cookie(KEY_COOKIE, key, httponly=True, samesite="strict", max_age=30 * 24 * 3600)
-    return response
-
-
-def redirect(url: str, key: str | None = None, **flash: Any) -> Response:
-    """``303 See Other`` to ``url`` (post/redirect/get), remembering ``key`` and carrying a flash note.
+def redirect(url: str, **flash: Any) -> Response:
+    """``303 See Other`` to ``url`` (post/redirect/get), carrying a flash note.
 
     Example:
-        >>> redirect("/listings/7", "secret", text="Listing created.").status_code
+        >>> redirect("/listings/7", text="Listing created.").status_code
         303
     """
-    response = remember_key(RedirectResponse(url, status.HTTP_303_SEE_OTHER), key)
+    response = RedirectResponse(url, status.HTTP_303_SEE_OTHER)
     if flash:
         set_flash(response, flash)
     return response
@@ -83,12 +75,16 @@ def _read_flash(request: Request) -> dict[str, Any] | None:
 
 
 def render(request: Request, name: str, code: int = 200, **context: object) -> HTMLResponse:
-    """Render a template with what the base layout needs; a refused key is dropped so the form asks again."""
+    """Render a template with what the base layout needs: who is signed in (``user``, ``csrf_token``) and
+    ``may_change(listing)``, which decides whether edit actions are shown."""
     services = request.app.state.services
-    refused = code in _REFUSED
+    current = signed_in(request)
+    user = current.principal if current else None
     context.setdefault("error", None)
     context.setdefault("form", {})
-    context["has_key"] = bool(request.cookies.get(KEY_COOKIE)) and not refused
+    context["user"] = user
+    context["csrf_token"] = current.csrf_token if current else ""
+    context["may_change"] = lambda listing: _may_change(user, listing)
     context["taxonomy"] = services.taxonomy
     context["model_key"] = services.model_key
     context["name_of"] = amenity_namer(services.taxonomy)
@@ -96,11 +92,15 @@ def render(request: Request, name: str, code: int = 200, **context: object) -> H
     live = request.headers.get("x-roomscan-live") == "1"
     context["flash"] = None if live else _read_flash(request)
     response = templates.TemplateResponse(request, name, context, status_code=code)
-    if refused:
-        response.delete_cookie(KEY_COOKIE, httponly=True, samesite="strict")
+    if LEGACY_KEY_COOKIE in request.cookies:
+        response.delete_cookie(LEGACY_KEY_COOKIE, httponly=True, samesite="strict")
     if context["flash"] is not None:
         response.delete_cookie(FLASH_COOKIE, httponly=True, samesite="strict")
     return response
+
+
+def _may_change(user: Any, listing: Listing | None) -> bool:
+    return user is not None and listing is not None and can_change(user, listing)
 
 
 def render_error(request: Request, code: int, message: str) -> HTMLResponse:

@@ -77,6 +77,21 @@ class ApiKey(Base):
     user: Mapped[User] = relationship(back_populates="keys")
 
 
+class WebSession(Base):
+    """A signed-in browser (``roomscan.api.sessions``): ``id`` is the SHA-256 of the token its cookie holds (the
+    catalog never sees the token), made with the key named by ``key_prefix``; it ends at ``expires_at``, on
+    sign-out, or when that key is revoked."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    key_prefix: Mapped[str] = mapped_column(String(32))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class AuditEntry(Base):
     """One write: who (user and key prefix), what (action, target), when, from where, and how it ended."""
 

@@ -108,3 +108,11 @@ def shot(page: Any, name: str) -> None:
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(folder) / f"{name}-{page.viewport_size['width']}.png"), full_page=True)
+
+
+def sign_in(page: Any, live: Live, key: str, then: str = "/") -> None:
+    """Sign the browser page in through ``/signin`` as a person does; it lands on ``then``."""
+    page.goto(f"{live.url}/signin?next={then}")
+    page.fill("#signin-form input[name=api_key]", key)
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_url(f"{live.url}{then}*")

@@ -139,12 +139,13 @@ def test_the_web_page_answers_an_unknown_listing_with_a_page(client):
     assert "listing 999 does not exist" in r.text
 
 
-def test_a_refused_key_cookie_is_forgotten_so_the_form_asks_again(client):
-    client.cookies.set("roomscan_api_key", "key-from-an-earlier-run")
+def test_an_old_raw_key_cookie_authorises_nothing_and_is_deleted(client):
+    client.cookies.set("roomscan_api_key", API_KEY)  # what the page kept before sessions
     r = client.post("/listings", data={"title": "Loft"})
-    assert r.status_code == 401 and "unknown API key" in r.text
-    assert 'name="api_key"' in r.text  # the key field is shown again
-    assert "roomscan_api_key" in r.headers.get("set-cookie", "")  # and the stale cookie is deleted
+    assert r.status_code == 401 and "Sign in with an API key first" in r.text
+    assert 'id="signin-link"' in r.text
+    assert "roomscan_api_key" in r.headers.get("set-cookie", "")  # and the old cookie is deleted
+    assert client.get("/api/v1/listings").json()["listings"] == []
 
 
 

@@ -8,7 +8,7 @@ other page features (evidence, photo view, upload accounts, edit/delete, decisio
 from __future__ import annotations
 
 import pytest
-from _browser import DESKTOP, browser, live_server, shot  # noqa: F401
+from _browser import DESKTOP, browser, live_server, shot, sign_in  # noqa: F401
 from api_helpers import API_KEY, jpeg
 
 pytestmark = pytest.mark.browser
@@ -21,9 +21,11 @@ def test_host_uploads_a_photo_and_sees_the_amenity_list(live_server, browser, tm
     photo.write_bytes(jpeg(seed=11, size=(160, 120)))
     page = browser.new_page(viewport=DESKTOP)
     page.goto(live_server.url + "/")
+    expect(page.locator("#create-form")).to_have_count(0)  # a guest reads; signing in offers the forms
+    sign_in(page, live_server, API_KEY)
+    expect(page.locator("#signed-in")).to_contain_text("admin")
     page.fill("input[name=title]", "Browser test loft")
     page.check("input[name=claimed][value=bed]")
-    page.fill("input[name=api_key]", API_KEY)
     page.click("text=Create listing")
     expect(page.locator("h2")).to_have_text("Browser test loft")
     expect(page.locator("#flash")).to_contain_text("created")
@@ -31,7 +33,7 @@ def test_host_uploads_a_photo_and_sees_the_amenity_list(live_server, browser, tm
     expect(page.locator("tr.amenity[data-slug=bed]")).to_have_attribute("data-status", "unverified")
 
     page.set_input_files("input[type=file]", str(photo))
-    page.get_by_role("button", name="Upload").click()  # the key is remembered in a cookie: no field this time
+    page.get_by_role("button", name="Upload").click()  # one request per file, each with the CSRF header
     expect(page.locator("#upload-files li[data-outcome=stored]")).to_have_count(1)
     # The page updates itself while detection runs, then shows what the photo shows.
     expect(page.locator("#processing")).to_have_attribute("data-state", "complete", timeout=60_000)
@@ -46,7 +48,7 @@ def test_host_uploads_a_photo_and_sees_the_amenity_list(live_server, browser, tm
     slug = seen.first.get_attribute("data-slug")
     page.goto(live_server.url + "/search")
     page.check(f"input[name=amenity][value={slug}]")
-    page.click("button[type=submit]")
+    page.click("#search-form button[type=submit]")
     expect(page.locator(".hit")).to_have_count(1)
     expect(page.locator(".hit a.title")).to_have_text("Browser test loft")
     page.close()

@@ -12,7 +12,17 @@ import re
 
 import httpx
 import pytest
-from _browser import DESKTOP, PHONE, Live, browser, live_server, no_sideways_scroll, shot, wait_processed  # noqa: F401
+from _browser import (  # noqa: F401
+    DESKTOP,
+    PHONE,
+    Live,
+    browser,
+    live_server,
+    no_sideways_scroll,
+    shot,
+    sign_in,
+    wait_processed,
+)
 from api_helpers import API_KEY, HEADERS, jpeg, set_detections
 
 pytestmark = pytest.mark.browser
@@ -33,11 +43,21 @@ def _listing(live: Live, title: str, claimed=(), photos=()) -> tuple[int, list[i
     return listing_id, photo_ids
 
 
-def _host_page(browser, live: Live, viewport=DESKTOP):  # noqa: F811
-    """A page whose browser already holds the API key cookie (as after a first write)."""
-    context = browser.new_context(viewport=viewport)
-    context.add_cookies([{"name": "roomscan_api_key", "value": API_KEY, "url": live.url}])
-    return context.new_page()
+def _host_page(browser, live: Live, viewport=DESKTOP, **options):  # noqa: F811
+    """A page of a browser signed in through ``/signin`` with the bootstrap key (the admin owns the listings)."""
+    context = browser.new_context(viewport=viewport, **options)
+    page = context.new_page()
+    sign_in(page, live, API_KEY)
+    return page
+
+
+def _spoil_csrf(page, form: str) -> None:
+    """Change the CSRF token a form carries, as a forged post from another site would lack it."""
+    page.eval_on_selector(f"{form} input[name=csrf_token]", "field => { field.dataset.real = field.value; field.value = 'forged'; }")
+
+
+def _restore_csrf(page, form: str) -> None:
+    page.eval_on_selector(f"{form} input[name=csrf_token]", "field => { field.value = field.dataset.real; }")
 
 
 def _px(locator, prop: str) -> float:
@@ -134,7 +154,7 @@ def test_dropping_several_photos_uploads_each_and_says_which_were_refused(live_s
 
     live = live_server
     listing_id, _ = _listing(live, "Upload flat")
-    page = browser.new_page(viewport=DESKTOP)  # no key cookie yet: the form asks for it
+    page = _host_page(browser, live)
     page.goto(f"{live.url}/listings/{listing_id}")
     files = [
         ("kitchen.jpg", jpeg(seed=1), "image/jpeg"),
@@ -144,12 +164,13 @@ def test_dropping_several_photos_uploads_each_and_says_which_were_refused(live_s
     _drop(page, ".dropzone", files)
     expect(page.locator("#upload-files li")).to_have_count(3)
 
-    # A wrong key sends nothing and keeps the chosen files for the next try.
-    page.fill("#upload-form input[name=api_key]", "not-the-key")
+    # A wrong CSRF token sends nothing and keeps the chosen files for the next try.
+    _spoil_csrf(page, "#upload-form")
     page.get_by_role("button", name="Upload").click()
-    expect(page.locator("#upload-summary")).to_contain_text("unknown API key")
+    expect(page.locator("#upload-summary")).to_contain_text("security token (CSRF)")
     expect(page.locator("#upload-files li")).to_have_count(3)
-    page.fill("#upload-form input[name=api_key]", API_KEY)
+    expect(page.locator("#photos figure")).to_have_count(0)
+    _restore_csrf(page, "#upload-form")
     page.get_by_role("button", name="Upload").click()
 
     expect(page.locator("#upload-summary")).to_have_text("Upload: 2 stored, 1 refused (see above).")
@@ -182,23 +203,22 @@ def test_host_edits_removes_a_photo_and_deletes_the_listing(live_server, browser
     live = live_server
     listing_id, (photo_id,) = _listing(live, "Old title", ["bed"], [jpeg(seed=4)])
     set_detections(live.services, listing_id, photo_id, [])  # the photo shows nothing: claims stay unverified
-    page = browser.new_page(viewport=DESKTOP)
+    page = _host_page(browser, live)
     page.on("dialog", lambda dialog: dialog.accept())
     page.goto(f"{live.url}/listings/{listing_id}")
     page.click("#edit summary")
     page.fill("#edit-form input[name=title]", "New <b>title</b>")
     page.uncheck("#edit-form input[name=claimed][value=bed]")
     page.check("#edit-form input[name=claimed][value=sink]")
-    page.fill("#edit-form input[name=api_key]", "not-the-key")
+    _spoil_csrf(page, "#edit-form")
     page.click("#edit-form button[type=submit]")
 
-    # The key was wrong: everything typed is still there.
-    expect(page.locator(".error")).to_contain_text("unknown API key")
+    # Refused (no valid CSRF token): nothing changed, everything typed is still there.
+    expect(page.locator(".error")).to_contain_text("security token (CSRF)")
     expect(page.locator("#edit-form input[name=title]")).to_have_value("New <b>title</b>")
     expect(page.locator("#edit-form input[name=claimed][value=sink]")).to_be_checked()
     expect(page.locator("#edit-form input[name=claimed][value=bed]")).not_to_be_checked()
-    page.fill("#edit-form input[name=api_key]", API_KEY)
-    page.click("#edit-form button[type=submit]")
+    page.click("#edit-form button[type=submit]")  # the page shown again carries the right token
     expect(page.locator("#flash")).to_have_text("Listing saved.")
     expect(page.locator("h2")).to_have_text("New <b>title</b>")  # shown as text
     expect(page.locator("tr.amenity[data-slug=sink]")).to_have_attribute("data-status", "unverified")
@@ -345,9 +365,8 @@ def test_without_javascript_the_plain_upload_form_reports_refused_files(live_ser
     good, bad = tmp_path / "terrace.jpg", tmp_path / "plan.pdf"
     good.write_bytes(jpeg(seed=9))
     bad.write_bytes(b"%PDF-1.4 not a photo")
-    context = browser.new_context(viewport=PHONE, java_script_enabled=False)
-    context.add_cookies([{"name": "roomscan_api_key", "value": API_KEY, "url": live.url}])
-    page = context.new_page()
+    page = _host_page(browser, live, PHONE, java_script_enabled=False)
+    context = page.context
     page.goto(f"{live.url}/listings/{listing_id}")
     page.set_input_files("#upload-form input[type=file]", [str(good), str(bad)])
     page.get_by_role("button", name="Upload").click()

@@ -11,7 +11,14 @@ import re
 
 import pytest
 from api_helpers import API_KEY, HEADERS, jpeg, page_create, set_detections, upload
+from page_helpers import sign_in
 from PIL import Image
+
+
+@pytest.fixture(autouse=True)
+def _signed_in(client):
+    """Every test here starts signed in (session cookie, CSRF token in the header), as a host after /signin."""
+    sign_in(client)
 
 
 def _photo_ids(client, listing_id):
@@ -39,7 +46,7 @@ def test_creating_a_listing_redirects_and_the_page_says_it_was_created(client):
     page = client.get(r.headers["location"])
     assert "Listing “Harbour flat” created." in page.text
     assert "created." not in client.get(r.headers["location"]).text  # said once, not on every visit
-    assert 'name="api_key"' not in page.text  # the key is remembered
+    assert "Signed in as <strong>admin</strong>" in page.text and 'name="api_key"' not in page.text
 
 
 @pytest.mark.parametrize(
@@ -237,13 +244,11 @@ def test_editing_a_listing_redirects_and_the_roll_up_follows(client, services):
     [
         ({"title": "   ", "claimed": ["oven"]}, 422, "non-empty title"),
         ({"title": "New <i>name</i>", "claimed": ["oven", "hammock"]}, 422, "unknown amenity"),
-        ({"title": "New <i>name</i>", "claimed": ["oven"], "api_key": "wrong"}, 401, "unknown API key"),
+        ({"title": "New <i>name</i>", "claimed": ["oven"], "csrf_token": "wrong"}, 403, "security token (CSRF)"),
     ],
 )
 def test_a_refused_edit_keeps_what_was_typed_and_changes_nothing(client, data, code, message):
     listing_id = page_create(client, "Original", claimed=["bed"])
-    if "api_key" in data:
-        client.cookies.clear()
     r = client.post(f"/listings/{listing_id}/edit", data=data)
     assert r.status_code == code and message in r.text
     edit = r.text[r.text.index('id="edit-form"') :]

@@ -67,13 +67,13 @@ function setupUpload(form) {
     show(event.dataTransfer.files);
   });
 
-  function send(file, row, key) {
+  function send(file, row, csrf) {
     return new Promise((resolve) => {
       const body = new FormData();
       body.append("file", file, file.name);
-      if (key) body.append("api_key", key);
       const xhr = new XMLHttpRequest();
       xhr.open("POST", form.dataset.fileAction);
+      xhr.setRequestHeader("X-CSRF-Token", csrf);  // the session's token: a cookie alone changes nothing
       xhr.responseType = "json";
       const bar = row.querySelector("progress");
       xhr.upload.addEventListener("progress", (event) => {
@@ -92,17 +92,17 @@ function setupUpload(form) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (!chosen.length) { summary.textContent = "Choose or drop one or more photos first."; return; }
-    const keyField = form.querySelector("input[name=api_key]");
-    const key = keyField ? keyField.value : "";
+    const csrfField = form.querySelector("input[name=csrf_token]");
+    const csrf = csrfField ? csrfField.value : "";
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     const counts = { stored: 0, already_on_listing: 0, refused: 0 };
     const rows = list.querySelectorAll("li");
     for (let i = 0; i < chosen.length; i += 1) {
-      const result = await send(chosen[i], rows[i], key);
+      const result = await send(chosen[i], rows[i], csrf);
       if (result.status === 401 || result.status === 403) {
-        // The key was refused: keep every chosen file so a corrected key can send them.
-        summary.textContent = `${result.detail}. Nothing more was sent; correct the key and upload again.`;
+        // Signed out, or not allowed: keep every chosen file so they can be sent after signing in again.
+        summary.textContent = `${String(result.detail).replace(/\.$/, "")}. Nothing more was sent.`;
         summary.className = "outcome-refused";
         button.disabled = false;
         return;
@@ -118,7 +118,6 @@ function setupUpload(form) {
     summary.textContent = `Upload: ${counts.stored} stored`
       + (counts.already_on_listing ? `, ${counts.already_on_listing} already on this listing` : "")
       + (counts.refused ? `, ${counts.refused} refused (see above)` : "") + ".";
-    if (keyField) keyField.closest("p").remove();  // the key is now remembered in a cookie
     chosen = [];
     input.value = "";
     button.disabled = false;
