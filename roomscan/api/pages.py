@@ -101,7 +101,8 @@ def signout(
 
 def _local(url: str) -> str:
     """Where to go after signing in: a path on this site only (never ``//elsewhere`` or a full URL)."""
-    return url if url.startswith("/") and not url.startswith(("//", "/\\")) else "/"
+    local = url.startswith("/") and not url.startswith(("//", "/\\", "/signin"))
+    return url if local else "/"
 
 
 @router.get("/listings/{listing_id}", response_class=HTMLResponse)
