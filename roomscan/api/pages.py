@@ -9,6 +9,8 @@ was typed.
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
@@ -17,7 +19,14 @@ from sqlalchemy.orm import Session
 
 from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
 from roomscan.api.schemas import CatalogId, Cursor, Text
-from roomscan.api.sessions import end_session, page_can_change, page_principal, signed_in, start_session
+from roomscan.api.sessions import (
+    end_session,
+    page_can_change,
+    page_principal,
+    secure_cookies,
+    signed_in,
+    start_session,
+)
 from roomscan.api.web import query_url, redirect, render
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing
@@ -63,9 +72,23 @@ def create_listing_form(
     return redirect(f"/listings/{listing.id}", text=f"Listing “{listing.title}” created.")
 
 
+SIGNIN_COOKIE = "roomscan_signin"
+"""Login CSRF guard: the sign-in form's one-time token, also held in this cookie (another site can neither read
+it nor set it, so it cannot sign a visitor in to the attacker's account)."""
+
+
+def _signin_form(request: Request, code: int = 200, **context: Any) -> HTMLResponse:
+    """The sign-in page with a fresh form token, set in its cookie too (double submit)."""
+    token = secrets.token_urlsafe(32)
+    response = render(request, "signin.html", code, signin_token=token, **context)
+    response.set_cookie(SIGNIN_COOKIE, token, max_age=3600, path="/signin", httponly=True, samesite="strict",
+                        secure=secure_cookies(request))
+    return response
+
+
 @router.get("/signin", response_class=HTMLResponse)
 def signin_page(request: Request, next: str = "/") -> HTMLResponse:
-    return render(request, "signin.html", next=_local(next))
+    return _signin_form(request, next=_local(next))
 
 
 @router.post("/signin", response_class=HTMLResponse)
@@ -74,13 +97,20 @@ def signin(
     services: ServicesDep,
     api_key: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/",
+    signin_token: Annotated[str, Form()] = "",
 ) -> Response:
-    """Sign in with an API key: a server-side session (the cookie holds a random token, never the key)."""
+    """Sign in with an API key: a server-side session (the cookie holds a random token, never the key). The form's
+    token must match its cookie: a sign-in posted from another site is refused (403)."""
+    expected = request.cookies.get(SIGNIN_COOKIE, "")
+    if not expected or not hmac.compare_digest(signin_token.encode("utf-8", "surrogatepass"), expected.encode()):
+        message = "this sign-in form has expired or was not sent from this site; sign in again"
+        return _signin_form(request, 403, error=message, next=_local(next))
     try:
         principal = check_api_key(services, api_key, request)
     except HTTPException as exc:
-        return render(request, "signin.html", exc.status_code, error=exc.detail, next=_local(next))
+        return _signin_form(request, exc.status_code, error=exc.detail, next=_local(next))
     response = redirect(_local(next), text=f"Signed in as {principal.name}.")
+    response.delete_cookie(SIGNIN_COOKIE, path="/signin")
     start_session(services, principal, request, response)
     return response
 

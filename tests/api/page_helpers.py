@@ -15,10 +15,17 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
+def signin_token(client: TestClient) -> str:
+    """Open the sign-in form as a browser does: its one-time token (its cookie is now in ``client``)."""
+    match = re.search(r'name="signin_token" value="([^"]+)"', client.get("/signin").text)
+    assert match, "the sign-in form has no token"
+    return match.group(1)
+
+
 def sign_in(client: TestClient, key: str = API_KEY, *, send_token: bool = True) -> str:
     """Sign ``client`` in with ``key``; returns the session's CSRF token and, with ``send_token``, sends it in the
     ``X-CSRF-Token`` header of every later request (as the page's script does)."""
-    r = client.post("/signin", data={"api_key": key}, follow_redirects=False)
+    r = client.post("/signin", data={"api_key": key, "signin_token": signin_token(client)}, follow_redirects=False)
     assert r.status_code == 303, r.text
     token = csrf_of(client.get("/").text)
     if send_token:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from api_helpers import API_KEY, jpeg, page_create, upload
 from fastapi.testclient import TestClient
-from page_helpers import csrf_of, sign_in
+from page_helpers import csrf_of, sign_in, signin_token
 from sqlalchemy import select, text, update
 
 from roomscan import auth
@@ -35,7 +35,8 @@ def _title(client, listing_id: int) -> str:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(("base_url", "secure"), [("http://testserver", False), ("https://testserver", True)])
 def test_signing_in_sets_an_http_only_same_site_cookie_secure_over_https(services, base_url, secure):
     with TestClient(create_app(services=services, start_worker=False), base_url=base_url) as client:
-        r = client.post("/signin", data={"api_key": API_KEY, "next": "/search"}, follow_redirects=False)
+        r = client.post("/signin", data={"api_key": API_KEY, "next": "/search", "signin_token": signin_token(client)},
+                        follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/search"
         (cookie,) = [c for c in r.headers.get_list("set-cookie") if c.startswith(f"{COOKIE}=")]
         attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
@@ -59,15 +60,28 @@ def test_the_catalog_keeps_neither_the_token_nor_the_key(client, services, hosts
 
 
 def test_a_wrong_key_signs_nobody_in(client):
-    r = client.post("/signin", data={"api_key": "not-the-key", "next": "/"})
+    r = client.post("/signin", data={"api_key": "not-the-key", "next": "/", "signin_token": signin_token(client)})
     assert r.status_code == 401 and "unknown API key" in r.text
     assert COOKIE not in r.headers.get("set-cookie", "")
 
 
 def test_after_signing_in_the_page_goes_only_to_a_path_on_this_site(client):
     for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "/signin"):
-        r = client.post("/signin", data={"api_key": API_KEY, "next": target}, follow_redirects=False)
+        r = client.post("/signin", data={"api_key": API_KEY, "next": target, "signin_token": signin_token(client)},
+                        follow_redirects=False)
         assert r.headers["location"] == "/", target
+
+
+def test_a_sign_in_posted_from_another_site_is_refused(client):
+    """Login CSRF: another site can post the form with its own key, but not the form's token and its cookie."""
+    for data in ({"api_key": API_KEY}, {"api_key": API_KEY, "signin_token": "guessed"}):
+        r = client.post("/signin", data=data, follow_redirects=False)
+        assert r.status_code == 403 and "not sent from this site" in r.text
+        assert COOKIE not in r.headers.get("set-cookie", "")
+    token = signin_token(client)
+    client.cookies.delete("roomscan_signin")  # the form's token alone, without its cookie
+    r = client.post("/signin", data={"api_key": API_KEY, "signin_token": token}, follow_redirects=False)
+    assert r.status_code == 403
 
 
 def _posts(listing_id: int, photo_id: int) -> list[tuple[str, dict, dict]]:
