@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from roomscan.api.auditing import route_template
 from roomscan.catalog.db import DatabaseUnavailableError
 from roomscan.errors import RoomscanError
 from roomscan.logs import request_id
@@ -155,23 +156,9 @@ def _incoming_id(scope: Scope) -> str | None:
 
 
 def _route(scope: Scope) -> str:
-    """The matched route's full template (``/api/v1/listings/{listing_id}``); ``unmatched`` for no route (a 404),
-    so the label never takes a raw path.
-
-    A route included under a prefix may know only its own part (``/listings/{listing_id}``, as FastAPI's
-    included routers keep it): the prefix is then what the request's path holds before that part, filled in."""
-    route = scope.get("route")
-    template = getattr(route, "path", None)
-    if not isinstance(template, str) or not template:
+    """The matched route's full template (``/api/v1/listings/{listing_id}``; ``auditing.route_template``), a
+    mount's ``.../{path}``, and ``unmatched`` for no route (a 404), so the label never takes a raw path."""
+    template = route_template(scope)
+    if template is None:
         return "unmatched"
-    if isinstance(route, Mount):
-        return f"{template}/{{path}}"
-    params = scope.get("path_params") or {}
-    filled = _PARAM.sub(lambda m: str(params.get(m.group(1), m.group(0))), template)
-    path = scope.get("path", "")
-    if filled != path and path.endswith(filled):
-        return path[: len(path) - len(filled)] + template
-    return template
-
-
-_PARAM = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?}")
+    return f"{template}/{{path}}" if isinstance(scope.get("route"), Mount) else template

@@ -50,3 +50,16 @@ def client(services) -> Iterator[TestClient]:
         yield c
 
 
+
+
+@pytest.fixture
+def hosts(services):  # type: ignore[no-untyped-def]
+    """Two host accounts' API keys: ``{"a": key of host-a, "b": key of host-b}``."""
+    from roomscan import auth
+    from roomscan.catalog.models import Role
+
+    keys = {}
+    with services.sessions() as session, session.begin():
+        for name in ("a", "b"):
+            keys[name] = auth.create_key(session, auth.create_user(session, f"host-{name}", Role.HOST))
+    return keys

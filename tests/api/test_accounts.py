@@ -5,22 +5,11 @@ past it."""
 
 from __future__ import annotations
 
-import pytest
 from api_helpers import HEADERS, jpeg, make_listing, upload
 from sqlalchemy import select, text
 
 from roomscan import auth
-from roomscan.catalog.models import ApiKey, Listing, Role, User
-
-
-@pytest.fixture
-def hosts(services):  # type: ignore[no-untyped-def]
-    """Two hosts' keys: ``{"a": key, "b": key}``."""
-    keys = {}
-    with services.sessions() as session, session.begin():
-        for name in ("a", "b"):
-            keys[name] = auth.create_key(session, auth.create_user(session, f"host-{name}", Role.HOST))
-    return keys
+from roomscan.catalog.models import ApiKey, Listing, User
 
 
 def _h(key: str) -> dict[str, str]:

@@ -15,17 +15,7 @@ from sqlalchemy import select, text, update
 from roomscan import auth
 from roomscan.api import create_app
 from roomscan.api.sessions import COOKIE
-from roomscan.catalog.models import Role, WebSession
-
-
-@pytest.fixture
-def hosts(services):  # type: ignore[no-untyped-def]
-    """Two hosts' keys: ``{"a": key, "b": key}``."""
-    keys = {}
-    with services.sessions() as session, session.begin():
-        for name in ("a", "b"):
-            keys[name] = auth.create_key(session, auth.create_user(session, f"host-{name}", Role.HOST))
-    return keys
+from roomscan.catalog.models import WebSession
 
 
 def _title(client, listing_id: int) -> str:  # type: ignore[no-untyped-def]
