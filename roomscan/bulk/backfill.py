@@ -96,27 +96,10 @@ def _selected_photos(listings: str | None) -> Any:
     )
 
 
-def queue_selected(sessions: sessionmaker[Session], model_id: int, listings: str | None, page: int = 1000) -> int:
+def queue_selected(sessions: sessionmaker[Session], model_id: int, listings: str | None) -> int:
     """Create the missing jobs of the selected listings' photos under ``model_id``. Returns how many."""
-    if listings is None:
-        with sessions() as session, session.begin():
-            return jobs.enqueue_missing(session, model_id)
-    has_job = select(PhotoJob.photo_id).where(PhotoJob.model_id == model_id)
-    queued, after = 0, 0
-    while True:
-        with sessions() as session, session.begin():
-            photo_ids = session.scalars(
-                select(Photo.id)
-                .where(Photo.id > after, Photo.id.in_(_selected_photos(listings)), Photo.id.not_in(has_job))
-                .order_by(Photo.id)
-                .limit(page)
-            ).all()
-            for photo_id in photo_ids:
-                jobs.enqueue(session, photo_id, model_id)
-        if not photo_ids:
-            return queued
-        queued += len(photo_ids)
-        after = photo_ids[-1]
+    with sessions() as session, session.begin():
+        return jobs.enqueue_missing(session, model_id, among=None if listings is None else _selected_photos(listings))
 
 
 def photo_refs(
@@ -336,7 +319,7 @@ def backfill(
         stats = BackfillStats(model_key=info.key)
         queue = JobQueue(services.sessions, model_id, lease=lease, max_attempts=max_attempts)
         queue.reclaim_orphans()  # a killed run's actors: their jobs are claimable at once
-        stats.queued = queue_selected(services.sessions, model_id, listings, page_size)
+        stats.queued = queue_selected(services.sessions, model_id, listings)
         refs = [ref for page in photo_refs(queue, listings=listings, page=page_size) for ref in page]
         stats.total = len(refs)
         if on_start:

@@ -30,9 +30,10 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, Select, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,10 +54,6 @@ __all__ = [
 
 # Tells this process apart from an earlier one that had the same pid (a container's pid 1 after a restart).
 _BOOT = secrets.token_hex(4)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _host() -> str:
@@ -111,13 +108,16 @@ def enqueue(session: Session, photo_id: int, model_id: int) -> PhotoJob:
     return job
 
 
-def enqueue_missing(session: Session, model_id: int) -> int:
-    """Queue every listing photo that has no job under ``model_id`` (a model switch, an import). Returns how many.
+def enqueue_missing(session: Session, model_id: int, *, among: Select[Any] | None = None) -> int:
+    """Queue every listing photo that has no job under ``model_id`` (a model switch, an import); with ``among``
+    (a select of photo ids), only those. Returns how many.
 
     One ``INSERT ... SELECT``, so it stays quick for millions of photos; a concurrent enqueue of one of them
     makes it fall back to one photo at a time."""
     has_job = select(PhotoJob.photo_id).where(PhotoJob.model_id == model_id)
     missing = select(ListingPhoto.photo_id).distinct().where(ListingPhoto.photo_id.not_in(has_job))
+    if among is not None:
+        missing = missing.where(ListingPhoto.photo_id.in_(among))
     now = utcnow()
     try:
         with session.begin_nested():
@@ -208,7 +208,7 @@ class JobQueue:
     def claimable(self, now: datetime | None = None) -> ColumnElement[bool]:
         """The jobs of this model a claim at ``now`` may take: pending, or running with a lease that ran out (and
         attempts left). For reading what is still to do (``roomscan backfill``)."""
-        now = now or _now()
+        now = now or utcnow()
         return (PhotoJob.model_id == self.model_id) & or_(
             PhotoJob.state == JobState.PENDING, self._expired(now) & (PhotoJob.attempts < self.max_attempts)
         )
@@ -220,7 +220,7 @@ class JobQueue:
         Holders on other hosts are never touched: their leases decide. A job ended this way still counts its
         attempt, so a photo that kills the worker every time is failed after ``max_attempts``.
         """
-        now = _now()
+        now = utcnow()
         with self.sessions() as session:
             holders = session.scalars(
                 select(PhotoJob.leased_by)
@@ -252,7 +252,7 @@ class JobQueue:
         One statement: ``UPDATE ... WHERE id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED) RETURNING``, so
         concurrent workers on PostgreSQL each get different jobs without waiting; SQLite serialises it.
         """
-        now = _now()
+        now = utcnow()
         expired = self._expired(now)
         with self.sessions() as session, session.begin():
             # A job whose worker died on every attempt (a photo that kills the process) stops here.
@@ -294,7 +294,7 @@ class JobQueue:
 
     def renew(self, claims: Sequence[Claim]) -> int:
         """Extend the leases of ``claims`` that are still ours. Returns how many were."""
-        until = _now() + self.lease
+        until = utcnow() + self.lease
         renewed = 0
         with self.sessions() as session, session.begin():
             for claim in claims:
