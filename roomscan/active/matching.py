@@ -328,7 +328,7 @@ def match_members(
         row[owner[seed]] = seed
         assigned[seed] = True
         iou = box_iou(xyxy[seed], xyxy)
-        ok = ~assigned & (iou >= iou_threshold)
+        ok = ~assigned & (iou >= iou_threshold) & (owner != owner[seed])
         for other in np.unique(owner[ok]):
             cand = np.flatnonzero(ok & (owner == other))
             # best IoU; ties go to the higher confidence, then the earlier box
