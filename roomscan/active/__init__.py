@@ -2,7 +2,8 @@
 
 A committee (K detectors, T MC-dropout passes, test-time augmentations, or teacher and student) predicts each
 photo; :func:`match_members` matches the members' boxes into clusters, a :class:`Score` turns each photo's
-disagreement into a number (higher = more informative), and :mod:`roomscan.active.select` picks a batch. numpy only.
+disagreement into a number (higher = more informative), and :mod:`roomscan.active.select` picks a batch.
+numpy only.
 
 Example:
     >>> from roomscan.detection.core import make_detections

@@ -1,25 +1,28 @@
-"""Match a committee's boxes on one photo into clusters, each a distribution per member over classes + "nothing".
+"""Match a committee's boxes on one photo into clusters: per member, a distribution over classes + "nothing".
 
-A committee is K predictions of the same photo: K detectors, T MC-dropout passes, test-time-augmentation variants,
-or teacher and student. Scores (:mod:`roomscan.active.scores`) compare the members cluster by cluster, so the first
-step is deciding which boxes talk about the same object.
+A committee is K predictions of the same photo: K detectors, T MC-dropout passes, test-time-augmentation
+variants, or teacher and student. Scores (:mod:`roomscan.active.scores`) compare the members cluster by
+cluster, so the first step is deciding which boxes talk about the same object.
 
 Matching is greedy and class-agnostic (an oven and a microwave in the same place are one object the members
 disagree about, which is exactly what active learning wants to find):
 
 1. Pool every box of every member and sort by confidence, highest first (ties: member order, then box order).
 2. Each box not yet assigned seeds a new cluster.
-3. Every *other* member contributes at most one box to it: its still-unassigned box with the highest IoU against the
-   seed, if that IoU is at least ``iou_threshold``. A member therefore never has two boxes in one cluster, and every
-   box ends up in exactly one cluster.
+3. Every *other* member contributes at most one box to it: its still-unassigned box with the highest IoU
+   against the seed, if that IoU is at least ``iou_threshold``. A member therefore never has two boxes in one
+   cluster, and every box ends up in exactly one cluster.
 4. A member with no box in a cluster "saw nothing there": its distribution is one-hot on "nothing".
 
-Each member's box becomes a distribution ``q`` over the C taxonomy classes plus "nothing" (the last column), from its
-``data["class_probs"]`` row ``p`` (``[C]``): ``q_c = p_c / max(1, sum(p))`` and ``q_nothing = 1 - sum(q)``. For a
-softmax row (sum <= 1, the remainder is "no object") this keeps ``p`` and puts the remainder on "nothing"; for a
-sigmoid row (independent entries, the sum may exceed 1) it renormalises when the sum passes 1, so a box that is
-confidently *something* leaves nothing for "nothing". A box without ``class_probs`` gets its confidence on its
-``class_id`` and the rest on "nothing".
+Each member's box becomes a distribution ``q`` over the C taxonomy classes plus "nothing" (the last column),
+from its ``data["class_probs"]`` row ``p`` (``[C]``):
+
+    q_c = p_c / max(1, sum(p)),    q_nothing = 1 - sum(q).
+
+For a softmax row (sum <= 1, the remainder is "no object") this keeps ``p`` and puts the remainder
+on "nothing"; for a sigmoid row (independent entries, the sum may exceed 1) it renormalises when the sum
+passes 1, so a box that is confidently *something* leaves nothing for "nothing". A box without ``class_probs``
+gets its confidence on its ``class_id`` and the rest on "nothing".
 
 Example:
     >>> import numpy as np
@@ -57,8 +60,8 @@ class Clusters:
     """One photo's committee predictions, matched into ``m`` clusters of at most one box per member.
 
     Attributes:
-        probs: ``[m, K, C + 1]`` float64, per cluster and member a distribution over the C classes and "nothing"
-            (last column); rows sum to 1. A member absent from a cluster is one-hot on "nothing".
+        probs: ``[m, K, C + 1]`` float64, per cluster and member a distribution over the C classes and
+            "nothing" (last column); rows sum to 1. A member absent from a cluster is one-hot on "nothing".
         boxes: ``[m, K, 4]`` float64 ``xyxy``, NaN where the member has no box in the cluster.
         present: ``[m, K]`` bool, whether the member has a box in the cluster.
         confidence: ``[m, K]`` float64, the member's box confidence, 0 where absent.
@@ -94,7 +97,7 @@ class Clusters:
     ) -> Clusters:
         """Clusters straight from distributions ``[m, K, C + 1]`` (tests, replays, custom matchers).
 
-        ``present`` defaults to every member present; ``boxes`` to the unit box ``[0, 0, 1, 1]`` where present.
+        ``present`` defaults to every member present, ``boxes`` to the unit box ``[0, 0, 1, 1]``.
         """
         p = np.asarray(probs, dtype=np.float64)
         if p.ndim != 3 or p.shape[2] < 1:
@@ -132,7 +135,7 @@ class Clusters:
 
     @cached_property
     def mean_probs(self) -> np.ndarray:
-        """``[m, C + 1]``: the committee's mean distribution per cluster (absent members count as "nothing")."""
+        """``[m, C + 1]``: the committee's mean distribution per cluster (absent members say "nothing")."""
         if len(self) == 0:
             return np.zeros((0, self.num_classes + 1))
         return self.probs.mean(axis=1)
@@ -153,7 +156,7 @@ class Clusters:
 
     @cached_property
     def consensus_score(self) -> np.ndarray:
-        """``[m]``: mean probability of the consensus class over all K members (a box few members saw scores low)."""
+        """``[m]``: mean probability of the consensus class over all K members (few saw it: low)."""
         if len(self) == 0 or self.num_classes == 0:
             return np.zeros(len(self))
         return self.mean_probs[np.arange(len(self)), self.consensus_class]
@@ -194,8 +197,8 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 def probs_to_distribution(p: np.ndarray) -> np.ndarray:
     """Rows ``[n, C]`` of class probabilities -> ``[n, C + 1]`` distributions (last column "nothing").
 
-    ``q_c = p_c / max(1, sum(p))``, ``q_nothing = 1 - sum(q)``: right for softmax rows (sum <= 1) and sigmoid rows
-    (independent entries) alike. Entries are clipped to ``[0, 1]`` first.
+    ``q_c = p_c / max(1, sum(p))``, ``q_nothing = 1 - sum(q)``: right for softmax rows (sum <= 1) and sigmoid
+    rows (independent entries) alike. Entries are clipped to ``[0, 1]`` first.
     """
     p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
     q = p / np.maximum(1.0, p.sum(axis=1, keepdims=True))
@@ -224,7 +227,8 @@ def _member_distributions(dets: Detections, index: int, num_classes: int) -> np.
     bad = (class_id < 0) | (class_id >= num_classes)
     if bad.any():
         raise ValueError(
-            f"member {index} has no class_probs and class id {int(class_id[bad][0])} outside 0..{num_classes - 1}"
+            f"member {index} has no class_probs and class id {int(class_id[bad][0])} "
+            f"outside 0..{num_classes - 1}"
         )
     conf = np.clip(_confidence(dets), 0.0, 1.0)
     out = np.zeros((n, num_classes + 1))
@@ -260,7 +264,9 @@ def _taxonomy_size(members: Sequence[Detections], num_classes: int | None) -> in
     return int(max(a.max() for a in ids)) + 1 if ids else 0
 
 
-def _class_names(members: Sequence[Detections], num_classes: int, given: Sequence[str] | None) -> tuple[str, ...]:
+def _class_names(
+    members: Sequence[Detections], num_classes: int, given: Sequence[str] | None
+) -> tuple[str, ...]:
     if given is not None:
         if len(given) != num_classes:
             raise ValueError(f"class_names has {len(given)} names for {num_classes} classes")
@@ -293,7 +299,7 @@ def match_members(
         num_classes: C; needed only when no member carries ``class_probs`` (else it is checked against them).
             Without both, C is the largest ``class_id`` + 1.
         class_names: the C class names in taxonomy order; by default taken from the members' labels.
-        key: the photo's id, kept on the result (a stable seed for :class:`~roomscan.active.scores.RandomScore`).
+        key: the photo's id, kept on the result (seeds :class:`~roomscan.active.scores.RandomScore`).
 
     Returns:
         :class:`Clusters`, highest-confidence seed first.

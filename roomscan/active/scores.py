@@ -1,18 +1,18 @@
 """How informative a photo is, from its committee's disagreement: one small class per score.
 
-Every score reads a :class:`~roomscan.active.matching.Clusters` and overrides one method, ``box_scores`` (one value
-per cluster, ``[m]``); the base class turns those into ``photo_score`` by its ``aggregate`` (``"max"``, ``"mean"`` or
-``"sum"``; each score documents its default, the constructor overrides it). Higher always means more informative,
-every value is finite and >= 0, and a photo with no clusters scores 0: when every member saw nothing there, the
-committee agrees.
+Every score reads a :class:`~roomscan.active.matching.Clusters` and overrides one method, ``box_scores`` (one
+value per cluster, ``[m]``); the base class turns those into ``photo_score`` by its ``aggregate`` (``"max"``,
+``"mean"`` or ``"sum"``; each score documents its default, the constructor overrides it). Higher always means
+more informative, every value is finite and >= 0, and a photo with no clusters scores 0: when every member saw
+nothing there, the committee agrees.
 
 The scores (registry name, per-cluster value, default aggregate):
 
 * ``entropy``: entropy of the members' mean distribution, in nats; max.
 * ``bald``: entropy of the mean minus the mean of the members' entropies; max.
 * ``box-variance``: 1 - mean IoU of the present members' boxes with the consensus box; max.
-* ``count``: photo-level, the variance of the members' box counts (per cluster: 1 - the fraction of members that
-  reported it).
+* ``count``: photo-level, the variance of the members' box counts (per cluster: 1 - the fraction of members
+  that reported it).
 * ``least-confidence``: 1 - the largest probability of the mean distribution, "nothing" included; max.
 * ``random``: the control, uniform in [0, 1), seeded by ``seed`` and the photo's key; max.
 
@@ -68,9 +68,9 @@ class Score(ABC):
     """Base class: subclasses set ``name`` and ``default_aggregate`` and override :meth:`box_scores`.
 
     Args:
-        aggregate: how cluster scores become the photo's, ``"max"``, ``"mean"`` or ``"sum"``; the class default
-            when ``None``. ``max`` ranks a photo by its most contested object, ``sum`` favours busy photos,
-            ``mean`` dilutes one contested object among easy ones.
+        aggregate: how cluster scores become the photo's, ``"max"``, ``"mean"`` or ``"sum"``; the class
+            default when ``None``. ``max`` ranks a photo by its most contested object, ``sum`` favours busy
+            photos, ``mean`` dilutes one contested object among easy ones.
     """
 
     name: ClassVar[str]
@@ -98,14 +98,15 @@ class Score(ABC):
     def explain(self, clusters: Clusters) -> str:
         """A short account of the photo's score, e.g. ``"bald 0.62 (max over 3 boxes)"``."""
         m = len(clusters)
-        return f"{self.name} {self.photo_score(clusters):.2f} ({self.aggregate} over {m} box{'es' if m != 1 else ''})"
+        boxes = "box" if m == 1 else "boxes"
+        return f"{self.name} {self.photo_score(clusters):.2f} ({self.aggregate} over {m} {boxes})"
 
 
 class Entropy(Score):
-    """Entropy (nats) of the committee's mean distribution per cluster: high when the members, pooled, are unsure.
+    """Entropy (nats) of the committee's mean distribution per cluster: high when the pooled members waver.
 
-    Counts both kinds of uncertainty: members that agree on a 50/50 guess score as high as members that confidently
-    contradict each other (use :class:`BALD` to tell them apart). At most ``log(C + 1)``.
+    Counts both kinds of uncertainty: members that agree on a 50/50 guess score as high as members that
+    confidently contradict each other (use :class:`BALD` to tell them apart). At most ``log(C + 1)``.
     """
 
     name = "entropy"
@@ -115,11 +116,11 @@ class Entropy(Score):
 
 
 class BALD(Score):
-    """Mutual information between the prediction and the committee member (Houlsby et al. 2011; baal's ``BALD``).
+    """Mutual information between prediction and committee member (Houlsby et al. 2011; baal's ``BALD``).
 
-    ``H(mean_k q_k) - mean_k H(q_k)``: 0 when every member gives the same distribution, however unsure, and up to
-    ``log(min(K, C + 1))`` when members confidently name different outcomes (a member that saw nothing where the
-    others saw an oven is one of them). Never above :class:`Entropy`.
+    ``H(mean_k q_k) - mean_k H(q_k)``: 0 when every member gives the same distribution, however unsure, and up
+    to ``log(min(K, C + 1))`` when members confidently name different outcomes (a member that saw nothing
+    where the others saw an oven is one of them). Never above :class:`Entropy`.
     """
 
     name = "bald"
@@ -139,9 +140,9 @@ MutualInformation = BALD
 class LeastConfidence(Score):
     """``1 - max_j mean_q[j]`` over all C + 1 outcomes, "nothing" included.
 
-    Including "nothing" means a faint box that the committee agrees is background is *not* uncertain; the score is
-    high where the pooled committee cannot settle on one class, nor on whether there is an object at all.
-    At most ``C / (C + 1)``.
+    Including "nothing" means a faint box that the committee agrees is background is *not* uncertain; the
+    score is high where the pooled committee cannot settle on one class, nor on whether there is an object at
+    all. At most ``C / (C + 1)``.
     """
 
     name = "least-confidence"
@@ -153,11 +154,12 @@ class LeastConfidence(Score):
 
 
 class BoxVariance(Score):
-    """Localisation disagreement: ``1 - mean IoU`` of the members' boxes with the cluster's consensus (mean) box.
+    """Localisation disagreement: ``1 - mean IoU`` of the members' boxes with the consensus (mean) box.
 
-    By default only present members count, so a cluster one member saw scores 0 here: whether the object is there
-    at all is :class:`BALD`'s and :class:`CountDisagreement`'s question, and keeping it out leaves this a pure
-    localisation score. ``absent_as_miss=True`` counts an absent member as IoU 0 instead. In ``[0, 1]``.
+    By default only present members count, so a cluster one member saw scores 0 here: whether the object is
+    there at all is :class:`BALD`'s and :class:`CountDisagreement`'s question, and keeping it out leaves this
+    a pure localisation score. ``absent_as_miss=True`` counts an absent member as IoU 0 instead. In
+    ``[0, 1]``.
 
     Args:
         absent_as_miss: count members without a box in the cluster as IoU 0 with the consensus.
@@ -175,14 +177,15 @@ class BoxVariance(Score):
             return np.zeros(0)
         boxes, present = clusters.boxes, clusters.present  # [m, K, 4], [m, K]
         cons = clusters.consensus_boxes[:, None, :]  # [m, 1, 4]
-        inter_w = np.clip(np.minimum(boxes[..., 2], cons[..., 2]) - np.maximum(boxes[..., 0], cons[..., 0]), 0, None)
-        inter_h = np.clip(np.minimum(boxes[..., 3], cons[..., 3]) - np.maximum(boxes[..., 1], cons[..., 1]), 0, None)
-        inter = inter_w * inter_h
-        area = np.clip(boxes[..., 2] - boxes[..., 0], 0, None) * np.clip(boxes[..., 3] - boxes[..., 1], 0, None)
-        c_area = np.clip(cons[..., 2] - cons[..., 0], 0, None) * np.clip(cons[..., 3] - cons[..., 1], 0, None)
+        lo = np.maximum(boxes[..., :2], cons[..., :2])  # [m, K, 2]
+        hi = np.minimum(boxes[..., 2:], cons[..., 2:])
+        inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)  # [m, K]
+        area = np.prod(np.clip(boxes[..., 2:] - boxes[..., :2], 0, None), axis=-1)
+        c_area = np.prod(np.clip(cons[..., 2:] - cons[..., :2], 0, None), axis=-1)
         union = area + c_area - inter
         with np.errstate(invalid="ignore", divide="ignore"):
-            iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 1.0)  # [m, K]; degenerate: agree
+            # zero-area boxes (union 0) count as agreeing
+            iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 1.0)  # [m, K]
         iou = np.where(present, np.nan_to_num(iou, nan=0.0), 0.0)
         n = clusters.members if self.absent_as_miss else present.sum(axis=1)
         return np.clip(1.0 - iou.sum(axis=1) / np.maximum(n, 1), 0.0, 1.0)
@@ -191,10 +194,10 @@ class BoxVariance(Score):
 class CountDisagreement(Score):
     """How much the members disagree on *how many* objects the photo holds: a photo-level score.
 
-    ``photo_score`` is the population variance over members of the number of boxes each reported with confidence
-    >= ``score_threshold`` (it overrides the base aggregate; 0 when all counts are equal, including a photo nobody
-    saw anything in). ``box_scores`` gives the per-cluster view for explanations and box-level use: ``1 -`` the
-    fraction of members that reported the cluster above the threshold.
+    ``photo_score`` is the population variance over members of the number of boxes each reported with
+    confidence >= ``score_threshold`` (it overrides the base aggregate; 0 when all counts are equal, including
+    a photo nobody saw anything in). ``box_scores`` gives the per-cluster view for explanations and box-level
+    use: ``1 -`` the fraction of members that reported the cluster above the threshold.
 
     Args:
         score_threshold: the confidence a box needs to count.
@@ -226,8 +229,8 @@ class CountDisagreement(Score):
 class RandomScore(Score):
     """The control: a uniform draw in ``[0, 1)`` per cluster, the same for the same ``seed`` and photo.
 
-    The photo is identified by ``clusters.key`` (give ``match_members(..., key=photo_id)``), or by a digest of its
-    arrays when it has none. Like every score, a photo with no clusters scores 0.
+    The photo is identified by ``clusters.key`` (give ``match_members(..., key=photo_id)``), or by a digest of
+    its arrays when it has none. Like every score, a photo with no clusters scores 0.
 
     Args:
         seed: the experiment's seed.
@@ -256,7 +259,7 @@ SCORES: dict[str, type[Score]] = {
 
 
 def get_score(name: str | Score, **kwargs: object) -> Score:
-    """A score by registry name (``"bald"``...) with constructor arguments; a :class:`Score` instance passes through.
+    """A score by registry name (``"bald"``...) and constructor arguments; a :class:`Score` passes through.
 
     Raises:
         ValueError: an unknown name (the message lists the known ones).

@@ -2,11 +2,13 @@
 
 * :func:`top_n`: the ``budget`` highest scores (ties by id).
 * :func:`k_center_greedy`: core-set selection (Sener & Savarese 2018), spread-out points in embedding space.
-* :func:`uncertainty_diversity`: the top ``candidates_factor * budget`` by score, then k-center among them, so a
-  batch is not ten near-copies of the same contested kitchen.
-* :func:`class_balance_weights` / :func:`class_balanced`: multiply a photo's score by the rarity of the amenities it
-  contains, so a contested dishwasher (92 labelled boxes) beats an equally contested staircase (5,981).
-* :func:`select_photos`: all of it from per-photo :class:`~roomscan.active.matching.Clusters`, with a "why" per pick.
+* :func:`uncertainty_diversity`: the top ``candidates_factor * budget`` by score, then k-center among them, so
+  a batch is not ten near-copies of the same contested kitchen.
+* :func:`class_balance_weights` / :func:`class_balanced`: multiply a photo's score by the rarity of the
+  amenities it contains, so a contested dishwasher (92 labelled boxes) beats an equally contested staircase
+  (5,981).
+* :func:`select_photos`: all of it from per-photo :class:`~roomscan.active.matching.Clusters`, a "why" per
+  pick.
 
 No selector returns an id twice. A budget larger than the pool returns the whole pool, warns
 (:class:`BudgetWarning`) and sets :attr:`Selection.short`.
@@ -153,11 +155,12 @@ def k_center_greedy(
     seed: int = 0,
     metric: Metric = "euclidean",
 ) -> np.ndarray:
-    """Core-set greedy selection (Sener & Savarese 2018): each pick is the point farthest from all chosen so far.
+    """Core-set greedy selection (Sener & Savarese 2018): each pick is the point farthest from those chosen.
 
-    The first pick, when nothing is ``already_selected``, is the highest-scored point if ``scores`` are given, else a
-    seeded random one. Ties in distance go to the higher score, then the lower index; duplicate embeddings are at
-    distance 0 and come last. ``already_selected`` points (e.g. the labelled set) cover space but are never returned.
+    The first pick, when nothing is ``already_selected``, is the highest-scored point if ``scores`` are given,
+    else a seeded random one. Ties in distance go to the higher score, then the lower index; duplicate
+    embeddings are at distance 0 and come last. ``already_selected`` points (e.g. the labelled set) cover
+    space but are never returned.
 
     Args:
         embeddings: ``[n, d]`` photo embeddings.
@@ -177,7 +180,7 @@ def k_center_greedy(
     if s is not None and len(s) != n:
         raise ValueError(f"scores has {len(s)} entries for {n} embeddings")
     taken = np.zeros(n, dtype=bool)
-    for i in already_selected or ():
+    for i in () if already_selected is None else already_selected:
         if not 0 <= int(i) < n:
             raise ValueError(f"already_selected index {i} is outside 0..{n - 1}")
         taken[int(i)] = True
@@ -238,7 +241,7 @@ def uncertainty_diversity(
             raise ValueError(f"embeddings has {len(allx)} rows for {len(ids)} scores")
         row = {i: r for r, i in enumerate(ids)}
         emb = allx[[row[i] for i in pool.ids]] if len(pool) else None
-    order = k_center_greedy(emb, n, scores=np.asarray(pool.scores)) if emb is not None else np.zeros(0, np.int64)
+    order = np.zeros(0, np.int64) if emb is None else k_center_greedy(emb, n, scores=np.asarray(pool.scores))
     reasons = why or {}
     picked = [pool.ids[i] for i in order]
     return Selection(
@@ -256,8 +259,8 @@ def class_balance_weights(counts_per_class: Mapping[str, int], *, alpha: float =
     """Rarity weight per class: ``w_c = (N / (C * max(n_c, 1))) ** alpha``.
 
     ``N`` is the total count, ``C`` the number of classes, so a class at the average frequency weighs 1, rarer
-    classes more. ``alpha=1`` is inverse frequency, ``0`` switches balancing off; the default ``0.5`` (square root,
-    as in LVIS's repeat-factor sampling) boosts without letting one rare class take the whole batch.
+    classes more. ``alpha=1`` is inverse frequency, ``0`` switches balancing off; the default ``0.5`` (square
+    root, as in LVIS's repeat-factor sampling) boosts without letting one rare class take the whole batch.
 
     Example:
         >>> w = class_balance_weights({"dishwasher": 92, "stairs": 5981})
@@ -278,8 +281,8 @@ def class_balance_weights(counts_per_class: Mapping[str, int], *, alpha: float =
 def photo_class_weight(classes: Iterable[str], weights: Mapping[str, float]) -> tuple[float, str | None]:
     """A photo's weight, the max over its classes, and the class that gave it.
 
-    A class missing from ``weights`` (never labelled) weighs as much as the rarest known class; a photo with no
-    classes weighs 1.
+    A class missing from ``weights`` (never labelled) weighs as much as the rarest known class; a photo with
+    no classes weighs 1.
     """
     rarest = max(weights.values(), default=1.0)
     best, who = 1.0, None
@@ -291,7 +294,9 @@ def photo_class_weight(classes: Iterable[str], weights: Mapping[str, float]) -> 
 
 
 def class_balanced(
-    scores: Mapping[Hashable, float], photo_classes: Mapping[Hashable, Iterable[str]], weights: Mapping[str, float]
+    scores: Mapping[Hashable, float],
+    photo_classes: Mapping[Hashable, Iterable[str]],
+    weights: Mapping[str, float],
 ) -> dict[Hashable, float]:
     """Each photo's score times :func:`photo_class_weight` of its (consensus) classes."""
     return {i: float(s) * photo_class_weight(photo_classes.get(i, ()), weights)[0] for i, s in scores.items()}
@@ -317,13 +322,14 @@ def select_photos(
         class_counts: labelled boxes per class name; when given, scores are multiplied by the rarity of the
             photo's consensus classes (:func:`class_balance_weights` with ``alpha``).
         alpha: see :func:`class_balance_weights`.
-        min_consensus: a cluster's consensus score must reach this for its class to count toward the rarity boost.
+        min_consensus: the consensus score a cluster needs for its class to count toward the rarity boost.
         embeddings: ``{photo id: vector}``; when given, :func:`uncertainty_diversity`, else :func:`top_n`.
         candidates_factor: see :func:`uncertainty_diversity`.
 
     Example:
         >>> from roomscan.active.matching import Clusters
-        >>> photos = {"p1": Clusters.from_probs([[[1.0, 0.0], [0.0, 1.0]]]), "p2": Clusters.from_probs([[[1.0, 0.0]]])}
+        >>> split = Clusters.from_probs([[[1.0, 0.0], [0.0, 1.0]]])  # two members: object vs nothing
+        >>> photos = {"p1": split, "p2": Clusters.from_probs([[[1.0, 0.0]]])}
         >>> select_photos(photos, "bald", 1).why
         ('bald 0.69 (max over 1 box)',)
     """
@@ -333,7 +339,8 @@ def select_photos(
     if class_counts is not None:
         weights = class_balance_weights(class_counts, alpha=alpha)
         for pid, c in photos.items():
-            classes = [lab for lab, s in zip(c.consensus_labels, c.consensus_score, strict=True) if s >= min_consensus]
+            confident = c.consensus_score >= min_consensus
+            classes = [lab for lab, ok in zip(c.consensus_labels, confident, strict=True) if ok]
             w, who = photo_class_weight(classes, weights)
             values[pid] *= w
             if who is not None and w > 1.0:

@@ -1,4 +1,4 @@
-"""Matching a committee's boxes into clusters: overlap, disjoint, one box per member, class-agnostic, taxonomies."""
+"""Matching a committee's boxes: overlap, disjoint, one box per member, class-agnostic, taxonomy sizes."""
 
 from __future__ import annotations
 
