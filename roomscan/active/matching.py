@@ -333,14 +333,14 @@ def match_members(
         row = np.full(k, -1, dtype=np.int64)
         row[owner[seed]] = seed
         assigned[seed] = True
-        iou = box_iou(xyxy[seed], xyxy)
-        ok = ~assigned & (iou >= iou_threshold) & (owner != owner[seed])
-        for other in np.unique(owner[ok]):
-            cand = np.flatnonzero(ok & (owner == other))
-            # best IoU; ties go to the higher confidence, then the earlier box
-            best = cand[np.lexsort((local[cand], -conf[cand], -iou[cand]))[0]]
-            row[other] = best
-            assigned[best] = True
+        open_ = np.flatnonzero(~assigned & (owner != owner[seed]))  # candidates from the other members
+        iou = box_iou(xyxy[seed], xyxy[open_])
+        hit, iou = open_[iou >= iou_threshold], iou[iou >= iou_threshold]
+        # per member the best IoU; ties go to the higher confidence, then the earlier box
+        for j in np.lexsort((local[hit], -conf[hit], -iou, owner[hit])):
+            if row[owner[hit[j]]] < 0:
+                row[owner[hit[j]]] = hit[j]
+                assigned[hit[j]] = True
         rows.append(row)
 
     m = len(rows)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -53,7 +54,11 @@ __all__ = [
 ]
 
 Aggregate = Literal["max", "mean", "sum"]
-_AGGREGATES: dict[str, object] = {"max": np.max, "mean": np.mean, "sum": np.sum}
+_AGGREGATES: dict[str, Callable[[np.ndarray], float]] = {
+    "max": lambda s: float(np.max(s)),
+    "mean": lambda s: float(np.mean(s)),
+    "sum": lambda s: float(np.sum(s)),
+}
 
 
 def entropy(p: np.ndarray) -> np.ndarray:
@@ -93,7 +98,7 @@ class Score(ABC):
         """The photo's score: ``aggregate`` of :meth:`box_scores`, 0 for a photo with no clusters."""
         if len(clusters) == 0:
             return 0.0
-        return float(_AGGREGATES[self.aggregate](self.box_scores(clusters)))  # type: ignore[operator]
+        return _AGGREGATES[self.aggregate](self.box_scores(clusters))
 
     def explain(self, clusters: Clusters) -> str:
         """A short account of the photo's score, e.g. ``"bald 0.62 (max over 3 boxes)"``."""
