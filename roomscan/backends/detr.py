@@ -15,27 +15,27 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from roomscan.backends._base import Detector, ModelInfo
+from roomscan.backends._base import Detector, ModelInfo, RawOutput
 from roomscan.backends._common import (
     DEFAULT_MAX_DETECTIONS,
-    check_images,
-    chunks,
+    TAXONOMY_FILE,
     class_thresholds,
-    finalize,
+    load_label_taxonomy,
+    probability_kind_of,
     quiet_transformers,
     resolve_device,
 )
 from roomscan.backends._hub import ResolvedModel, read_model_config, resolve_model
-from roomscan.detection.core import Detections
-from roomscan.errors import ModelUnavailableError, TaxonomyError
-from roomscan.taxonomy import Taxonomy, load_taxonomy
+from roomscan.errors import ModelUnavailableError
+from roomscan.taxonomy import Taxonomy
 
-TAXONOMY_FILE = "taxonomy.yaml"
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["TAXONOMY_FILE", "DetrDetector", "save_model_dir"]
 
@@ -68,29 +68,6 @@ def save_model_dir(
     image_processor.save_pretrained(str(out))
     taxonomy.save(out / TAXONOMY_FILE)
     return out
-
-
-def _label_map(config: dict[str, Any], trained: Taxonomy, where: Path) -> dict[int, str]:
-    """``config.id2label`` as ``{class id: slug}``, checked against the taxonomy the model was trained on."""
-    raw = config.get("id2label") or {}
-    try:
-        id2label = {int(k): str(v) for k, v in raw.items()}
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ModelUnavailableError(f"{where}/config.json: id2label is malformed ({exc})") from exc
-    names, slugs = set(id2label.values()), set(trained.slugs)
-    if names != slugs or len(id2label) != len(names):
-        problems = []
-        if names - slugs:
-            problems.append(f"labels not in {TAXONOMY_FILE}: {', '.join(sorted(names - slugs))}")
-        if slugs - names:
-            problems.append(f"amenities the model has no label for: {', '.join(sorted(slugs - names))}")
-        if len(id2label) != len(names):
-            problems.append("some labels appear twice")
-        raise ModelUnavailableError(
-            f"{where}: config.json's id2label and {TAXONOMY_FILE} disagree ({'; '.join(problems)}); write the "
-            "directory with roomscan.backends.detr.save_model_dir"
-        )
-    return id2label
 
 
 class DetrDetector(Detector):
@@ -129,26 +106,16 @@ class DetrDetector(Detector):
         resolved = resolve_model(model)
         path = resolved.path
         config = read_model_config(path)
-        if not (path / TAXONOMY_FILE).is_file():
-            raise ModelUnavailableError(
-                f"{resolved.name}: no {TAXONOMY_FILE} in the model directory; a fine-tuned detector needs the "
-                "taxonomy it was trained on (write the directory with roomscan.backends.detr.save_model_dir)"
-            )
-        try:
-            trained = load_taxonomy(path / TAXONOMY_FILE)
-        except TaxonomyError as exc:
-            raise ModelUnavailableError(f"{resolved.name}: its {TAXONOMY_FILE} is invalid: {exc}") from exc
-        id2label = _label_map(config, trained, path)
-        self.taxonomy = trained if taxonomy is None else load_taxonomy(taxonomy)
-        missing = [slug for slug in id2label.values() if slug not in self.taxonomy]
-        if missing:
-            raise TaxonomyError(
-                f"the taxonomy {self.taxonomy.source} lacks amenities the model detects: {', '.join(missing)}"
-            )
-        # Model class id -> index in self.taxonomy.
-        self._to_taxonomy = np.full(max(id2label) + 1, -1, dtype=np.int64)
-        for class_id, slug in id2label.items():
-            self._to_taxonomy[class_id] = self.taxonomy.index(slug)
+        self.taxonomy, self.class_map = load_label_taxonomy(
+            path,
+            resolved.name,
+            config,
+            taxonomy,
+            missing_hint="model directory; a fine-tuned detector needs the taxonomy it was trained on (write the "
+            "directory with roomscan.backends.detr.save_model_dir)",
+        )
+        self.probability_kind = probability_kind_of(str(config["model_type"]))
+        self.one_box_per_query = self.probability_kind == "softmax"
         self.device = resolve_device(device)
         self.thresholds = class_thresholds(self.taxonomy, score_threshold)
         self.nms_threshold = nms_threshold
@@ -167,38 +134,39 @@ class DetrDetector(Detector):
             self.backend, resolved.name, resolved.version, self.taxonomy.fingerprint(), settings
         )
 
-    def predict(self, images: Sequence[Image.Image], *, batch_size: int = 4) -> list[Detections]:
-        """Detect amenities in each image; one ``Detections`` per image, in order, boxes in image pixels."""
+    def _forward(self, batch: Sequence[Image.Image]) -> list[RawOutput]:
+        """Boxes and class probabilities per query, scored as the model family's ``post_process_object_detection``
+        scores them: softmax without the no-object column (DETR, YOLOS), else per-class sigmoids."""
         import torch
 
-        images = [im if im.mode == "RGB" else im.convert("RGB") for im in _checked(images)]
-        floor = float(self.thresholds.min())
-        results: list[Detections] = []
-        for batch in chunks(images, batch_size):
-            inputs = self.processor(images=list(batch), return_tensors="pt").to(self.device)
-            with torch.inference_mode():
-                outputs = self.model(**inputs)
-            sizes = [(im.height, im.width) for im in batch]
-            raw = self.processor.post_process_object_detection(outputs, threshold=floor, target_sizes=sizes)
-            for image, found in zip(batch, raw):
-                labels = found["labels"].cpu().numpy()
-                results.append(
-                    finalize(
-                        found["boxes"].float().cpu().numpy(),
-                        found["scores"].float().cpu().numpy(),
-                        self._to_taxonomy[labels],
-                        taxonomy=self.taxonomy,
-                        thresholds=self.thresholds,
-                        image_size=image.size,
-                        model_key=self.info.key,
-                        nms_threshold=self.nms_threshold,
-                        max_detections=self.max_detections,
-                    )
-                )
-        return results
+        inputs = self.processor(images=list(batch), return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            outputs = self.model(**inputs)
+            logits = outputs.logits.float()  # [b, q, n_model_classes (+1 no-object for softmax models)]
+            probs = logits.softmax(-1)[..., :-1] if self.probability_kind == "softmax" else logits.sigmoid()
+            cx, cy, w, h = outputs.pred_boxes.float().unbind(-1)  # normalised to the image
+            xyxy = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)  # [b, q, 4]
+        return [
+            RawOutput(box * np.array([im.width, im.height, im.width, im.height], dtype=np.float32), p)
+            for im, box, p in zip(batch, xyxy.cpu().numpy(), probs.cpu().numpy())
+        ]
+
+    def _embed(self, batch: Sequence[Image.Image]) -> np.ndarray:
+        """The encoder's last hidden state, mean-pooled over positions (and concatenated over the scales of
+        multi-scale encoders such as RT-DETR's): ``[b, d]``. Padding-based processors (DETR) pool their padding
+        too, so there an image's embedding depends a little on the other images of its batch."""
+        import torch
+
+        inputs = self.processor(images=list(batch), return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            hidden = self.model(**inputs).encoder_last_hidden_state
+            pooled = torch.cat([_pool(h) for h in (hidden if isinstance(hidden, list | tuple) else [hidden])], -1)
+        return pooled.float().cpu().numpy()
+
+    def _torch_module(self) -> Any:
+        return self.model
 
 
-def _checked(images: Sequence[Image.Image]) -> list[Image.Image]:
-    images = list(images)
-    check_images(images)
-    return images
+def _pool(hidden: torch.Tensor) -> torch.Tensor:
+    """Mean over positions: ``[b, n, d]`` (tokens) or ``[b, d, h, w]`` (feature maps) -> ``[b, d]``."""
+    return hidden.mean(dim=(2, 3)) if hidden.ndim == 4 else hidden.mean(dim=1)

@@ -4,9 +4,11 @@ An ONNX model directory is what :func:`roomscan.train.export.export_onnx` writes
 ``pixel_values [batch, 3, height, width]``, outputs ``logits [batch, queries, classes]`` and
 ``pred_boxes [batch, queries, 4]`` as normalised cx, cy, w, h), the image processor's
 ``preprocessor_config.json``, the source ``config.json`` (for ``id2label``), ``taxonomy.yaml`` and
-``roomscan_onnx.json`` (source model, input size, opset, int8). Pre- and post-processing are numpy/PIL twins of the
-RT-DETR image processor's (resize, rescale, optional normalise; sigmoid scores, top-k over queries x classes), so
-a detector here reports what :class:`~roomscan.backends.detr.DetrDetector` reports on the source checkpoint.
+``roomscan_onnx.json`` (source model and its ``model_type``, input size, opset, int8). Pre-processing is a numpy/PIL
+twin of the RT-DETR image processor's (resize, rescale, optional normalise); scores follow the source model's
+family as in :class:`~roomscan.backends.detr.DetrDetector` (``model_type`` in the metadata picks softmax or sigmoid,
+and the base class picks boxes the same way), so a detector here reports what ``DetrDetector`` reports on the
+source checkpoint.
 
 Example:
     >>> detector = get_detector("runs/rtdetr-v2/best-onnx")  # doctest: +SKIP
@@ -26,19 +28,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from roomscan.backends._base import Detector, ModelInfo
+from roomscan.backends._base import Detector, ModelInfo, RawOutput
 from roomscan.backends._common import (
     DEFAULT_MAX_DETECTIONS,
-    check_images,
-    chunks,
     class_thresholds,
-    finalize,
+    load_label_taxonomy,
+    probability_kind_of,
 )
 from roomscan.backends._hub import ResolvedModel, read_model_config, resolve_model
-from roomscan.backends.detr import TAXONOMY_FILE, _label_map
-from roomscan.detection.core import Detections
-from roomscan.errors import ModelUnavailableError, TaxonomyError
-from roomscan.taxonomy import Taxonomy, load_taxonomy
+from roomscan.errors import ModelUnavailableError
+from roomscan.taxonomy import Taxonomy
 
 ONNX_FILE = "model.onnx"
 METADATA_FILE = "roomscan_onnx.json"
@@ -51,7 +50,6 @@ __all__ = [
     "OnnxDetector",
     "OnnxMetadata",
     "Preprocessing",
-    "postprocess",
     "read_metadata",
 ]
 
@@ -200,36 +198,6 @@ class Preprocessing:
         return out
 
 
-def postprocess(
-    logits: np.ndarray, boxes: np.ndarray, sizes: Sequence[tuple[int, int]], threshold: float
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """RT-DETR/D-FINE post-processing (``post_process_object_detection`` with focal loss) in numpy.
-
-    Args:
-        logits: ``[batch, queries, classes]``.
-        boxes: ``[batch, queries, 4]`` normalised (cx, cy, w, h).
-        sizes: each image's ``(height, width)`` in pixels.
-        threshold: keep scores strictly above this.
-
-    Returns:
-        Per image ``(xyxy [n, 4] pixels, scores [n], class ids [n])``, highest score first.
-    """
-    batch, queries, classes = logits.shape
-    scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float32).reshape(batch, -1)))  # [batch, queries * classes]
-    cx, cy, w, h = np.moveaxis(boxes.astype(np.float32), -1, 0)
-    xyxy = np.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=-1)  # [batch, queries, 4]
-    results = []
-    for b, (height, width) in enumerate(sizes):
-        # Top `queries` of the flattened queries x classes scores, as torch.topk picks them.
-        top = np.argsort(-scores[b], kind="stable")[:queries]
-        top_scores = scores[b, top]
-        keep = top_scores > threshold
-        top, top_scores = top[keep], top_scores[keep]
-        scale = np.array([width, height, width, height], dtype=np.float32)
-        results.append((xyxy[b, top // classes] * scale, top_scores, top % classes))
-    return results
-
-
 def _session(path: Path, device: str, intra_op_threads: int | None) -> tuple[Any, list[str]]:
     """An ONNX Runtime session on ``device`` (``cuda`` uses the CUDA provider, falling back to CPU)."""
     try:
@@ -309,25 +277,15 @@ class OnnxDetector(Detector):
         if not (path / ONNX_FILE).is_file():
             raise ModelUnavailableError(f"{resolved.name}: no {ONNX_FILE} in the model directory")
         self.metadata = read_metadata(path)
-        if not (path / TAXONOMY_FILE).is_file():
-            raise ModelUnavailableError(
-                f"{resolved.name}: no {TAXONOMY_FILE} in the ONNX model directory; re-export it with "
-                "`roomscan export MODEL_DIR --onnx`"
-            )
-        try:
-            trained = load_taxonomy(path / TAXONOMY_FILE)
-        except TaxonomyError as exc:
-            raise ModelUnavailableError(f"{resolved.name}: its {TAXONOMY_FILE} is invalid: {exc}") from exc
-        id2label = _label_map(read_model_config(path), trained, path)
-        self.taxonomy = trained if taxonomy is None else load_taxonomy(taxonomy)
-        missing = [slug for slug in id2label.values() if slug not in self.taxonomy]
-        if missing:
-            raise TaxonomyError(
-                f"the taxonomy {self.taxonomy.source} lacks amenities the model detects: {', '.join(missing)}"
-            )
-        self._to_taxonomy = np.full(max(id2label) + 1, -1, dtype=np.int64)
-        for class_id, slug in id2label.items():
-            self._to_taxonomy[class_id] = self.taxonomy.index(slug)
+        self.taxonomy, self.class_map = load_label_taxonomy(
+            path,
+            resolved.name,
+            read_model_config(path),
+            taxonomy,
+            missing_hint="ONNX model directory; re-export it with `roomscan export MODEL_DIR --onnx`",
+        )
+        self.probability_kind = probability_kind_of(self.metadata.model_type)
+        self.one_box_per_query = self.probability_kind == "softmax"
         size = None
         if image_size is not None:
             size = (int(image_size), int(image_size))
@@ -353,28 +311,31 @@ class OnnxDetector(Detector):
         logits, boxes = self.session.run(["logits", "pred_boxes"], {"pixel_values": pixel_values})
         return logits, boxes
 
-    def predict(self, images: Sequence[Image.Image], *, batch_size: int = 4) -> list[Detections]:
-        """Detect amenities in each image; one ``Detections`` per image, in order, boxes in image pixels."""
-        images = list(images)
-        check_images(images)
-        images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
-        floor = float(self.thresholds.min())
-        results: list[Detections] = []
-        for batch in chunks(images, batch_size):
-            logits, boxes = self.forward(self.preprocess(batch))
-            sizes = [(im.height, im.width) for im in batch]
-            for image, (xyxy, scores, labels) in zip(batch, postprocess(logits, boxes, sizes, floor)):
-                results.append(
-                    finalize(
-                        xyxy,
-                        scores,
-                        self._to_taxonomy[labels],
-                        taxonomy=self.taxonomy,
-                        thresholds=self.thresholds,
-                        image_size=image.size,
-                        model_key=self.info.key,
-                        nms_threshold=self.nms_threshold,
-                        max_detections=self.max_detections,
-                    )
-                )
-        return results
+    def _forward(self, batch: Sequence[Image.Image]) -> list[RawOutput]:
+        """Boxes in pixels and class probabilities per query: per-class sigmoids, or for softmax models (DETR)
+        the softmax without its no-object column."""
+        logits, boxes = self.forward(self.preprocess(batch))
+        logits = logits.astype(np.float32)  # [b, q, n_model_classes (+1)]
+        if self.probability_kind == "softmax":
+            exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            probs = (exp / exp.sum(axis=-1, keepdims=True))[..., :-1]
+        else:
+            probs = 1.0 / (1.0 + np.exp(-logits))
+        cx, cy, w, h = np.moveaxis(boxes.astype(np.float32), -1, 0)
+        xyxy = np.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=-1)  # [b, q, 4] normalised
+        return [
+            RawOutput(box * np.array([im.width, im.height, im.width, im.height], dtype=np.float32), p)
+            for im, box, p in zip(batch, xyxy, probs)
+        ]
+
+    def _embed(self, batch: Sequence[Image.Image]) -> np.ndarray:
+        raise NotImplementedError(
+            "the onnx backend has no image embedding: an export's graph outputs only logits and pred_boxes; "
+            "embed with the source PyTorch model directory (the detr backend) instead"
+        )
+
+    def _torch_module(self) -> Any:
+        raise NotImplementedError(
+            "dropout sampling needs the PyTorch model: an ONNX export is frozen in inference mode; use the source "
+            "model directory (the detr backend) for MC dropout"
+        )

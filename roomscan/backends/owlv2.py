@@ -19,18 +19,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from roomscan.backends._base import Detector, ModelInfo
+from roomscan.backends._base import Detector, ModelInfo, RawOutput
 from roomscan.backends._common import (
     DEFAULT_MAX_DETECTIONS,
-    check_images,
-    chunks,
     class_thresholds,
-    finalize,
     quiet_transformers,
     resolve_device,
 )
 from roomscan.backends._hub import DEFAULT_MODEL, ResolvedModel, resolve_model
-from roomscan.detection.core import Detections
 from roomscan.errors import ModelUnavailableError
 from roomscan.taxonomy import Taxonomy, load_taxonomy
 
@@ -62,6 +58,8 @@ class Owlv2Detector(Detector):
     """
 
     backend = "owlv2"
+    probability_kind = "sigmoid"
+    one_box_per_query = True  # a patch is one box, scored with its best amenity
 
     def __init__(
         self,
@@ -79,6 +77,7 @@ class Owlv2Detector(Detector):
 
         resolved = resolve_model(model)
         self.taxonomy = load_taxonomy(taxonomy)
+        self.class_map = np.arange(len(self.taxonomy))  # the model's classes are the taxonomy's amenities
         self.device = resolve_device(device)
         self.thresholds = class_thresholds(self.taxonomy, score_threshold)
         self.nms_threshold = nms_threshold
@@ -173,42 +172,41 @@ class Owlv2Detector(Detector):
         boxes = self.model.box_predictor(image_feats, feature_map, interpolate_pos_encoding=self._interpolate)
         return logits, boxes
 
-    def predict(self, images: Sequence[Image.Image], *, batch_size: int = 4) -> list[Detections]:
-        """Detect amenities in each image; one ``Detections`` per image, in order, boxes in image pixels.
-
-        Args:
-            images: RGB PIL images of any size.
-            batch_size: images per forward pass.
-        """
+    def _forward(self, batch: Sequence[Image.Image]) -> list[RawOutput]:
+        """Per patch: its box in image pixels and each amenity's probability, the sigmoid of its best prompt."""
         import torch
 
-        images = list(images)
-        check_images(images)
-        results: list[Detections] = []
-        for batch in chunks(images, batch_size):
-            with torch.inference_mode():
-                logits, boxes = self.raw_outputs(self.preprocess(batch))
-                pad = torch.full_like(logits[..., :1], float("-inf"))
-                padded = torch.cat([logits, pad], dim=-1)  # [b, n_patches, n_prompts + 1]
-                class_logits = padded[..., self._prompt_index].amax(dim=-1)  # [b, n_patches, n_classes]
-                scores, class_ids = class_logits.sigmoid().max(dim=-1)  # [b, n_patches]
-                cx, cy, bw, bh = boxes.unbind(-1)
-                xyxy = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1)
-            for image, s, c, bx in zip(
-                batch, scores.cpu().numpy(), class_ids.cpu().numpy(), xyxy.cpu().numpy()
-            ):
-                # Boxes are relative to the padded square, whose side is the image's long side.
-                results.append(
-                    finalize(
-                        bx * max(image.size),
-                        s,
-                        c,
-                        taxonomy=self.taxonomy,
-                        thresholds=self.thresholds,
-                        image_size=image.size,
-                        model_key=self.info.key,
-                        nms_threshold=self.nms_threshold,
-                        max_detections=self.max_detections,
-                    )
-                )
-        return results
+        with torch.inference_mode():
+            logits, boxes = self.raw_outputs(self.preprocess(batch))
+            pad = torch.full_like(logits[..., :1], float("-inf"))
+            padded = torch.cat([logits, pad], dim=-1)  # [b, n_patches, n_prompts + 1]
+            probs = padded[..., self._prompt_index].amax(dim=-1).sigmoid()  # [b, n_patches, n_classes]
+            cx, cy, bw, bh = boxes.unbind(-1)
+            xyxy = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1)
+        # Boxes are relative to the padded square, whose side is the image's long side.
+        return [
+            RawOutput(bx * max(image.size), p)
+            for image, bx, p in zip(batch, xyxy.cpu().numpy(), probs.cpu().numpy())
+        ]
+
+    def _embed(self, batch: Sequence[Image.Image]) -> np.ndarray:
+        """The vision tower's feature map ``[b, h, w, d]``, mean-pooled over the patches that cover the photo
+        (not the padding that squares it): ``[b, d]``."""
+        import torch
+
+        patch = int(self.model.config.vision_config.patch_size)
+        with torch.inference_mode():
+            feature_map, _ = self.model.image_embedder(
+                pixel_values=self.preprocess(batch), interpolate_pos_encoding=self._interpolate
+            )
+        grid = feature_map.float().cpu().numpy()
+        out = np.empty((len(batch), grid.shape[-1]), dtype=np.float32)
+        for i, image in enumerate(batch):
+            scale = self.image_size / max(image.size)
+            rows = max(1, min(grid.shape[1], -(-round(image.height * scale) // patch)))
+            cols = max(1, min(grid.shape[2], -(-round(image.width * scale) // patch)))
+            out[i] = grid[i, :rows, :cols].mean(axis=(0, 1))
+        return out
+
+    def _torch_module(self) -> Any:
+        return self.model

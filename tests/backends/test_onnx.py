@@ -14,7 +14,7 @@ from _models import make_image
 
 from roomscan.backends import get_detector
 from roomscan.backends.detr import DetrDetector
-from roomscan.backends.onnx import METADATA_FILE, ONNX_FILE, OnnxDetector, postprocess
+from roomscan.backends.onnx import METADATA_FILE, ONNX_FILE, OnnxDetector
 from roomscan.errors import ModelUnavailableError
 
 pytest.importorskip("onnxruntime")
@@ -64,23 +64,6 @@ def test_raw_outputs_match_pytorch_on_a_batch(pair):
     assert np.abs(logits - expected.logits.numpy()).max() <= 1e-3
     assert np.abs(boxes - expected.pred_boxes.numpy()).max() <= 1e-3
     assert np.ptp(logits) > 0.5  # outputs vary with the input, so the comparison means something
-
-
-def test_postprocessing_equals_the_image_processor(pair):
-    import torch
-    from transformers.models.rt_detr.modeling_rt_detr import RTDetrObjectDetectionOutput
-
-    _, torch_ = pair
-    rng = np.random.default_rng(0)
-    logits = rng.normal(0, 2, (3, 10, 3)).astype(np.float32)
-    boxes = rng.uniform(0.05, 0.95, (3, 10, 4)).astype(np.float32)
-    sizes = [(64, 96), (96, 64), (5, 300)]
-    outputs = RTDetrObjectDetectionOutput(logits=torch.from_numpy(logits), pred_boxes=torch.from_numpy(boxes))
-    expected = torch_.processor.post_process_object_detection(outputs, threshold=0.3, target_sizes=sizes)
-    for (xyxy, scores, labels), want in zip(postprocess(logits, boxes, sizes, 0.3), expected):
-        np.testing.assert_allclose(scores, want["scores"].numpy(), atol=1e-6)
-        np.testing.assert_array_equal(labels, want["labels"].numpy())
-        np.testing.assert_allclose(xyxy, want["boxes"].numpy(), atol=1e-3)
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 5])
