@@ -6,9 +6,10 @@ downloaded checkpoints. No network access: the CLIP tokenizer is built from a sy
 
 Usage::
 
-    from _models import build_tiny_owlv2, build_tiny_rtdetr, tiny_taxonomy
+    from _models import build_tiny_detr, build_tiny_owlv2, build_tiny_rtdetr, tiny_taxonomy
     owl_dir = build_tiny_owlv2(tmp_path / "owl")
-    detr_dir = build_tiny_rtdetr(tmp_path / "detr", tiny_taxonomy())
+    detr_dir = build_tiny_rtdetr(tmp_path / "detr", tiny_taxonomy())  # sigmoid (focal-loss) scores
+    softmax_dir = build_tiny_detr(tmp_path / "softmax")  # the original DETR: softmax with a no-object class
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from roomscan.taxonomy import Amenity, Taxonomy, default_taxonomy
 __all__ = [
     "build_clip_tokenizer",
     "build_owlv2_model",
+    "build_tiny_detr",
     "build_tiny_owlv2",
     "build_tiny_rtdetr",
     "make_image",
@@ -212,13 +214,20 @@ def build_tiny_owlv2(path: str | Path, *, image_size: int = 64, patch_size: int 
 
 
 def build_tiny_rtdetr(
-    path: str | Path, taxonomy: Taxonomy | None = None, *, image_size: int = 64, seed: int = 0
+    path: str | Path,
+    taxonomy: Taxonomy | None = None,
+    *,
+    image_size: int = 64,
+    seed: int = 0,
+    dropout: float = 0.0,
 ) -> Path:
     """Save a tiny fine-tuned-style RT-DETRv2 directory (weights, configs, ``taxonomy.yaml``) to ``path``.
 
     The model has one label per amenity of ``taxonomy`` (default :func:`tiny_taxonomy`), a 4-stage ResNet
     backbone of widths 8-32, ``d_model`` 32 and 10 queries, and is written with
-    :func:`roomscan.backends.detr.save_model_dir`, the same helper training uses.
+    :func:`roomscan.backends.detr.save_model_dir`, the same helper training uses. ``dropout`` sets the config's
+    ``dropout``, ``attention_dropout`` and ``activation_dropout`` (for MC-dropout tests; 0 like the released
+    checkpoints' inference).
     """
     import torch
     from transformers import RTDetrImageProcessor, RTDetrV2Config, RTDetrV2ForObjectDetection
@@ -254,11 +263,56 @@ def build_tiny_rtdetr(
         num_labels=len(taxonomy),
         anchor_image_size=None,
         use_pretrained_backbone=False,
+        dropout=dropout,
+        attention_dropout=dropout,
+        activation_dropout=dropout,
     )
     torch.manual_seed(seed)
     model = RTDetrV2ForObjectDetection(config).eval()
     reinit_weights(model, std=0.3, seed=seed)
     processor = RTDetrImageProcessor(size={"height": image_size, "width": image_size})
+    return save_model_dir(model, processor, taxonomy, path)
+
+
+def build_tiny_detr(path: str | Path, taxonomy: Taxonomy | None = None, *, seed: int = 0) -> Path:
+    """Save a tiny fine-tuned-style DETR directory (the original DETR: softmax scores with a no-object class).
+
+    A 4-stage ResNet backbone of widths 8-32 (transformers' own, not timm's), ``d_model`` 32, one encoder and one
+    decoder layer, 10 queries, and ``DetrImageProcessor`` resizing the shortest edge to 64 (longest at most 96);
+    written with :func:`roomscan.backends.detr.save_model_dir`.
+    """
+    import torch
+    from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor
+
+    from roomscan.backends.detr import save_model_dir
+
+    taxonomy = taxonomy or tiny_taxonomy()
+    backbone = {
+        "model_type": "resnet",
+        "embedding_size": 8,
+        "hidden_sizes": [8, 16, 24, 32],
+        "depths": [1, 1, 1, 1],
+        "layer_type": "basic",
+        "out_features": ["stage4"],
+    }
+    config = DetrConfig(
+        use_timm_backbone=False,
+        backbone_config=backbone,
+        use_pretrained_backbone=False,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_queries=10,
+        num_labels=len(taxonomy),
+    )
+    torch.manual_seed(seed)
+    model = DetrForObjectDetection(config).eval()
+    reinit_weights(model, std=0.3, seed=seed)
+    processor = DetrImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
     return save_model_dir(model, processor, taxonomy, path)
 
 

@@ -199,8 +199,8 @@ class Detector(ABC):
         switched = dropout_modules(self._torch_module())
         if not switched:
             raise ValueError(
-                f"{self.info.name} has no dropout with p > 0, so dropout sampling would give the same output every "
-                "time: train (fine-tune) it with dropout > 0 (e.g. config.dropout=0.1) to use MC dropout"
+                f"{self.info.name} has no dropout with p > 0, so dropout sampling would give the same output "
+                "every time: train (fine-tune) it with dropout > 0 (e.g. config.dropout=0.1) to use MC dropout"
             )
         before = [m.training for m in switched]
         try:

@@ -205,7 +205,9 @@ def load_label_taxonomy(
     chosen = trained if taxonomy is None else load_taxonomy(taxonomy)
     missing = [slug for slug in id2label.values() if slug not in chosen]
     if missing:
-        raise TaxonomyError(f"the taxonomy {chosen.source} lacks amenities the model detects: {', '.join(missing)}")
+        raise TaxonomyError(
+            f"the taxonomy {chosen.source} lacks amenities the model detects: {', '.join(missing)}"
+        )
     class_map = np.full(max(id2label) + 1, -1, dtype=np.int64)
     for class_id, slug in id2label.items():
         class_map[class_id] = chosen.index(slug)

@@ -7,6 +7,12 @@ annotators. roomscan's conventions on top of it:
 
 * ``data["class_name"]`` holds the amenity slug of each detection (supervision's own key, read by its
   ``LabelAnnotator``); ``labels_of(dets)`` returns it.
+* ``data["class_probs"]``, set by every detector backend: float32 ``[n, C]`` with ``C = len(detector.taxonomy)``,
+  each box's probability for every amenity, in taxonomy order (0 for amenities the model does not know). A box's
+  ``confidence`` equals ``class_probs[i, class_id[i]]``. How a row reads depends on ``detector.probability_kind``:
+  for ``"softmax"`` models (the original DETR) the classes exclude each other and a row sums to at most 1, the rest
+  being "no object"; for ``"sigmoid"`` models (OWLv2, RT-DETR, D-FINE, Deformable DETR...) each entry is an
+  independent probability in ``[0, 1]``. Indexing and ``with_nms`` keep the rows aligned with their boxes.
 * ``metadata`` carries ``image_size`` ``(width, height)`` and ``model`` (the backend's model key) when known.
 
 Example:
@@ -25,8 +31,17 @@ import numpy as np
 from supervision import Detections
 
 LABEL_KEY = "class_name"
+PROBS_KEY = "class_probs"
 
-__all__ = ["LABEL_KEY", "Detections", "detections_from_records", "detections_to_records", "labels_of", "make_detections"]
+__all__ = [
+    "LABEL_KEY",
+    "PROBS_KEY",
+    "Detections",
+    "detections_from_records",
+    "detections_to_records",
+    "labels_of",
+    "make_detections",
+]
 
 
 def make_detections(

@@ -131,3 +131,17 @@ class TestDetectorContract:
     def test_factory_passes_instances_through(self, build, backend):
         detector = build(backend)
         assert get_detector(detector) is detector
+
+    def test_class_probs_give_every_amenity_a_probability(self, build, backend):
+        detector = build(backend, score_threshold=0.0)
+        assert detector.probability_kind in ("softmax", "sigmoid")
+        for dets in detector.predict([make_image(seed=6), make_image((40, 70), seed=7)]):
+            probs = dets.data["class_probs"]
+            assert probs.dtype == np.float32 and probs.shape == (len(dets), len(detector.taxonomy))
+            assert len(dets) > 0 and np.all((probs >= 0) & (probs <= 1))
+            np.testing.assert_array_equal(dets.confidence, probs[np.arange(len(dets)), dets.class_id])
+            if detector.probability_kind == "softmax":
+                assert np.all(probs.sum(axis=1) <= 1 + 1e-5)
+            kept = dets[dets.confidence >= np.median(dets.confidence)]
+            kept_probs = kept.data["class_probs"]
+            np.testing.assert_array_equal(kept.confidence, kept_probs[np.arange(len(kept)), kept.class_id])

@@ -160,3 +160,19 @@ def test_serving_an_export_imports_neither_torch_nor_transformers(onnx_dir):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.strip() == ""
+
+
+def test_class_probs_and_probability_kind_match_the_pytorch_backend(pair):
+    onnx, torch_ = pair
+    assert onnx.probability_kind == torch_.probability_kind == "sigmoid"
+    for a, b in zip(onnx.predict(photos()), torch_.predict(photos()), strict=True):
+        assert a.data["class_probs"].shape == b.data["class_probs"].shape == (len(a), 3)
+        assert np.abs(a.data["class_probs"] - b.data["class_probs"]).max() <= 1e-3
+
+
+def test_uncertainty_hooks_explain_what_onnx_cannot_do(pair):
+    onnx, _ = pair
+    with pytest.raises(NotImplementedError, match="no image embedding.*detr backend"):
+        onnx.embed([make_image()])
+    with pytest.raises(NotImplementedError, match="PyTorch model"), onnx.dropout_sampling():
+        pass

@@ -170,3 +170,48 @@ def test_default_model_key_has_no_settings_suffix(tiny_owlv2_dir):
     assert Owlv2Detector(tiny_owlv2_dir, taxonomy=ONE_PROMPT, device="cpu", image_size=32).info.key.endswith(
         "/size=32"
     )
+
+
+def test_class_probs_are_each_amenitys_best_prompt_for_the_box(tiny_owlv2_dir):
+    taxonomy = tiny_taxonomy()
+    detector = Owlv2Detector(
+        tiny_owlv2_dir,
+        taxonomy=taxonomy,
+        device="cpu",
+        score_threshold=0.0,
+        nms_threshold=None,
+        max_detections=10_000,
+    )
+    assert (detector.probability_kind, detector.one_box_per_query) == ("sigmoid", True)
+    image = make_image((64, 64), seed=3)
+    with torch.inference_mode():
+        logits, _ = detector.raw_outputs(detector.preprocess([image]))
+    probs = logits[0].sigmoid().numpy()
+    per_class = np.stack([probs[:, 0:2].max(1), probs[:, 2], probs[:, 3:6].max(1)], axis=1)  # [n_patches, 3]
+    dets = detector.predict_one(image)
+    got = dets.data["class_probs"]
+    assert got.shape == (len(dets), 3) == per_class.shape
+    # Every patch's row appears once (the order follows the scores).
+    np.testing.assert_allclose(got[np.lexsort(got.T[::-1])], per_class[np.lexsort(per_class.T[::-1])], atol=1e-6)
+    np.testing.assert_array_equal(dets.confidence, got.max(axis=1))
+
+
+def test_embed_pools_the_photos_patches(tiny_owlv2_dir):
+    detector = Owlv2Detector(tiny_owlv2_dir, taxonomy=ONE_PROMPT, device="cpu")
+    images = [make_image((90, 60), seed=1), make_image((40, 70), seed=2).convert("RGBA"), make_image(seed=3)]
+    vectors = detector.embed(images, batch_size=2)
+    assert vectors.dtype == np.float32 and vectors.shape == (3, detector.model.config.vision_config.hidden_size)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(detector.embed(images, batch_size=1), vectors, atol=1e-5)  # batch-independent
+    assert not np.allclose(vectors[0], vectors[1])
+    # Only the patches that cover the photo count: the 90x60 photo fills 64x43 pixels, rows 0-5 of the 8x8 grid.
+    with torch.inference_mode():
+        grid, _ = detector.model.image_embedder(pixel_values=detector.preprocess(images[:1]))
+    manual = grid[0, :6, :8].mean(dim=(0, 1)).numpy()
+    np.testing.assert_allclose(vectors[0], manual / np.linalg.norm(manual), atol=1e-5)
+
+
+def test_dropout_sampling_needs_a_model_with_dropout(tiny_owlv2_dir):
+    detector = Owlv2Detector(tiny_owlv2_dir, taxonomy=ONE_PROMPT, device="cpu")
+    with pytest.raises(ValueError, match="no dropout with p > 0"), detector.dropout_sampling():
+        pass
