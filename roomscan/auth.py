@@ -2,7 +2,9 @@
 all call :func:`authenticate` and :func:`require_change`).
 
 - An account (``users``) is an ``admin`` (changes anything, manages accounts, reads the audit log) or a ``host``
-  (creates listings it owns and changes only those). Reads stay public.
+  (creates listings it owns and changes only those). Reads are public, except of an unpublished listing: only
+  its owner and admins see it (and its photos); everyone else gets "does not exist", as for a listing that does
+  not, and a write to it from another host is refused the same way (404, not 403), so nothing leaks.
 - An API key is ``rsk_`` + 43 random URL-safe characters (256 bits), shown once when created. The catalog keeps
   only its ``prefix`` (the first 12 characters, to find the row and to name the key in lists and the audit log) and
   an HMAC-SHA-256 of the whole key; a presented key is checked in constant time. A random 256-bit secret needs no
@@ -26,7 +28,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,6 +42,7 @@ __all__ = [
     "Principal",
     "Role",
     "authenticate",
+    "can_see",
     "check_photo_quota",
     "create_key",
     "create_user",
@@ -47,9 +50,13 @@ __all__ = [
     "hash_key",
     "key_prefix",
     "list_users",
+    "photo_is_public",
     "require_admin",
     "require_change",
+    "require_see",
+    "require_see_photo",
     "revoke_key",
+    "visible_listings",
 ]
 
 KEY_PREFIX = "rsk_"
@@ -193,9 +200,57 @@ def can_change(principal: Principal, listing: Listing) -> bool:
     return principal.is_admin or listing.owner_id == principal.user_id
 
 
+def can_see(principal: Principal | None, listing: Listing) -> bool:
+    """Everyone sees a published listing; an unpublished one only its owner and admins (``None``: anonymous)."""
+    return listing.published or (principal is not None and can_change(principal, listing))
+
+
+def require_see(principal: Principal | None, listing: Listing) -> None:
+    """Raise ``NotFoundError`` (worded as for a missing listing) unless ``principal`` may see ``listing``."""
+    if not can_see(principal, listing):
+        raise NotFoundError(store.missing_listing(listing.id))
+
+
+def visible_listings(principal: Principal | None) -> ColumnElement[bool] | None:
+    """A filter on ``listings`` keeping what ``principal`` may see (``None``: no filter, for admins)."""
+    if principal is not None and principal.is_admin:
+        return None
+    if principal is None:
+        return Listing.published.is_(True)
+    return or_(Listing.published.is_(True), Listing.owner_id == principal.user_id)
+
+
+def require_see_photo(session: Session, principal: Principal | None, photo_id: int) -> None:
+    """Raise ``NotFoundError`` (worded as for a missing photo) when every listing showing the photo is hidden
+    from ``principal``. A photo on at least one listing it may see is visible."""
+    if principal is not None and principal.is_admin:
+        return
+    on = select(ListingPhoto.listing_id).where(ListingPhoto.photo_id == photo_id)
+    if session.scalar(select(on.exists())) and not session.scalar(
+        select(ListingPhoto.listing_id)
+        .join(Listing, Listing.id == ListingPhoto.listing_id)
+        .where(ListingPhoto.photo_id == photo_id, visible_listings(principal))  # type: ignore[arg-type]
+        .limit(1)
+    ):
+        raise NotFoundError(store.missing_photo(photo_id))
+
+
+def photo_is_public(session: Session, photo_id: int) -> bool:
+    """Whether anyone may see the photo (it is on a published listing, or on none): caches may keep it."""
+    on = select(ListingPhoto.listing_id).where(ListingPhoto.photo_id == photo_id)
+    if not session.scalar(select(on.exists())):
+        return True
+    return session.scalar(
+        select(ListingPhoto.listing_id).join(Listing, Listing.id == ListingPhoto.listing_id)
+        .where(ListingPhoto.photo_id == photo_id, Listing.published.is_(True)).limit(1)
+    ) is not None
+
+
 def require_change(principal: Principal, listing: Listing) -> None:
     """Raise ``PermissionDeniedError`` unless ``principal`` may change ``listing`` (its title, claims, photos,
-    decisions, or delete it)."""
+    decisions, or delete it); ``NotFoundError`` instead when the listing is also hidden from them (unpublished),
+    so a refusal does not reveal that it exists."""
+    require_see(principal, listing)
     if not can_change(principal, listing):
         raise PermissionDeniedError(f"listing {listing.id} belongs to another host: {principal.name} may change only "
                                     "their own listings")

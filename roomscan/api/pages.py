@@ -23,11 +23,13 @@ from roomscan.api.sessions import (
     end_session,
     page_can_change,
     page_principal,
+    page_viewer,
     secure_cookies,
     signed_in,
     start_session,
 )
 from roomscan.api.web import query_url, redirect, render
+from roomscan.auth import Principal, require_see, visible_listings
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing
 from roomscan.catalog.search import SearchQuery, search_listings
@@ -42,7 +44,24 @@ DECISIONS: dict[str, Decision | None] = {**{d.value: d for d in Decision}, "clea
 
 @router.get("/", response_class=HTMLResponse)
 def index(request: Request, session: SessionDep) -> HTMLResponse:
-    return render(request, "index.html", listings=store.list_listings(session, limit=50))
+    return render(request, "index.html", listings=_visible_listings(request, session))
+
+
+def _visible_listings(request: Request, session: Session) -> list[Listing]:
+    """The newest 50 listings the reader may see (published ones; their own unpublished ones too)."""
+    return store.list_listings(session, limit=50, visible=visible_listings(page_viewer(request)))
+
+
+VISIBILITY = {"published": True, "unpublished": False}
+"""The page's publish choice: a select (not a checkbox, whose absence could not be told from "leave as is")."""
+
+
+def _published(visibility: str | None) -> bool | None:
+    if visibility is None or visibility == "":
+        return None
+    if visibility not in VISIBILITY:
+        raise ValueError(f"visibility must be published or unpublished, got {visibility!r}")
+    return VISIBILITY[visibility]
 
 
 @router.post("/listings", response_class=HTMLResponse)
@@ -52,21 +71,23 @@ def create_listing_form(
     session: SessionDep,
     title: Annotated[Text, Form()] = "",
     claimed: Annotated[list[Text], Form()] = [],  # noqa: B006
+    visibility: Annotated[str | None, Form()] = None,
     api_key: Annotated[str | None, Form()] = None,
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
     try:
         principal = page_principal(request, services, form_key=api_key, csrf_token=csrf_token)
+        published = _published(visibility)
         listing = store.create_listing(
             session, title, claimed, taxonomy=services.taxonomy, model_id=services.model_id,
-            owner_id=principal.user_id,
+            owner_id=principal.user_id, published=True if published is None else published,
         )
     except (HTTPException, ValueError, TaxonomyError) as exc:  # wrong key, blank title, unknown amenity
         session.rollback()
         code, message = _failure(exc)
-        form = {"title": title, "claimed": set(claimed)}
+        form = {"title": title, "claimed": set(claimed), "visibility": visibility}
         return render(
-            request, "index.html", code, error=message, form=form, listings=store.list_listings(session)
+            request, "index.html", code, error=message, form=form, listings=_visible_listings(request, session)
         )
     session.commit()
     return redirect(f"/listings/{listing.id}", text=f"Listing “{listing.title}” created.")
@@ -139,7 +160,7 @@ def _local(url: str) -> str:
 def listing_page(
     request: Request, listing_id: CatalogId, services: ServicesDep, session: SessionDep
 ) -> HTMLResponse:
-    return render(request, "listing.html", **listing_context(services, session, listing_id))
+    return render(request, "listing.html", **listing_context(services, session, listing_id, page_viewer(request)))
 
 
 @router.post("/listings/{listing_id}/edit", response_class=HTMLResponse)
@@ -150,6 +171,7 @@ def edit_listing_form(
     session: SessionDep,
     title: Annotated[Text, Form()] = "",
     claimed: Annotated[list[Text], Form()] = [],  # noqa: B006
+    visibility: Annotated[str | None, Form()] = None,
     api_key: Annotated[str | None, Form()] = None,
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
@@ -161,13 +183,14 @@ def edit_listing_form(
             listing,
             title=title,
             claimed=claimed,
+            published=_published(visibility),
             taxonomy=services.taxonomy,
             model_id=services.model_id,
         )
     except (HTTPException, ValueError, TaxonomyError) as exc:
         session.rollback()
         code, message = _failure(exc)
-        form = {"title": title, "claimed": set(claimed), "editing": True}
+        form = {"title": title, "claimed": set(claimed), "visibility": visibility, "editing": True}
         return listing_error(request, services, session, listing_id, code, message, form=form)
     session.commit()
     return redirect(f"/listings/{listing_id}", text="Listing saved.")
@@ -241,15 +264,25 @@ def listing_error(
     message: object,
     **context: Any,
 ) -> HTMLResponse:
-    """The listing page again, with the error and whatever the person typed (``form``), after a refused write."""
+    """The listing page again, with the error and whatever the person typed (``form``), after a refused write;
+    a listing hidden from the reader is a plain 404 instead (nothing of it is shown)."""
+    viewer = page_viewer(request)
     return render(
-        request, "listing.html", code, error=message, **context, **listing_context(services, session, listing_id)
+        request, "listing.html", code, error=message, **context,
+        **listing_context(services, session, listing_id, viewer),
     )
 
 
-def listing_context(services: Services, session: Session, listing_id: int) -> dict[str, Any]:
-    """What ``listing.html`` shows: the listing, its amenity roll-up with evidence, and processing state."""
+def listing_context(
+    services: Services, session: Session, listing_id: int, viewer: Principal | None
+) -> dict[str, Any]:
+    """What ``listing.html`` shows: the listing, its amenity roll-up with evidence, and processing state.
+
+    Raises:
+        NotFoundError: no such listing, or one hidden from ``viewer`` (unpublished and not theirs).
+    """
     listing = store.get_listing(session, listing_id)
+    require_see(viewer, listing)
     summary = store.listing_amenities(session, listing, services.model_id, services.taxonomy)
     state = store.listing_processing_state(session, listing, services.model_id)
     return {"listing": listing, "summary": summary, "state": state}

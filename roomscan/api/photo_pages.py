@@ -23,9 +23,10 @@ from roomscan.api.deps import ServicesDep, SessionDep
 from roomscan.api.pages import listing_error
 from roomscan.api.routes.photos import attach_upload, listing_released
 from roomscan.api.schemas import CatalogId
-from roomscan.api.sessions import page_can_change
+from roomscan.api.sessions import page_can_change, page_viewer
 from roomscan.api.uploads import read_uploads, safe_filename
 from roomscan.api.web import STATIC_DIR, redirect, render
+from roomscan.auth import can_see, photo_is_public, require_see_photo
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing
 from roomscan.catalog.photos import PhotoStore
@@ -193,10 +194,12 @@ def photo_view(
     amenity: str | None = None,
 ) -> HTMLResponse:
     """One photo, large, with every box and label drawn over it; ``amenity`` highlights its best box."""
+    viewer = page_viewer(request)
     photo = store.get_photo(session, photo_id)
-    owner = store.get_listing(session, listing) if listing is not None else None
-    if owner is not None and photo_id not in {lp.photo_id for lp in owner.photos}:
-        owner = None  # a stale link (the photo was removed from that listing): show the photo without it
+    require_see_photo(session, viewer, photo_id)  # 404 when it is only on listings hidden from the reader
+    owner = session.get(Listing, listing) if listing is not None else None
+    if owner is not None and (photo_id not in {lp.photo_id for lp in owner.photos} or not can_see(viewer, owner)):
+        owner = None  # a stale link (the photo was removed from that listing), or a listing hidden from the reader
     dets = store.photo_detections(session, [photo_id], services.model_id, services.taxonomy)[photo_id]
     taxonomy = services.taxonomy
     highlight = taxonomy.resolve(amenity).slug if amenity else None
@@ -245,16 +248,21 @@ def _colour(class_id: int) -> str:
 
 
 @router.get("/photos/{photo_id}/{size}.jpg", response_class=Response)
-def thumbnail(photo_id: CatalogId, size: int, services: ServicesDep, session: SessionDep) -> Response:
+def thumbnail(
+    request: Request, photo_id: CatalogId, size: int, services: ServicesDep, session: SessionDep
+) -> Response:
     """The photo upright (EXIF applied, as its boxes are), its longest side at most ``size`` px, as JPEG."""
     if size not in THUMB_SIZES:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"thumbnail sizes are {', '.join(map(str, THUMB_SIZES))}"
         )
     photo = store.get_photo(session, photo_id)
+    require_see_photo(session, page_viewer(request), photo_id)
     data = _resized(services.photos, photo.sha256, size)
     etag = f'"{photo.sha256[:32]}-{size}"'
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": _IMMUTABLE, "ETag": etag})
+    # Shared caches may keep what anyone may see; a photo only on unpublished listings stays in the browser.
+    cache = _IMMUTABLE if photo_is_public(session, photo_id) else _IMMUTABLE.replace("public", "private")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": cache, "ETag": etag})
 
 
 # A page of 50 listings asks for 50 thumbnails at once: keep recent ones (about 10-100 KB each) in memory.

@@ -58,6 +58,10 @@ class ListingCreate(BaseModel):
     claimed_amenities: list[Text] = Field(
         default_factory=list, max_length=100, description="Amenity slugs or names the host claims."
     )
+    published: bool = Field(
+        default=True,
+        description="False keeps the listing to its owner and admins: left out of search, and 404 to everyone else.",
+    )
 
 
 class ListingUpdate(BaseModel):
@@ -68,6 +72,9 @@ class ListingUpdate(BaseModel):
     title: Text | None = Field(default=None, min_length=1, max_length=200)
     claimed_amenities: list[Text] | None = Field(
         default=None, max_length=100, description="The full new set of claimed amenities (slugs, names or synonyms)."
+    )
+    published: bool | None = Field(
+        default=None, description="Publish (true) or unpublish (false): an unpublished listing leaves search at once."
     )
 
 
@@ -85,6 +92,7 @@ class ListingOut(BaseModel):
     claimed_amenities: list[str]
     photo_ids: list[CatalogId]
     created_at: str
+    published: bool = Field(description="false: seen only by its owner and admins, and not in search")
 
 
 class ListingPage(BaseModel):
@@ -226,7 +234,10 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 # What each kind of operation can answer besides success (every operation can be refused 503 under load).
 LIST = error_responses(422, 503)
-READ = error_responses(404, 422, 503)
+# Reads of listings and photos take an optional key (an unpublished listing is seen only with its owner's or an
+# admin's): a key that is sent must be valid (401), and a listing hidden from the caller is 404 like a missing one.
+LISTINGS = error_responses(401, 422, 503)
+READ = error_responses(401, 404, 422, 503)
 # Writes can be refused 429 by the per-key rate limits (roomscan.api.ratelimit).
 CREATE = error_responses(400, 401, 403, 413, 422, 429, 503)
 WRITE = error_responses(400, 401, 403, 404, 413, 422, 429, 503)

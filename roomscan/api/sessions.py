@@ -30,7 +30,7 @@ from sqlalchemy import delete, select
 from roomscan.api.deps import check_api_key
 from roomscan.auth import Principal, hash_key, require_change
 from roomscan.catalog.models import ApiKey, Listing, Role, User, WebSession
-from roomscan.errors import PermissionDeniedError
+from roomscan.errors import NotFoundError, PermissionDeniedError
 from roomscan.services import Services
 
 __all__ = [
@@ -179,6 +179,12 @@ def page_principal(
     return current.principal
 
 
+def page_viewer(request: Request) -> Principal | None:
+    """Who reads a page: the signed-in account, or ``None`` for a guest (reads need no CSRF token)."""
+    current = signed_in(request)
+    return current.principal if current is not None else None
+
+
 def page_can_change(
     request: Request,
     services: Services,
@@ -187,10 +193,13 @@ def page_can_change(
     form_key: str | None = None,
     csrf_token: str | None = None,
 ) -> Principal:
-    """:func:`page_principal`, if it may change ``listing`` (``roomscan.auth.require_change``); 403 otherwise."""
+    """:func:`page_principal`, if it may change ``listing`` (``roomscan.auth.require_change``); 403 otherwise
+    (404 when the listing is another host's unpublished one)."""
     principal = page_principal(request, services, form_key=form_key, csrf_token=csrf_token)
     try:
         require_change(principal, listing)
     except PermissionDeniedError as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+    except NotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     return principal

@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -121,6 +122,9 @@ class Listing(Base):
     owner_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id"), nullable=True, index=True
     )
+    # Unpublished listings are seen only by their owner and admins (0008): reads answer 404 to everyone else,
+    # and their searchable roll-up rows are not written, so search never finds them.
+    published: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # The stored roll-up (``listing_amenities``) may lag the listing's photos: set when a photo is attached while
     # its detection is still queued, cleared by every roll-up refresh; workers refresh stale listings.

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import ColumnElement, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -74,6 +74,7 @@ def create_listing(
     taxonomy: Taxonomy | None = None,
     model_id: int | None = None,
     owner_id: int | None = None,
+    published: bool = True,
 ) -> Listing:
     """Create a listing (not committed), owned by ``owner_id`` (a ``users`` row; the host who may change it).
 
@@ -82,6 +83,7 @@ def create_listing(
         claimed: amenities the host claims: slugs, or names/ids when ``taxonomy`` is given to resolve them.
         taxonomy, model_id: when given, the listing's searchable roll-up is written at once (claims start
             ``unverified``).
+        published: ``False`` keeps it to its owner and admins (left out of search, 404 to everyone else).
 
     Raises:
         ValueError: blank title. TaxonomyError: an unknown amenity (with ``taxonomy``).
@@ -93,7 +95,7 @@ def create_listing(
         claimed = [taxonomy.resolve(c).slug for c in claimed]
     if owner_id is None:  # made by the operator (CLI, import): the bootstrap admin owns it
         owner_id = session.scalar(select(User.id).where(User.name == BOOTSTRAP_OWNER))
-    listing = Listing(title=title[:200], owner_id=owner_id)
+    listing = Listing(title=title[:200], owner_id=owner_id, published=published)
     listing.claims = [ListingClaim(amenity=slug) for slug in sorted(set(claimed))]
     session.add(listing)
     session.flush()
@@ -110,11 +112,13 @@ def update_listing(
     *,
     title: str | None = None,
     claimed: Iterable[str] | None = None,
+    published: bool | None = None,
     taxonomy: Taxonomy,
     model_id: int | None,
 ) -> Listing:
-    """Change a listing's title and/or its claimed amenities (names, slugs or synonyms); the roll-up follows
-    (or, with no ``model_id`` yet, is left to a worker).
+    """Change a listing's title, its claimed amenities (names, slugs or synonyms) and/or whether it is
+    published; the roll-up follows (or, with no ``model_id`` yet, is left to a worker). Unpublishing takes the
+    listing out of search at once; publishing puts it back.
 
     ``None`` leaves a field as it is; ``claimed=[]`` withdraws every claim.
 
@@ -129,6 +133,8 @@ def update_listing(
         listing.title = title[:200]
     if slugs is not None:
         set_claims(session, listing, slugs)
+    if published is not None:
+        listing.published = published
     session.flush()
     _follow(session, listing, model_id, taxonomy)
     return listing
@@ -155,15 +161,29 @@ def delete_listing(session: Session, listing: Listing) -> list[str]:
     return _delete_orphan_photos(session, photo_ids)
 
 
+def missing_listing(listing_id: int) -> str:
+    """The one wording of "no such listing" (also for a listing hidden from the reader: nothing leaks)."""
+    return f"listing {listing_id} does not exist"
+
+
+def missing_photo(photo_id: int) -> str:
+    return f"photo {photo_id} does not exist"
+
+
 def get_listing(session: Session, listing_id: int) -> Listing:
     listing = session.get(Listing, listing_id)
     if listing is None:
-        raise NotFoundError(f"listing {listing_id} does not exist")
+        raise NotFoundError(missing_listing(listing_id))
     return listing
 
 
-def list_listings(session: Session, *, limit: int = 50, offset: int = 0) -> list[Listing]:
+def list_listings(
+    session: Session, *, limit: int = 50, offset: int = 0, visible: ColumnElement[bool] | None = None
+) -> list[Listing]:
+    """Newest first; ``visible`` (``roomscan.auth.visible_listings``) keeps the listings a viewer may see."""
     stmt = select(Listing).order_by(Listing.id.desc()).limit(limit).offset(offset)
+    if visible is not None:
+        stmt = stmt.where(visible)
     return list(session.scalars(stmt))
 
 
@@ -214,7 +234,7 @@ def set_claims(session: Session, listing: Listing, claimed: Iterable[str]) -> No
 def get_photo(session: Session, photo_id: int) -> Photo:
     photo = session.get(Photo, photo_id)
     if photo is None:
-        raise NotFoundError(f"photo {photo_id} does not exist")
+        raise NotFoundError(missing_photo(photo_id))
     return photo
 
 
@@ -364,7 +384,8 @@ def listing_amenities(session: Session, listing: Listing, model_id: int, taxonom
 
 
 def refresh_listing_amenities(session: Session, listing: Listing, model_id: int, taxonomy: Taxonomy) -> ListingAmenities:
-    """Recompute the searchable roll-up rows of a listing, holding the listing's row lock.
+    """Recompute the searchable roll-up rows of a listing, holding the listing's row lock. An unpublished
+    listing keeps none, so search (which reads only these rows) never finds it.
 
     The lock (``SELECT ... FOR UPDATE``; SQLite serialises writers anyway) keeps two writers refreshing the
     same listing from interleaving their deletes and inserts.
@@ -384,7 +405,7 @@ def refresh_listing_amenities(session: Session, listing: Listing, model_id: int,
             seen=a.seen,
             status=a.status,
         )
-        for a in summary.amenities
+        for a in (summary.amenities if listing.published else ())
     )
     session.flush()
     return summary

@@ -42,6 +42,9 @@ def listings_add(
     title: str = typer.Argument(..., help="Listing title.", show_default=False),
     claim: list[str] = ClaimOpt,
     owner: str | None = typer.Option(None, "--owner", help="The host account that owns it (default: the admin)."),
+    unpublished: bool = typer.Option(
+        False, "--unpublished", help="Keep it to its owner and admins: not in search, 404 to everyone else."
+    ),
     taxonomy: Path | None = TaxonomyOpt,
     db: str | None = DbOpt,
 ) -> None:
@@ -57,9 +60,10 @@ def listings_add(
     sessions = services.sessions
     with sessions() as session:
         owner_id = auth.get_user(session, owner).id if owner else None
-        listing = store.create_listing(session, title, slugs, owner_id=owner_id)
+        listing = store.create_listing(session, title, slugs, owner_id=owner_id, published=not unpublished)
         session.commit()
-        console.print(f"created listing {listing.id}: {listing.title}", highlight=False, markup=False)
+        note = " (unpublished)" if unpublished else ""
+        console.print(f"created listing {listing.id}: {listing.title}{note}", highlight=False, markup=False)
 
 
 @listings_app.command("list")
@@ -73,10 +77,11 @@ def listings_list(
 
     services = open_catalog(db)
     sessions = services.sessions
-    table = Table("id", "title", "photos", "claimed")
+    table = Table("id", "title", "photos", "claimed", "published")
     with sessions() as session:
         for listing in store.list_listings(session, limit=limit, offset=offset):
-            table.add_row(str(listing.id), escape(listing.title), str(len(listing.photos)), ", ".join(c.amenity for c in listing.claims))
+            table.add_row(str(listing.id), escape(listing.title), str(len(listing.photos)),
+                          ", ".join(c.amenity for c in listing.claims), "yes" if listing.published else "[bold]no[/]")
     console.print(table)
 
 
@@ -106,6 +111,7 @@ def listings_show(
         console.print_json(json.dumps({
             "id": listing.id,
             "title": listing.title,
+            "published": listing.published,
             "model": model.key if model else None,
             "processing": {"state": state.state, "total": state.total, "done": state.done,
                            "pending": state.pending, "failed": state.failed},
@@ -118,7 +124,8 @@ def listings_show(
             ],
         }))
         return
-    console.print(f"[bold]{escape(listing.title)}[/] (listing {listing.id}), {state.total} photos, "
+    hidden = ", [bold]unpublished[/]: not in search" if not listing.published else ""
+    console.print(f"[bold]{escape(listing.title)}[/] (listing {listing.id}{hidden}), {state.total} photos, "
                   f"model {escape(model.key) if model else 'none yet'}: {state.state}", highlight=False)
     table = Table("amenity", "status", "best score", "photos", "evidence (photo: box)")
     for a in summary.amenities:
@@ -136,14 +143,19 @@ def listings_edit(
     title: str | None = typer.Option(None, "--title", help="The new title."),
     claim: list[str] = ClaimOpt,
     no_claims: bool = typer.Option(False, "--no-claims", help="Withdraw every claim."),
+    published: bool | None = typer.Option(
+        None, "--publish/--unpublish",
+        help="Publish it, or keep it to its owner and admins (left out of search, 404 to everyone else).",
+    ),
     taxonomy: Path | None = TaxonomyOpt,
     db: str | None = DbOpt,
 ) -> None:
-    """Change a listing's title and/or its claims (--claim replaces the whole set); the amenities follow."""
+    """Change a listing's title, its claims (--claim replaces the whole set) or whether it is published; the
+    amenities follow."""
     from roomscan.catalog import store
 
-    if title is None and not claim and not no_claims:
-        raise RoomscanError("nothing to change: give --title, --claim (repeat) or --no-claims")
+    if title is None and not claim and not no_claims and published is None:
+        raise RoomscanError("nothing to change: give --title, --claim (repeat), --no-claims, --publish or --unpublish")
     if claim and no_claims:
         raise RoomscanError("--claim and --no-claims contradict each other: give one")
     tax = load_taxonomy(taxonomy)
@@ -154,12 +166,13 @@ def listings_edit(
         model = services.catalog_model(session, listing_id)
         try:
             store.update_listing(session, listing, title=title, claimed=[] if no_claims else (claim or None),
-                                 taxonomy=tax, model_id=model.id if model else None)
+                                 published=published, taxonomy=tax, model_id=model.id if model else None)
         except ValueError as exc:
             raise RoomscanError(str(exc)) from exc
         session.commit()
         claims = ", ".join(c.amenity for c in listing.claims) or "none"
-        console.print(f"listing {listing.id}: {listing.title} (claims: {claims})", highlight=False, markup=False)
+        shown = "" if listing.published else ", unpublished"
+        console.print(f"listing {listing.id}: {listing.title} (claims: {claims}{shown})", highlight=False, markup=False)
 
 
 @listings_app.command("delete")

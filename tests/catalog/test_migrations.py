@@ -112,3 +112,29 @@ def test_0006_gives_every_existing_listing_the_bootstrap_admin_and_loses_nothing
             (1, "bed"), (2, "oven")]
         assert con.execute(text("SELECT listing_id, photo_id FROM listing_photos")).all() == [(1, 1)]
     engine.dispose()
+
+
+def test_0008_keeps_every_existing_listing_published_with_its_claims_and_photos(catalog_url: str) -> None:
+    from sqlalchemy import text
+
+    engine = make_engine(catalog_url)
+    with engine.begin() as con:
+        command.upgrade(alembic_config(con), "0007")
+    with engine.begin() as con:
+        now = "2026-01-01 00:00:00+00:00"
+        con.execute(text(f"INSERT INTO listings (id, title, created_at) VALUES (1, 'one', '{now}'), (2, 'two', '{now}')"))
+        con.execute(text("INSERT INTO listing_claims (listing_id, amenity) VALUES (1, 'bed'), (2, 'oven')"))
+        con.execute(text(f"INSERT INTO photos (id, sha256, format, width, height, size_bytes, created_at) "
+                         f"VALUES (1, '{'a' * 64}', 'JPEG', 4, 4, 10, '{now}')"))
+        con.execute(text("INSERT INTO listing_photos (listing_id, photo_id, position) VALUES (1, 1, 0)"))
+    migrate(engine)
+    with engine.begin() as con:
+        assert [tuple(r) for r in con.execute(text("SELECT id, published FROM listings ORDER BY id"))] == [
+            (1, True), (2, True)]
+        assert con.execute(text("SELECT listing_id, amenity FROM listing_claims ORDER BY listing_id")).all() == [
+            (1, "bed"), (2, "oven")]
+        assert con.execute(text("SELECT listing_id, photo_id FROM listing_photos")).all() == [(1, 1)]
+        # A listing inserted without the column (an older writer) is published too.
+        con.execute(text(f"INSERT INTO listings (id, title, created_at) VALUES (3, 'three', '{now}')"))
+        assert con.execute(text("SELECT published FROM listings WHERE id = 3")).scalar_one() in (True, 1)
+    engine.dispose()

@@ -137,3 +137,19 @@ def test_detect_says_what_it_skipped_and_recurses(capsys, tmp_path, tiny_owlv2_d
     code, out, err = run(capsys, "detect", str(root), "--recursive", *args)
     assert code == 0
     assert sorted(r["image"] for r in json.loads(out)) == [str(root / "a.jpg"), str(root / "upstairs" / "b.jpg")]
+
+
+def test_unpublish_takes_a_listing_out_of_search_and_publish_puts_it_back(capsys, detected, taxonomy_file):
+    _, amenity = detected
+    slug = amenity["slug"]
+    code, out, _ = run(capsys, "listings", "edit", "1", "--unpublish", "--taxonomy", str(taxonomy_file))
+    assert code == 0 and "unpublished" in out
+    assert _hits(capsys, taxonomy_file, slug) == []
+    assert _show(capsys, taxonomy_file)["published"] is False
+    code, out, _ = run(capsys, "listings", "list")
+    assert code == 0 and "no" in out.split("Loft", 1)[1].splitlines()[0]
+    code, _, _ = run(capsys, "listings", "edit", "1", "--publish", "--taxonomy", str(taxonomy_file))
+    assert code == 0 and _hits(capsys, taxonomy_file, slug) == [1]
+    code, out, _ = run(capsys, "listings", "add", "Draft", "--unpublished")
+    assert code == 0 and "(unpublished)" in out
+    assert _show(capsys, taxonomy_file, "2")["published"] is False

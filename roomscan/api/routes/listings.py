@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
-from roomscan.api.deps import PrincipalDep, ServicesDep, SessionDep, editable_listing
+from roomscan.api.deps import PrincipalDep, ServicesDep, SessionDep, ViewerDep, editable_listing, visible_listing
 from roomscan.api.schemas import (
     CREATE,
     DELETE,
-    LIST,
+    LISTINGS,
     MAX_ID,
     READ,
     WRITE,
@@ -26,9 +26,11 @@ from roomscan.api.schemas import (
     ProcessingOut,
     Text,
 )
+from roomscan.auth import visible_listings
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing
 from roomscan.errors import TaxonomyError
+from roomscan.services import Services
 from roomscan.taxonomy import Taxonomy
 
 router = APIRouter(prefix="/listings", tags=["listings"])
@@ -41,6 +43,7 @@ def listing_out(listing: Listing) -> ListingOut:
         claimed_amenities=[c.amenity for c in listing.claims],
         photo_ids=[lp.photo_id for lp in listing.photos],
         created_at=listing.created_at.isoformat(),
+        published=listing.published,
     )
 
 
@@ -66,7 +69,7 @@ def create_listing(
     try:
         listing = store.create_listing(
             session, body.title, body.claimed_amenities, taxonomy=services.taxonomy, model_id=services.model_id,
-            owner_id=principal.user_id,
+            owner_id=principal.user_id, published=body.published,
         )
     except (ValueError, TaxonomyError) as exc:  # blank title, unknown amenity
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
@@ -74,20 +77,23 @@ def create_listing(
     return listing_out(listing)
 
 
-@router.get("", response_model=ListingPage, responses=LIST)
+@router.get("", response_model=ListingPage, responses=LISTINGS)
 def list_listings(
     session: SessionDep,
+    viewer: ViewerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> ListingPage:
-    """Newest listings first."""
-    listings = store.list_listings(session, limit=limit, offset=offset)
+    """Newest listings first: the published ones, and with a key also the caller's unpublished ones (all, for an
+    admin)."""
+    listings = store.list_listings(session, limit=limit, offset=offset, visible=visible_listings(viewer))
     return ListingPage(listings=[listing_out(x) for x in listings], limit=limit, offset=offset)
 
 
 @router.get("/{listing_id}", response_model=ListingOut, responses=READ)
-def get_listing(listing_id: CatalogId, session: SessionDep) -> ListingOut:
-    return listing_out(store.get_listing(session, listing_id))
+def get_listing(listing_id: CatalogId, session: SessionDep, viewer: ViewerDep) -> ListingOut:
+    """A listing; an unpublished one only with its owner's (or an admin's) key, else 404."""
+    return listing_out(visible_listing(viewer, session, listing_id))
 
 
 @router.patch("/{listing_id}", response_model=ListingOut, responses=WRITE)
@@ -102,6 +108,7 @@ def update_listing(
             listing,
             title=body.title,
             claimed=body.claimed_amenities,
+            published=body.published,
             taxonomy=services.taxonomy,
             model_id=services.model_id,
         )
@@ -165,13 +172,18 @@ def _decide(listing: Listing, amenity: str, decision: str | None, services, sess
         session.rollback()
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     session.commit()
-    return get_amenities(listing.id, services, session)
+    return amenities_out(listing, services, session)
 
 
 @router.get("/{listing_id}/amenities", response_model=ListingAmenitiesOut, responses=READ)
-def get_amenities(listing_id: CatalogId, services: ServicesDep, session: SessionDep) -> ListingAmenitiesOut:
+def get_amenities(
+    listing_id: CatalogId, services: ServicesDep, session: SessionDep, viewer: ViewerDep
+) -> ListingAmenitiesOut:
     """The listing's amenity checklist with photo evidence, and whether its photos are still being processed."""
-    listing = store.get_listing(session, listing_id)
+    return amenities_out(visible_listing(viewer, session, listing_id), services, session)
+
+
+def amenities_out(listing: Listing, services: Services, session: Session) -> ListingAmenitiesOut:
     summary = store.listing_amenities(session, listing, services.model_id, services.taxonomy)
     state = store.listing_processing_state(session, listing, services.model_id)
     return ListingAmenitiesOut(

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from roomscan.api.deps import PrincipalDep, ServicesDep, SessionDep, editable_listing
+from roomscan.api.deps import PrincipalDep, ServicesDep, SessionDep, ViewerDep, editable_listing
 from roomscan.api.schemas import (
     DELETE,
     READ,
@@ -23,9 +23,9 @@ from roomscan.api.schemas import (
     PhotosAccepted,
 )
 from roomscan.api.uploads import RawUpload, decode_upload, read_uploads
-from roomscan.auth import Principal, check_photo_quota
+from roomscan.auth import Principal, check_photo_quota, photo_is_public, require_see_photo
 from roomscan.catalog import store
-from roomscan.catalog.models import Listing, PhotoJob
+from roomscan.catalog.models import Listing, Photo, PhotoJob
 from roomscan.detection.core import detections_to_records
 from roomscan.detection.draw import annotate
 from roomscan.detection.image import load_image
@@ -51,6 +51,13 @@ def listing_released(session: Session, listing_id: int, principal: Principal | N
         principal, session, listing_id)
     session.commit()  # objects stay usable (expire_on_commit=False); the next query takes a connection again
     return listing
+
+
+def visible_photo(viewer: Principal | None, session: Session, photo_id: int) -> Photo:
+    """The photo, unless every listing showing it is hidden from ``viewer`` (then 404, as for a missing one)."""
+    photo = store.get_photo(session, photo_id)
+    require_see_photo(session, viewer, photo_id)
+    return photo
 
 
 def photo_quota(services: Services, session: Session, listing: Listing, adding: int) -> None:
@@ -159,9 +166,10 @@ def remove_photo(
 
 
 @router.get("/photos/{photo_id}", response_model=PhotoOut, responses=READ)
-def get_photo(photo_id: CatalogId, services: ServicesDep, session: SessionDep) -> PhotoOut:
-    """A photo's size, processing state and detections under the served model."""
-    photo = store.get_photo(session, photo_id)
+def get_photo(photo_id: CatalogId, services: ServicesDep, session: SessionDep, viewer: ViewerDep) -> PhotoOut:
+    """A photo's size, processing state and detections under the served model (404 when it is only on listings
+    hidden from the caller)."""
+    photo = visible_photo(viewer, session, photo_id)
     job = session.scalar(
         select(PhotoJob).where(PhotoJob.photo_id == photo_id, PhotoJob.model_id == services.model_id)
     )
@@ -180,13 +188,15 @@ def get_photo(photo_id: CatalogId, services: ServicesDep, session: SessionDep) -
 
 
 @router.get("/photos/{photo_id}/image", response_class=Response, responses={**_IMAGE, **READ})
-def get_photo_image(photo_id: CatalogId, services: ServicesDep, session: SessionDep) -> Response:
+def get_photo_image(photo_id: CatalogId, services: ServicesDep, session: SessionDep, viewer: ViewerDep) -> Response:
     """The photo exactly as uploaded."""
-    photo = store.get_photo(session, photo_id)
+    photo = visible_photo(viewer, session, photo_id)
+    # Shared caches may keep what anyone may see; a photo only on unpublished listings stays in the browser.
+    cache = "public" if photo_is_public(session, photo_id) else "private"
     return Response(
         services.photos.get(photo.sha256),
         media_type=_MEDIA.get(photo.format, "application/octet-stream"),
-        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+        headers={"Cache-Control": f"{cache}, max-age=31536000, immutable"},
     )
 
 
@@ -195,9 +205,9 @@ def get_photo_image(photo_id: CatalogId, services: ServicesDep, session: Session
     response_class=Response,
     responses={200: {"description": "JPEG", "content": {"image/jpeg": {}}}, **READ},
 )
-def get_annotated(photo_id: CatalogId, services: ServicesDep, session: SessionDep) -> Response:
+def get_annotated(photo_id: CatalogId, services: ServicesDep, session: SessionDep, viewer: ViewerDep) -> Response:
     """The photo (upright) with the served model's boxes and labels drawn, as JPEG."""
-    photo = store.get_photo(session, photo_id)
+    photo = visible_photo(viewer, session, photo_id)
     dets = store.photo_detections(session, [photo_id], services.model_id, services.taxonomy)[photo_id]
     image = load_image(services.photos.get(photo.sha256), name=f"photo {photo_id}").image
     drawn = annotate(image, dets, services.taxonomy)
