@@ -88,8 +88,10 @@ class Detector(ABC):
 
     Hooks for uncertainty (active learning):
 
-    * :meth:`embed` -> ``[n_images, d]`` L2-normalised float32 image embeddings from the detector's own backbone
-      (backends implement ``_embed``; ONNX raises ``NotImplementedError``).
+    * :meth:`embed` -> ``[n_images, d]`` L2-normalised float32 image embeddings from the detector's own backbone,
+      for diversity sampling. Backends implement ``_embed``: OWLv2 mean-pools the vision tower's feature map over
+      the patches that cover the photo; the DETR family mean-pools the encoder's last hidden state (scales
+      concatenated for multi-scale encoders); ONNX raises ``NotImplementedError`` (its graph exposes no features).
     * :meth:`dropout_sampling`, a context manager in which only the dropout of the torch model is active, so
       repeated :meth:`predict` calls are Monte-Carlo dropout samples; ``ValueError`` when the model has no dropout
       with ``p > 0``. Backends expose their ``torch.nn.Module`` through ``_torch_module``.
