@@ -83,6 +83,9 @@ class Settings:
             ``ROOMSCAN_WRITE_RATE`` (default ``120/minute``).
         upload_rate: uploads (photos, receipts) one key may make, counted apart from the other writes.
             ``ROOMSCAN_UPLOAD_RATE`` (default ``30/minute``).
+        rate_limit_storage: where the counts live, as a ``limits`` storage URI: ``memory://`` (default: each
+            server process counts on its own) or ``redis://host:6379`` (every process and machine shares them;
+            needs ``pip install redis``). ``ROOMSCAN_RATE_LIMIT_STORAGE``.
         host_photo_quota: photos a host may have attached across their listings; an upload beyond it is refused
             whole (403). Listings an admin owns have none. ``ROOMSCAN_HOST_PHOTO_QUOTA`` (default 10000).
     """
@@ -105,6 +108,7 @@ class Settings:
     log_format: str = "text"
     write_rate: str = "120/minute"
     upload_rate: str = "30/minute"
+    rate_limit_storage: str = "memory://"
     host_photo_quota: int = 10_000
 
     def __post_init__(self) -> None:
@@ -142,6 +146,7 @@ class Settings:
             log_format=env.get("ROOMSCAN_LOG_FORMAT") or "text",
             write_rate=env.get("ROOMSCAN_WRITE_RATE") or "120/minute",
             upload_rate=env.get("ROOMSCAN_UPLOAD_RATE") or "30/minute",
+            rate_limit_storage=env.get("ROOMSCAN_RATE_LIMIT_STORAGE") or "memory://",
             host_photo_quota=_positive(env, "ROOMSCAN_HOST_PHOTO_QUOTA", 10_000),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}

@@ -100,7 +100,8 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(InflightLimit, limit=settings.max_inflight)  # refuses before reading a body
     # Per key, per process; before any work (a 429 is audited too).
-    app.add_middleware(RateLimit, limits=RateLimits(settings.write_rate, settings.upload_rate, settings.api_key))
+    app.add_middleware(RateLimit, limits=RateLimits(
+        settings.write_rate, settings.upload_rate, settings.api_key, storage=settings.rate_limit_storage))
     app.add_middleware(AuditLog)  # every write, refused ones (401, 429, 503 for load) too
     # Outermost: every answer, a refusal for load too, gets a request id, a latency and (JSON logs) a log line.
     app.add_middleware(api_metrics.RequestTelemetry, metrics=metrics, access_log=settings.log_format == "json")

@@ -10,13 +10,17 @@
 - What counts: a request that signed in as a host. Admins are exempt (they run imports and repairs; an admin key
   is guarded by who holds it, not by a rate). A request refused for its key (401) changes nothing and costs one
   indexed lookup: it is audited, not counted.
-- The counts are a moving window kept in this server process's memory (the ``limits`` library): each process of
-  a server run with several workers counts on its own, and a restart forgets them. The check comes before the
-  request and the count after it, so requests in flight at once may pass the limit by a few.
+- The counts are a moving window kept by the ``limits`` library in ``Settings.rate_limit_storage``: by default
+  this server process's memory (each process of a server run with several workers counts on its own, and a
+  restart forgets them); ``redis://…`` shares them across processes and machines. A storage without moving
+  windows (memcached) counts in fixed windows. If the storage stops answering, requests pass (logged): a rate
+  limit is not worth refusing every write for. The check comes before the request and the count after it, so
+  requests in flight at once may pass the limit by a few.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -25,15 +29,19 @@ from dataclasses import dataclass
 from fastapi import status
 from fastapi.responses import JSONResponse, Response
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
+from limits.errors import ConfigurationError
+from limits.storage import MovingWindowSupport, storage_from_string
+from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from roomscan.api.auditing import client_address, is_write, principal_of
 from roomscan.auth import key_prefix
+from roomscan.errors import RoomscanError
 
 __all__ = ["RateLimit", "RateLimits", "is_upload"]
+
+log = logging.getLogger(__name__)
 
 _UPLOAD = re.compile(r"^(?:/api/v1)?(?:/listings/[^/]+/photos(?:/file)?|/receipts)/?$")
 
@@ -56,15 +64,31 @@ class RateLimits:
         write_rate: e.g. ``"120/minute"`` (``Settings.write_rate``).
         upload_rate: e.g. ``"30/minute"`` (``Settings.upload_rate``).
         bootstrap_key: ``Settings.api_key``, named ``bootstrap`` rather than by its first characters.
+        storage: ``Settings.rate_limit_storage``, a ``limits`` storage URI.
+
+    Raises:
+        RoomscanError: an unknown storage URI, or one whose client library is not installed.
     """
 
-    def __init__(self, write_rate: str, upload_rate: str, bootstrap_key: str | None = None) -> None:
+    def __init__(
+        self, write_rate: str, upload_rate: str, bootstrap_key: str | None = None, *, storage: str = "memory://"
+    ) -> None:
         self.rates: dict[str, tuple[RateLimitItem, str]] = {
             "write": (parse(write_rate), "ROOMSCAN_WRITE_RATE"),
             "upload": (parse(upload_rate), "ROOMSCAN_UPLOAD_RATE"),
         }
         self.bootstrap_key = bootstrap_key
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        try:
+            backend = storage_from_string(storage)
+        except ConfigurationError as exc:
+            raise RoomscanError(
+                f"ROOMSCAN_RATE_LIMIT_STORAGE={storage!r} cannot be used: {exc}. Use memory:// (each process counts "
+                "on its own) or redis://HOST:6379 (shared; pip install redis)"
+            ) from None
+        self.storage = backend
+        moving = isinstance(backend, MovingWindowSupport)
+        self.limiter = MovingWindowRateLimiter(backend) if moving else FixedWindowRateLimiter(backend)
+        self._storage_down = False
 
     def who(self, request: Request) -> str:
         """Whose count a request is: ``key <prefix>``, else ``address <client>``."""
@@ -76,16 +100,30 @@ class RateLimits:
     def check(self, kind: str, who: str) -> Refusal | None:
         """``None`` if ``who`` may make one more ``kind`` request now; else why not and for how long."""
         item, setting = self.rates[kind]
-        if self.limiter.test(item, kind, who):
+        try:
+            allowed = self.limiter.test(item, kind, who)
+            reset_at, _ = (0.0, 0) if allowed else self.limiter.get_window_stats(item, kind, who)
+        except Exception as exc:  # a shared storage that does not answer: let the request through
+            self._storage_trouble(exc)
             return None
-        reset_at, _ = self.limiter.get_window_stats(item, kind, who)
+        self._storage_down = False
+        if allowed:
+            return None
         wait = max(1, math.ceil(reset_at - time.time()))
         plural = "uploads" if kind == "upload" else "writes"
         return Refusal(kind, wait, f"too many {plural} with {who}: the limit is {item.amount} per "
                                    f"{_window(item)} ({setting}); retry in {wait} s")
 
     def count(self, kind: str, who: str) -> None:
-        self.limiter.hit(self.rates[kind][0], kind, who)
+        try:
+            self.limiter.hit(self.rates[kind][0], kind, who)
+        except Exception as exc:
+            self._storage_trouble(exc)
+
+    def _storage_trouble(self, exc: Exception) -> None:
+        if not self._storage_down:  # once per outage, not per request
+            log.warning("rate-limit storage does not answer (%s); requests pass unlimited until it does", exc)
+        self._storage_down = True
 
 
 def _window(item: RateLimitItem) -> str:

@@ -108,3 +108,31 @@ def test_rates_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("ROOMSCAN_HOST_PHOTO_QUOTA", "none")
     with pytest.raises(RoomscanError, match="ROOMSCAN_HOST_PHOTO_QUOTA"):
         Settings.from_env()
+
+
+def test_an_unusable_rate_limit_storage_stops_start_up_naming_the_setting():
+    import pytest
+
+    from roomscan.api.ratelimit import RateLimits
+    from roomscan.errors import RoomscanError
+
+    for uri in ("bogus://somewhere", "memcached://127.0.0.1:1"):  # unknown scheme; pymemcache not installed
+        with pytest.raises(RoomscanError, match="ROOMSCAN_RATE_LIMIT_STORAGE"):
+            RateLimits("5/minute", "5/minute", storage=uri)
+
+
+def test_requests_pass_while_the_rate_limit_storage_does_not_answer(caplog):
+    from roomscan.api.ratelimit import RateLimits
+
+    limits = RateLimits("1/minute", "1/minute")
+
+    def down(*args, **kwargs):  # the shared storage (redis) is unreachable
+        raise ConnectionError("connection refused")
+
+    limits.limiter.test = down  # type: ignore[method-assign]
+    limits.limiter.hit = down  # type: ignore[method-assign]
+    for _ in range(3):
+        assert limits.check("write", "key abc") is None
+        limits.count("write", "key abc")
+    assert [r.message for r in caplog.records].count(
+        "rate-limit storage does not answer (connection refused); requests pass unlimited until it does") == 1
