@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from roomscan import __version__
-from roomscan.cli import audit, bulk, catalog_cmds, detect, export, listings, models, receipts, serve, users
+from roomscan.cli import active, audit, bulk, catalog_cmds, detect, export, listings, models, receipts, serve, users
 from roomscan.cli import sweep as sweep_cmds
 from roomscan.cli import train as train_cmds
 from roomscan.cli._console import err_console
@@ -77,6 +77,7 @@ app.command("train")(train_cmds.train)
 app.command("evaluate")(train_cmds.evaluate)
 app.add_typer(train_cmds.runs_app, name="runs")
 app.add_typer(sweep_cmds.app, name="sweep")
+app.add_typer(active.app, name="active")
 
 
 def _print_version(value: bool) -> None:

@@ -1,0 +1,5 @@
+"""``roomscan active rank``."""
+
+from __future__ import annotations
+
+from roomscan.cli.active import app  # noqa: F401  (the command registers itself on it)
