@@ -25,6 +25,7 @@ from roomscan.api.auditing import AuditLog
 from roomscan.api.overload import InflightLimit, install_database_handlers
 from roomscan.api.ratelimit import RateLimit, RateLimits
 from roomscan.api.routes import audit, health, listings, photos, receipts, search
+from roomscan.api.sessions import SecureCookies
 from roomscan.api.uploads import BodySizeLimit
 from roomscan.backends import Detector
 from roomscan.errors import (
@@ -97,6 +98,7 @@ def create_app(
         description="Amenity detection for rental listings: listings, photos, amenities, search.",
         lifespan=lifespan,
     )
+    app.add_middleware(SecureCookies)  # over HTTPS every cookie is Secure, the redirect's flash note too
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(InflightLimit, limit=settings.max_inflight)  # refuses before reading a body
     # Per key, per process; before any work (a 429 is audited too).

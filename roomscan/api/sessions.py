@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from fastapi import HTTPException, Request, Response, status
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy import delete, select
 
 from roomscan.api.deps import check_api_key
@@ -92,6 +93,34 @@ def secure_cookies(request: Request) -> bool:
     """Mark cookies ``Secure`` over HTTPS, or always with ``ROOMSCAN_SECURE_COOKIES=1`` (TLS ended at a proxy)."""
     forced = os.environ.get("ROOMSCAN_SECURE_COOKIES", "").strip().lower() in {"1", "true", "yes", "on"}
     return forced or request.url.scheme == "https"
+
+
+class SecureCookies:
+    """ASGI middleware: over HTTPS (or with ``ROOMSCAN_SECURE_COOKIES=1``), every cookie the app sets is
+    ``Secure``, including those set where no request is at hand (the one-time flash note of a redirect)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not secure_cookies(Request(scope)):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_secure(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    (name, value + b"; Secure") if name.lower() == b"set-cookie" and not _has_secure(value)
+                    else (name, value)
+                    for name, value in message.get("headers", [])
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_secure)
+
+
+def _has_secure(cookie: bytes) -> bool:
+    return any(part.strip().lower() == b"secure" for part in cookie.split(b";")[1:])
 
 
 def signed_in(request: Request) -> SignedIn | None:

@@ -34,6 +34,11 @@ def test_signing_in_sets_an_http_only_same_site_cookie_secure_over_https(service
         assert {"httponly", "samesite", "path"} <= attributes and "samesite=lax" in cookie.lower()
         assert "path=/" in cookie.lower()
         assert ("secure" in attributes) is secure
+        # Every other cookie of the answer (the redirect's one-time flash note, the spent sign-in token) too.
+        for other in r.headers.get_list("set-cookie"):
+            parts = [part.strip().lower() for part in other.split(";")]
+            assert ("secure" in parts) is secure, other
+            assert parts.count("secure") <= 1
         assert "Signed in as <strong>admin</strong>" in client.get("/").text
 
 
