@@ -96,21 +96,13 @@ def test_0006_gives_every_existing_listing_the_bootstrap_admin_and_loses_nothing
     engine = make_engine(catalog_url)
     with engine.begin() as con:
         command.upgrade(alembic_config(con), "0005")
-    with engine.begin() as con:
-        now = "2026-01-01 00:00:00+00:00"
-        con.execute(text(f"INSERT INTO listings (id, title, created_at) VALUES (1, 'one', '{now}'), (2, 'two', '{now}')"))
-        con.execute(text("INSERT INTO listing_claims (listing_id, amenity) VALUES (1, 'bed'), (2, 'oven')"))
-        con.execute(text(f"INSERT INTO photos (id, sha256, format, width, height, size_bytes, created_at) "
-                         f"VALUES (1, '{'a' * 64}', 'JPEG', 4, 4, 10, '{now}')"))
-        con.execute(text("INSERT INTO listing_photos (listing_id, photo_id, position) VALUES (1, 1, 0)"))
+    _two_listings_with_claims_and_a_photo(engine)
     migrate(engine)
     with engine.begin() as con:
         admin = con.execute(text("SELECT id, role FROM users WHERE name = 'admin'")).one()
         assert admin.role == "admin"
         assert con.execute(text("SELECT id, owner_id FROM listings ORDER BY id")).all() == [(1, admin.id), (2, admin.id)]
-        assert con.execute(text("SELECT listing_id, amenity FROM listing_claims ORDER BY listing_id")).all() == [
-            (1, "bed"), (2, "oven")]
-        assert con.execute(text("SELECT listing_id, photo_id FROM listing_photos")).all() == [(1, 1)]
+        _claims_and_photo_survive(con)
     engine.dispose()
 
 
@@ -120,6 +112,22 @@ def test_0008_keeps_every_existing_listing_published_with_its_claims_and_photos(
     engine = make_engine(catalog_url)
     with engine.begin() as con:
         command.upgrade(alembic_config(con), "0007")
+    _two_listings_with_claims_and_a_photo(engine)
+    migrate(engine)
+    with engine.begin() as con:
+        assert [tuple(r) for r in con.execute(text("SELECT id, published FROM listings ORDER BY id"))] == [
+            (1, True), (2, True)]
+        _claims_and_photo_survive(con)
+        # A listing inserted without the column (an older writer) is published too.
+        con.execute(text("INSERT INTO listings (id, title, created_at) VALUES (3, 'three', '2026-01-02 00:00:00+00:00')"))
+        assert con.execute(text("SELECT published FROM listings WHERE id = 3")).scalar_one() in (True, 1)
+    engine.dispose()
+
+
+def _two_listings_with_claims_and_a_photo(engine) -> None:  # type: ignore[no-untyped-def]
+    """What an older catalog holds: listings 1 and 2 with a claim each, and a photo on listing 1."""
+    from sqlalchemy import text
+
     with engine.begin() as con:
         now = "2026-01-01 00:00:00+00:00"
         con.execute(text(f"INSERT INTO listings (id, title, created_at) VALUES (1, 'one', '{now}'), (2, 'two', '{now}')"))
@@ -127,14 +135,11 @@ def test_0008_keeps_every_existing_listing_published_with_its_claims_and_photos(
         con.execute(text(f"INSERT INTO photos (id, sha256, format, width, height, size_bytes, created_at) "
                          f"VALUES (1, '{'a' * 64}', 'JPEG', 4, 4, 10, '{now}')"))
         con.execute(text("INSERT INTO listing_photos (listing_id, photo_id, position) VALUES (1, 1, 0)"))
-    migrate(engine)
-    with engine.begin() as con:
-        assert [tuple(r) for r in con.execute(text("SELECT id, published FROM listings ORDER BY id"))] == [
-            (1, True), (2, True)]
-        assert con.execute(text("SELECT listing_id, amenity FROM listing_claims ORDER BY listing_id")).all() == [
-            (1, "bed"), (2, "oven")]
-        assert con.execute(text("SELECT listing_id, photo_id FROM listing_photos")).all() == [(1, 1)]
-        # A listing inserted without the column (an older writer) is published too.
-        con.execute(text(f"INSERT INTO listings (id, title, created_at) VALUES (3, 'three', '{now}')"))
-        assert con.execute(text("SELECT published FROM listings WHERE id = 3")).scalar_one() in (True, 1)
-    engine.dispose()
+
+
+def _claims_and_photo_survive(con) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    assert con.execute(text("SELECT listing_id, amenity FROM listing_claims ORDER BY listing_id")).all() == [
+        (1, "bed"), (2, "oven")]
+    assert con.execute(text("SELECT listing_id, photo_id FROM listing_photos")).all() == [(1, 1)]
