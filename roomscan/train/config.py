@@ -53,6 +53,10 @@ class TrainConfig:
         clip_grad: maximum gradient norm (0 disables clipping).
         image_size: square side images are resized to.
         hflip: probability of a horizontal flip per training image.
+        dropout: dropout rate in ``[0, 1)`` set on the model's transformer layers (its config's ``dropout``,
+            ``attention_dropout`` and ``activation_dropout``, where the architecture has them) when above 0;
+            0 keeps the architecture's or checkpoint's own. Train with dropout > 0 (e.g. 0.1) to use the model
+            as an MC-dropout committee (``Detector.dropout_sampling``, ``roomscan active``).
         subset: fraction of the training set to use (fast iteration), reproducible by ``seed``.
         cache: keep decoded, resized images under ``cache_dir`` so later epochs and runs skip JPEG decoding.
         cache_dir: image cache location (default ``~/.roomscan/cache/images``).
@@ -83,6 +87,7 @@ class TrainConfig:
     clip_grad: float = 0.1
     image_size: int = 640
     hflip: float = 0.5
+    dropout: float = 0.0
     subset: float = 1.0
     cache: bool = True
     cache_dir: str | None = None
@@ -199,6 +204,7 @@ def _problems(c: TrainConfig) -> list[str]:
         (32 <= c.image_size <= 2048 and c.image_size % 32 == 0,
          f"image_size must be a multiple of 32 between 32 and 2048, got {c.image_size}"),
         (0.0 <= c.hflip <= 1.0, f"hflip must be in [0, 1], got {c.hflip}"),
+        (0.0 <= c.dropout < 1.0, f"dropout must be in [0, 1) (e.g. 0.1), got {c.dropout}"),
         (0.0 < c.subset <= 1.0, f"subset must be in (0, 1], got {c.subset}"),
         (c.overfit_steps >= 1, f"overfit_steps must be at least 1, got {c.overfit_steps}"),
         (c.patience >= 0, f"patience must be >= 0, got {c.patience}"),

@@ -111,6 +111,8 @@ def build_model(config: TrainConfig, taxonomy: Taxonomy) -> tuple[Any, Any]:
         for key in ("use_pretrained_backbone", "use_timm_backbone"):
             if hasattr(model_config, key):
                 setattr(model_config, key, False)
+        for key, value in _dropout(model_config, config.dropout).items():
+            setattr(model_config, key, value)
         _check_queries(model_config, config.image_size)
         return AutoModelForObjectDetection.from_config(model_config), processor
     from roomscan.backends import resolve_model
@@ -122,10 +124,23 @@ def build_model(config: TrainConfig, taxonomy: Taxonomy) -> tuple[Any, Any]:
             f"{exc} Or train from random initialisation without downloading anything: add --scratch "
             f"(architectures: {', '.join(SCRATCH_ARCHITECTURES)})."
         ) from exc
-    model = AutoModelForObjectDetection.from_pretrained(str(resolved.path), ignore_mismatched_sizes=True, **labels)
+    dropout = _dropout(AutoConfig.from_pretrained(str(resolved.path)), config.dropout)
+    model = AutoModelForObjectDetection.from_pretrained(str(resolved.path), ignore_mismatched_sizes=True, **labels,
+                                                        **dropout)
     _check_queries(model.config, config.image_size)
     processor = AutoImageProcessor.from_pretrained(str(resolved.path), size=size)
     return model, processor
+
+
+_DROPOUT_FIELDS = ("dropout", "attention_dropout", "activation_dropout")
+
+
+def _dropout(model_config: Any, rate: float) -> dict[str, float]:
+    """The config fields to set for ``TrainConfig.dropout``: every dropout rate the architecture reads (DETR,
+    RT-DETR(v2) and D-FINE layers read these three), none when ``rate`` is 0 (the model's own stay)."""
+    if rate <= 0:
+        return {}
+    return {key: float(rate) for key in _DROPOUT_FIELDS if hasattr(model_config, key)}
 
 
 def _check_queries(model_config: Any, image_size: int) -> None:
