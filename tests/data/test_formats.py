@@ -389,3 +389,35 @@ def test_label_studio_refuses_an_unknown_annotation_policy(tmp_path, sample_phot
     path = _ls_export(tmp_path, sample_photo, LS_ANNOTATORS)
     with pytest.raises(DatasetError, match="unknown annotations choice 'best'"):
         labelstudio.read(path, annotations="best")
+
+
+def test_label_studio_json_min_rows_read_like_the_json_export(tmp_path, sample_photo):
+    """JSON_MIN: one flat row per annotation, boxes under the control's name; rows of one task are its annotations."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").write_bytes(sample_photo((200, 100)))
+    box = {"x": 10, "y": 20, "width": 25, "height": 50, "rotation": 0, "original_width": 200, "original_height": 100}
+    rows = [{"id": 7, "image": "/data/local-files/?d=images/a.jpg", "annotation_id": 1, "updated_at": "2024-05-01",
+             "label": [{**box, "rectanglelabels": ["Bed"]}]},
+            {"id": 7, "image": "/data/local-files/?d=images/a.jpg", "annotation_id": 2, "updated_at": "2024-05-02",
+             "label": [{**box, "rectanglelabels": ["Oven"]}, {**box, "x": 50, "rectanglelabels": ["Oven"]}]}]
+    (tmp_path / "export.json").write_text(json.dumps(rows))
+    ds = labelstudio.read(tmp_path / "export.json")
+    assert ds.images[0].file_name == "a.jpg" and list(ds.annotations[1].data["class_name"]) == ["oven", "oven"]
+    np.testing.assert_allclose(ds.annotations[1].xyxy, [[20, 20, 70, 70], [100, 20, 150, 70]], atol=1e-4)
+
+
+def test_label_studio_read_tasks_keeps_labels_as_written_and_says_which_tasks_were_annotated(tmp_path, sample_photo):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").write_bytes(sample_photo((200, 100)))
+    rect = {"type": "rectanglelabels", "original_width": 200, "original_height": 100,
+            "value": {"x": 90, "y": 0, "width": 20, "height": 10, "rectanglelabels": ["Coffee machine"]}}
+    tasks = [{"id": 1, "data": {"image": "images/a.jpg"}, "annotations": [{"result": [rect]}]},
+             {"id": 2, "data": {"image": "/data/upload/1/0badc0de-b.jpg"}, "annotations": [{"was_cancelled": True, "result": []}]}]
+    (tmp_path / "export.json").write_text(json.dumps(tasks))
+    export = labelstudio.read_tasks(tmp_path / "export.json")
+    a, b = export.tasks
+    assert (a.annotated, a.file, a.size, a.boxes[0][1]) == (True, tmp_path / "images" / "a.jpg", (200, 100), "Coffee machine")
+    assert a.boxes[0][0] == (180.0, 0.0, 200.0, 10.0)  # cut to the image, noted as clipped
+    assert (b.annotated, b.file, b.size, b.file_name) == (False, None, None, "b.jpg")
+    assert {s.kind for s in export.skipped} == {"box clipped", "cancelled annotation"}
+    assert labelstudio.locate_image("/data/upload/1/0badc0de-a.jpg", tmp_path, tmp_path / "images") == ("a.jpg", tmp_path / "images" / "a.jpg")

@@ -20,6 +20,11 @@ Every such choice is listed in ``DetectionDataset.skipped``. ``data.image`` (an 
 relative path) is matched to a file by its relative path or, failing that, its base name under ``images_dir``
 (``--image-root``), without the prefix Label Studio gives uploads. Labels are written exactly as the amenities'
 names.
+
+The "JSON_MIN" export (one flat row per annotation: ``image``, the boxes under the control's name with their
+``original_width/height``, ``annotation_id``, ``updated_at``) is read too; rows of one task ``id`` become its
+annotations. :func:`read_tasks` gives each task before its labels meet a taxonomy (``roomscan active import`` merges
+it into a dataset); :func:`read` builds a dataset on it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import json
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -52,7 +58,18 @@ _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")
 
 ANNOTATION_POLICIES = ("latest", "first", "all")
 
-__all__ = ["ANNOTATION_POLICIES", "EXPORT_FILE", "IMAGES_DIR", "read", "write"]
+__all__ = [
+    "ANNOTATION_POLICIES",
+    "EXPORT_FILE",
+    "IMAGES_DIR",
+    "LabelStudioExport",
+    "TaskLabels",
+    "locate_image",
+    "read",
+    "read_tasks",
+    "to_tasks",
+    "write",
+]
 
 
 def _image_ref(value: str) -> str:
@@ -151,6 +168,151 @@ def _box(value: dict[str, Any], size: tuple[int, int], path: Path, where: str) -
     return x1, y1, x1 + bw, y1 + bh
 
 
+@dataclass(frozen=True)
+class TaskLabels:
+    """One task of an export as the reader sees it, before its labels meet a taxonomy.
+
+    Attributes:
+        where: ``"task[3] (id 12)"``, for messages.
+        image: ``data.image`` as exported.
+        file_name: the image's path relative to ``images_dir`` (its base name when found elsewhere or not at all).
+        file: the image file found, or ``None``.
+        size: ``(width, height)`` from the boxes, ``data.width/height`` or the file; ``None`` when nothing gives it.
+        annotated: whether an annotation was used (``False``: none, or every one cancelled).
+        boxes: ``(xyxy pixels, label as written, where)`` per box, already cut to the image (see ``fit_box``).
+    """
+
+    index: int
+    where: str
+    image: str
+    file_name: str
+    file: Path | None
+    size: tuple[int, int] | None
+    annotated: bool
+    boxes: tuple[tuple[tuple[float, float, float, float], str, str], ...]
+
+
+@dataclass(frozen=True)
+class LabelStudioExport:
+    """What :func:`read_tasks` found: the tasks in file order, the image root used, and what was left out."""
+
+    path: Path
+    images_dir: Path
+    tasks: tuple[TaskLabels, ...]
+    skipped: tuple[Skipped, ...]
+
+
+def locate_image(image: str, json_dir: str | os.PathLike[str], images_dir: str | os.PathLike[str]) -> tuple[str, Path | None]:
+    """``data.image`` -> ``(file name relative to images_dir, the file if found)``, as :func:`read` matches images:
+    by relative path under ``images_dir`` or ``json_dir``, then by base name (without an upload prefix)."""
+    return _resolve_file(_image_ref(image), Path(json_dir), Path(images_dir))
+
+
+def _from_min(tasks: list[Any]) -> list[Any]:
+    """JSON_MIN rows (``{"image": ..., "<control>": [{x, y, ..., "rectanglelabels": [...]}], "annotation_id": ...}``,
+    one per annotation) -> JSON tasks, rows of one task ``id`` joined as its annotations."""
+    if not tasks or not all(isinstance(t, dict) and "data" not in t and isinstance(t.get("image"), str) for t in tasks):
+        return tasks
+    joined: dict[Any, dict[str, Any]] = {}
+    for i, row in enumerate(tasks):
+        result = []
+        for key, value in row.items():
+            if isinstance(value, list) and value and all(isinstance(v, dict) and "rectanglelabels" in v for v in value):
+                for v in value:
+                    box = {k: v[k] for k in v if k not in ("original_width", "original_height")}
+                    result.append({"type": "rectanglelabels", "from_name": key, "value": box,
+                                   "original_width": v.get("original_width"), "original_height": v.get("original_height")})
+        annotation = {"id": row.get("annotation_id"), "created_at": row.get("created_at"),
+                      "updated_at": row.get("updated_at"), "result": result}
+        task = joined.setdefault(row.get("id", f"row {i}"), {"data": {"image": row["image"]}, "annotations": []})
+        if "id" in row:
+            task["id"] = row["id"]
+        task["annotations"].append(annotation)
+    return list(joined.values())
+
+
+def read_tasks(
+    path: str | os.PathLike[str],
+    *,
+    images_dir: str | os.PathLike[str] | None = None,
+    annotations: str = "latest",
+) -> LabelStudioExport:
+    """Parse a Label Studio export (JSON, or JSON_MIN) into :class:`TaskLabels`, labels left as written.
+
+    :func:`read` builds a dataset on it; ``roomscan active import`` merges it into one. Arguments and errors as
+    :func:`read`, except that a task whose image size nothing gives is returned with ``size=None``.
+    """
+    if annotations not in ANNOTATION_POLICIES:
+        raise DatasetError(f"unknown annotations choice {annotations!r}; choose one of {', '.join(ANNOTATION_POLICIES)}")
+    path = Path(path)
+    if path.is_dir():
+        path = path / EXPORT_FILE
+    try:
+        tasks = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{path}: file not found") from exc
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    if isinstance(tasks, dict):
+        tasks = [tasks]
+    if not isinstance(tasks, list):
+        raise fail(path, "top level", "expected a list of tasks")
+    tasks = _from_min(tasks)
+    json_dir = path.parent
+    root = Path(images_dir) if images_dir is not None else (json_dir / IMAGES_DIR if (json_dir / IMAGES_DIR).is_dir() else json_dir)
+    if images_dir is None and root != json_dir and _found_only_beside_json(tasks, json_dir, root):
+        root = json_dir  # some images sit beside the export, outside images/: their common root is the folder
+    skipped: list[Skipped] = []
+    out: list[TaskLabels] = []
+    seen_names: set[str] = set()
+    for i, task in enumerate(tasks):
+        where = f"task[{i}]" + (f" (id {task.get('id')})" if isinstance(task, dict) and "id" in task else "")
+        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+            raise fail(path, where, "not a task object with a 'data' mapping")
+        image = task["data"].get("image")
+        if not isinstance(image, str) or not image:
+            raise fail(path, where, "data.image is missing")
+        file_name, file_path = _resolve_file(_image_ref(image), json_dir, root)
+        if file_name in seen_names:
+            raise fail(path, where, f"image {file_name!r} appears in two tasks")
+        seen_names.add(file_name)
+        rects = []
+        size: tuple[int, int] | None = None
+        picked = _pick_results(task, annotations, path, where, skipped)
+        annotated = any(isinstance(a, dict) and not a.get("was_cancelled")
+                        for a in task.get("annotations", task.get("completions", [])))
+        for rwhere, res in picked:
+            kind = res.get("type", "rectanglelabels") if isinstance(res, dict) else type(res).__name__
+            if kind != "rectanglelabels":
+                skipped.append(Skipped("non-box result", f"{path}: {rwhere}", f"a {kind} result carries no box; not used"))
+                continue
+            value = res.get("value")
+            labels = value.get("rectanglelabels") if isinstance(value, dict) else None
+            if not isinstance(labels, list) or len(labels) != 1 or not isinstance(labels[0], str):
+                raise fail(path, rwhere, f"value.rectanglelabels must hold exactly one label, got {labels!r}")
+            try:
+                size = (int(res["original_width"]), int(res["original_height"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise fail(path, rwhere, "original_width and original_height are missing or not numbers") from exc
+            rects.append((rwhere, dict(value), labels[0]))  # type: ignore[arg-type]
+        if size is None:
+            data = task["data"]
+            if isinstance(data.get("width"), int) and isinstance(data.get("height"), int):
+                size = (data["width"], data["height"])
+            elif file_path is not None:
+                size = image_size(file_path)
+        if size is not None and (size[0] <= 0 or size[1] <= 0):
+            raise fail(path, where, f"image size {size[0]}x{size[1]} is not positive")
+        boxes = []
+        for rwhere, value, label in rects:
+            assert size is not None  # every rectangle gives the size
+            fitted = fit_box(_box(value, size, path, rwhere), size, path, rwhere, skipped)
+            if fitted is not None:
+                boxes.append((fitted, label, rwhere))
+        out.append(TaskLabels(i, where, image, file_name, file_path, size, annotated, tuple(boxes)))
+    return LabelStudioExport(path, root, tuple(out), tuple(skipped))
+
+
 def read(
     path: str | os.PathLike[str],
     *,
@@ -158,7 +320,8 @@ def read(
     taxonomy: Taxonomy | None = None,
     annotations: str = "latest",
 ) -> DetectionDataset:
-    """Read a Label Studio JSON export (a file, or a directory holding ``labelstudio.json``).
+    """Read a Label Studio JSON export (a file, or a directory holding ``labelstudio.json``); JSON_MIN exports
+    (one flat row per annotation) are read too.
 
     Args:
         path: the export file.
@@ -176,78 +339,20 @@ def read(
         DatasetError: not JSON, not a list of tasks, a task without ``data.image``, a rectangle without numeric
             percentages or labels, or no image size; the message names the file and the task.
     """
-    if annotations not in ANNOTATION_POLICIES:
-        raise DatasetError(f"unknown annotations choice {annotations!r}; choose one of {', '.join(ANNOTATION_POLICIES)}")
-    path = Path(path)
-    if path.is_dir():
-        path = path / EXPORT_FILE
-    try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DatasetError(f"{path}: file not found") from exc
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
-    if isinstance(tasks, dict):
-        tasks = [tasks]
-    if not isinstance(tasks, list):
-        raise fail(path, "top level", "expected a list of tasks")
-    json_dir = path.parent
-    root = Path(images_dir) if images_dir is not None else (json_dir / IMAGES_DIR if (json_dir / IMAGES_DIR).is_dir() else json_dir)
-    if images_dir is None and root != json_dir and _found_only_beside_json(tasks, json_dir, root):
-        root = json_dir  # some images sit beside the export, outside images/: their common root is the folder
+    export = read_tasks(path, images_dir=images_dir, annotations=annotations)
+    path, root = export.path, export.images_dir
     classes = ClassMap(taxonomy)
-    skipped: list[Skipped] = []
+    skipped = list(export.skipped)
     records: list[ImageRecord] = []
     boxes: dict[int, list[Box]] = {}
-    seen_names: set[str] = set()
-    for i, task in enumerate(tasks):
-        where = f"task[{i}]" + (f" (id {task.get('id')})" if isinstance(task, dict) and "id" in task else "")
-        if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-            raise fail(path, where, "not a task object with a 'data' mapping")
-        image = task["data"].get("image")
-        if not isinstance(image, str) or not image:
-            raise fail(path, where, "data.image is missing")
-        file_name, file_path = _resolve_file(_image_ref(image), json_dir, root)
-        if file_name in seen_names:
-            raise fail(path, where, f"image {file_name!r} appears in two tasks")
-        seen_names.add(file_name)
-        rects = []
-        size: tuple[int, int] | None = None
-        for rwhere, res in _pick_results(task, annotations, path, where, skipped):
-            kind = res.get("type", "rectanglelabels") if isinstance(res, dict) else type(res).__name__
-            if kind != "rectanglelabels":
-                skipped.append(Skipped("non-box result", f"{path}: {rwhere}", f"a {kind} result carries no box; not used"))
-                continue
-            value = res.get("value")
-            labels = value.get("rectanglelabels") if isinstance(value, dict) else None
-            if not isinstance(labels, list) or len(labels) != 1 or not isinstance(labels[0], str):
-                raise fail(path, rwhere, f"value.rectanglelabels must hold exactly one label, got {labels!r}")
-            try:
-                size = (int(res["original_width"]), int(res["original_height"]))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise fail(path, rwhere, "original_width and original_height are missing or not numbers") from exc
-            rects.append((rwhere, dict(value), classes.slug(labels[0], path, rwhere)))  # type: ignore[arg-type]
-        if size is None:
-            data = task["data"]
-            if isinstance(data.get("width"), int) and isinstance(data.get("height"), int):
-                size = (data["width"], data["height"])
-            elif file_path is not None:
-                size = image_size(file_path)
-            else:
-                raise fail(path, where, f"no boxes give the image size and {file_name!r} is not under {root}")
-        if size[0] <= 0 or size[1] <= 0:
-            raise fail(path, where, f"image size {size[0]}x{size[1]} is not positive")
-        image_id = i + 1
-        records.append(ImageRecord(image_id, file_name, *size))
-        if not rects:
-            skipped.append(Skipped("image without labels", f"{path}: {where}", "no boxes in the annotations used; kept"))
-        items = []
-        for rwhere, value, slug in rects:
-            xyxy = _box(value, size, path, rwhere)
-            fitted = fit_box(xyxy, size, path, rwhere, skipped)
-            if fitted is not None:
-                items.append(Box(fitted, slug))
-        boxes[image_id] = items
+    for task in export.tasks:
+        if task.size is None:
+            raise fail(path, task.where, f"no boxes give the image size and {task.file_name!r} is not under {root}")
+        image_id = task.index + 1
+        records.append(ImageRecord(image_id, task.file_name, *task.size))
+        if not task.boxes:
+            skipped.append(Skipped("image without labels", f"{path}: {task.where}", "no boxes in the annotations used; kept"))
+        boxes[image_id] = [Box(xyxy, classes.slug(label, path, rwhere)) for xyxy, label, rwhere in task.boxes]
     if not records:
         raise DatasetError(f"{path}: the export has no tasks")
     return build_dataset(root, classes.finish(str(path)), records, boxes, skipped)
