@@ -269,6 +269,18 @@ def _open_dataset(dataset_dir: Path, taxonomy: Taxonomy | str | os.PathLike[str]
     return dataset, False
 
 
+def _box_notes(read: labelstudio.LabelStudioExport) -> dict[int, Counter[str]]:
+    """Task index -> the reader's notes on its boxes by kind (``box clipped``, ``box dropped``)."""
+    out: dict[int, Counter[str]] = {t.index: Counter() for t in read.tasks}
+    prefix = f"{read.path}: task["
+    for note in read.skipped:
+        if note.kind in ("box clipped", "box dropped") and note.where.startswith(prefix):
+            index = note.where[len(prefix):].split("]", 1)[0]
+            if index.isdigit() and int(index) in out:
+                out[int(index)][note.kind] += 1
+    return out
+
+
 def _free_name(wanted: str, digest: str, taken: set[str], images_dir: Path) -> str:
     p = Path(wanted)
     name = wanted
@@ -367,9 +379,8 @@ def import_labelstudio(
     copies: list[tuple[Path, str]] = []
     renamed: list[tuple[str, str]] = []
     unchanged = clipped = outside = degenerate = 0
+    fitted = _box_notes(read)
     for task, record, source, digest in planned:
-        where = f"{read.path}: {task.where} "
-        task_notes = [s for s in read.skipped if s.where.startswith(where)]
         if record is not None:
             size = (record.width, record.height)
         else:
@@ -383,8 +394,8 @@ def import_labelstudio(
             mismatched.append(message)
             continue
         sx, sy = size[0] / shape[0], size[1] / shape[1]  # Label Studio may have shown a resized copy
-        clipped += sum(s.kind == "box clipped" for s in task_notes)
-        outside += sum(s.kind == "box dropped" for s in task_notes)
+        clipped += fitted[task.index]["box clipped"]
+        outside += fitted[task.index]["box dropped"]
         new: list[Box] = []
         for (x1, y1, x2, y2), label, _ in task.boxes:
             slug = resolve(label)

@@ -26,7 +26,7 @@ def import_cmd(
     label_map: list[str] = typer.Option([], "--map", metavar="LABEL=SLUG", help="Map an export label onto an amenity: --map 'Coffee machine=coffee-maker' (repeatable)."),
     images_root: Path | None = typer.Option(None, "--images-root", help="Where the export's photos are (upload, URL and local-files paths are found here by name); default: images/ beside the export, else its folder."),
     skip_unknown: bool = typer.Option(False, "--skip-unknown", help="Leave out boxes whose label the taxonomy does not know, instead of stopping."),
-    strict: bool = typer.Option(False, "--strict", help="Stop on a photo that is neither in the dataset nor found, instead of skipping its task."),
+    strict: bool = typer.Option(False, "--strict", help="Stop on a photo that is neither in the dataset nor found, or was labelled at another shape, instead of skipping its task."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),
     json_out: bool = JsonOpt,
 ) -> None:

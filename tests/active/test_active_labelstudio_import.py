@@ -266,3 +266,27 @@ def test_the_report_serialises_to_json(dataset, tmp_path, sample_photo):
     report = import_labelstudio(_edited_export(dataset, tmp_path, sample_photo), dataset, dry_run=True)
     doc = json.loads(json.dumps(report.to_dict()))
     assert doc["images_added"] == ["new.jpg"] and doc["dry_run"] is True and isinstance(report, ImportReport)
+
+
+def test_a_photo_labelled_at_another_size_is_scaled_or_if_reshaped_skipped(dataset, tmp_path):
+    path, tasks = _export(dataset, tmp_path / "export", copy_images=False)
+    tasks[0]["annotations"][0]["result"] = [_rect("circle", 0, 0, 50, 50, size=(128, 96))]  # shown at twice the size
+    tasks[1]["annotations"][0]["result"] = [_rect("circle", 0, 0, 50, 50, size=(48, 64))]   # shown rotated
+    _save(path, tasks)
+    report = import_labelstudio(path, dataset)
+    assert report.images_updated == ("00000.jpg",) and len(report.size_mismatches) == 1
+    assert "64x48 but was labelled at 48x64" in report.size_mismatches[0]
+    np.testing.assert_allclose(DetectionDataset.load(dataset).annotations[1].xyxy, [[0, 0, 32, 24]])
+    with pytest.raises(DatasetError, match="labelled at 48x64"):
+        import_labelstudio(path, dataset, strict=True)
+
+
+def test_two_tasks_for_one_photo_are_refused(dataset, tmp_path):
+    path, tasks = _export(dataset, tmp_path / "export")
+    shutil.copy(dataset / "images" / "00000.jpg", tmp_path / "export" / "images" / "copy.jpg")
+    tasks[1]["data"]["image"] = "images/copy.jpg"  # the same bytes as task 0's photo, under another name
+    with pytest.raises(DatasetError, match=r"task\[1\] \(id 2\) and task\[0\] \(id 1\) are the same photo \(00000.jpg\)"):
+        import_labelstudio(_save(path, tasks), dataset)
+    tasks[1]["data"]["image"] = "/data/upload/1/0badc0de-00000.jpg"  # the same name: the reader refuses it
+    with pytest.raises(DatasetError, match="appears in two tasks"):
+        import_labelstudio(_save(path, tasks), dataset)
