@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from roomscan.catalog.models import AmenityDecision, Detection, ListingPhoto, Model
+from roomscan.catalog.models import AmenityDecision, Detection, JobState, ListingPhoto, Model, PhotoJob
 from roomscan.errors import NotFoundError
 from roomscan.listing import Decision
 from roomscan.taxonomy import Taxonomy
@@ -50,6 +50,7 @@ __all__ = [
     "WeekQuality",
     "best_threshold",
     "decided_cases",
+    "find_model",
     "quality_report",
     "wilson_interval",
 ]
@@ -133,9 +134,10 @@ class AmenityQuality:
 @dataclass(frozen=True)
 class ModelQuality:
     """A model's quality: ``total`` over the amenities asked for, then each amenity (fewest decisions left out
-    with ``min_decisions``). ``unscored`` counts decisions on amenities the model had no box of (not its
-    reports). ``taxonomy_matches`` is false when the model ran under another taxonomy than the report's, whose
-    current thresholds then are not the model's."""
+    with ``min_decisions``). ``unscored`` counts decisions the model is not judged by: on listings whose
+    photos it processed, amenities it found no box of (a confirmed one is a miss). ``taxonomy_matches`` is
+    false when the model ran under another taxonomy than the report's, whose current thresholds then are not
+    the model's."""
 
     model_id: int
     key: str
@@ -206,6 +208,26 @@ def best_threshold(scored: Iterable[tuple[float, bool]], target: float) -> Thres
         if confirmed / kept >= target:
             best = ThresholdAdvice(target, float(score), confirmed / kept, confirmed, kept)
     return best
+
+
+def find_model(session: Session, key: str) -> Model:
+    """The catalog model whose key is ``key``, or the only one whose key contains it (``owlv2``, a version).
+
+    Raises:
+        NotFoundError: no model matches, or several do; the message lists the candidates.
+    """
+    exact = session.scalar(select(Model).where(Model.key == key))
+    if exact is not None:
+        return exact
+    models = list(session.scalars(select(Model).order_by(Model.id)))
+    matches = [m for m in models if key in m.key]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise NotFoundError(f"{key!r} matches {len(matches)} models: give more of the key, one of "
+                            + ", ".join(m.key for m in matches))
+    known = ", ".join(m.key for m in models) or "none yet (no detection has been stored)"
+    raise NotFoundError(f"no catalog model has a key containing {key!r}; the models are: {known}")
 
 
 def decided_cases(
@@ -297,7 +319,7 @@ def quality_report(
     if model_id is not None:
         model = session.get(Model, model_id)
         if model is None:
-            raise NotFoundError(f"no model {model_id} in the catalog: `roomscan models` lists the models")
+            raise NotFoundError(f"no model {model_id} in the catalog")
         models = [model]
     else:
         models = list(session.scalars(select(Model).order_by(Model.id)))
@@ -311,6 +333,7 @@ def quality_report(
         scored = [c for c in cases if c.best_score is not None]
         if not scored:
             continue
+        processed = _processed_listings(session, model.id)
         by_amenity: dict[str, list[DecidedCase]] = {}
         for c in scored:
             by_amenity.setdefault(c.amenity, []).append(c)
@@ -325,7 +348,7 @@ def quality_report(
             taxonomy_matches=model.taxonomy == fingerprint,
             total=_quality("*", scored, target_precision, None, week_starts),
             amenities=rows,
-            unscored=len(cases) - len(scored),
+            unscored=sum(c.best_score is None and c.listing_id in processed for c in cases),
         ))
     return QualityReport(
         target_precision=target_precision,
@@ -333,6 +356,16 @@ def quality_report(
         weeks=tuple(_week_label(s) for s in week_starts),
         models=tuple(out),
     )
+
+
+def _processed_listings(session: Session, model_id: int) -> set[int]:
+    """The decided listings with at least one photo the model has processed (``done`` jobs)."""
+    return set(session.scalars(
+        select(ListingPhoto.listing_id).distinct()
+        .join(PhotoJob, PhotoJob.photo_id == ListingPhoto.photo_id)
+        .join(AmenityDecision, AmenityDecision.listing_id == ListingPhoto.listing_id)
+        .where(PhotoJob.model_id == model_id, PhotoJob.state == JobState.DONE)
+    ))
 
 
 def _quality(

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from roomscan import __version__
 from roomscan.cli import active, audit, bulk, catalog_cmds, detect, export, listings, models, receipts, serve, users
+from roomscan.cli import quality
 from roomscan.cli import sweep as sweep_cmds
 from roomscan.cli import train as train_cmds
 from roomscan.cli._console import err_console
@@ -65,6 +66,7 @@ app.add_typer(listings.listings_app, name="listings")
 app.add_typer(users.users_app, name="users")
 app.command("search")(catalog_cmds.search)
 app.command("audit")(audit.audit)
+app.command("quality")(quality.quality)
 app.command("worker")(catalog_cmds.worker)
 app.command("backfill")(bulk.backfill)
 app.command("import")(bulk.import_listings)

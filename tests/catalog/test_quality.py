@@ -8,8 +8,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from _models import tiny_taxonomy
+from sqlalchemy import select
 
-from roomscan.catalog.models import AmenityDecision, Detection, Listing, ListingPhoto, Model, Photo
+from roomscan.catalog.models import (
+    AmenityDecision,
+    Detection,
+    JobState,
+    Listing,
+    ListingPhoto,
+    Model,
+    Photo,
+    PhotoJob,
+)
 from roomscan.catalog.quality import best_threshold, decided_cases, quality_report, wilson_interval
 from roomscan.errors import NotFoundError
 
@@ -53,6 +63,11 @@ class Catalog:
         self.session.add(
             AmenityDecision(listing_id=listing_id, amenity=amenity, decision=decision, decided_at=at)
         )
+
+    def processed(self, listing_id: int, model_id: int) -> None:
+        """The model's jobs on the listing's photos are done."""
+        for lp in self.session.scalars(select(ListingPhoto).where(ListingPhoto.listing_id == listing_id)):
+            self.session.add(PhotoJob(photo_id=lp.photo_id, model_id=model_id, state=JobState.DONE))
 
     def case(self, model_id: int, amenity: str, score: float, decision: str, at: datetime = NOW) -> int:
         """A one-photo listing whose ``amenity`` box scores ``score``, decided ``decision``."""
@@ -141,14 +156,17 @@ def test_models_are_kept_apart(world):
     world.box(p2, b, "sink", 0.35)
     world.box(p2, b, "sink", 0.4)  # two boxes: the case scores the best
     world.decide(listing_id, "sink", "rejected")
-    world.case(a, "bed", 0.7, "confirmed")
+    bed_listing = world.case(a, "bed", 0.7, "confirmed")
+    world.case(a, "oven", 0.6, "confirmed")
+    world.processed(bed_listing, b)  # b saw the bed listing's photo and found no bed: a miss, not judged
 
     by_key = {m.key: m for m in report(world).models}
     assert set(by_key) == {"owlv2:a", "detr:b"}
     assert [(r.amenity, r.decisions, r.confirmed) for r in by_key["owlv2:a"].amenities] == [
-        ("bed", 1, 1), ("sink", 1, 0)]
+        ("bed", 1, 1), ("oven", 1, 1), ("sink", 1, 0)]
     assert [(r.amenity, r.decisions) for r in by_key["detr:b"].amenities] == [("sink", 1)]
-    assert by_key["detr:b"].unscored == 1  # the bed decision: model b had no bed box
+    # the bed decision: b processed that listing and found no bed; b never processed the oven listing
+    assert (by_key["detr:b"].unscored, by_key["owlv2:a"].unscored) == (1, 0)
     assert by_key["owlv2:a"].taxonomy_matches and not by_key["detr:b"].taxonomy_matches
 
     (only_b,) = report(world, model_id=b).models
@@ -178,7 +196,7 @@ def test_weekly_series_buckets_by_iso_week_of_the_decision(world):
 
 def test_no_decisions_give_an_empty_report(world):
     m = world.model("owlv2:a")
-    listing_id, (photo_id,) = world.listing()
+    _, (photo_id,) = world.listing()
     world.box(photo_id, m, "bed", 0.9)
     r = report(world)
     assert r.models == () and len(r.weeks) == 8
