@@ -10,6 +10,13 @@ family as in :class:`~roomscan.backends.detr.DetrDetector` (``model_type`` in th
 and the base class picks boxes the same way), so a detector here reports what ``DetrDetector`` reports on the
 source checkpoint.
 
+OWLv2 exports (:func:`roomscan.train.export_owlv2.export_owlv2`, ``model_type`` ``owlv2`` in the metadata) hold the
+vision tower and the class and box heads with one taxonomy's text embeddings baked in: ``logits`` are per-amenity
+(each amenity's best prompt) for every patch, and boxes are relative to the padded square. They pre-process as
+:class:`~roomscan.backends.owlv2.Owlv2Detector` does (:class:`SquarePreprocessing`), score with sigmoids, one box
+per patch, and apply the source detector's NMS, so they report what ``Owlv2Detector`` reports; they refuse any
+taxonomy but the one they were exported with.
+
 Example:
     >>> detector = get_detector("runs/rtdetr-v2/best-onnx")  # doctest: +SKIP
     >>> detector.info.backend, detector.providers  # doctest: +SKIP
@@ -36,13 +43,25 @@ from roomscan.backends._common import (
     probability_kind_of,
 )
 from roomscan.backends._hub import ResolvedModel, read_model_config, resolve_model
-from roomscan.errors import ModelUnavailableError
-from roomscan.taxonomy import Taxonomy
+from roomscan.errors import ModelUnavailableError, TaxonomyError
+from roomscan.taxonomy import Taxonomy, load_taxonomy
 
 ONNX_FILE = "model.onnx"
 METADATA_FILE = "roomscan_onnx.json"
 PROCESSOR_FILE = "preprocessor_config.json"
 METADATA_FORMAT = 1
+OWLV2_MODEL_TYPE = "owlv2"
+TAXONOMY_FILE = "taxonomy.yaml"
+
+
+class _Unset:
+    """The default of an argument whose default depends on the export (``nms_threshold``)."""
+
+    def __repr__(self) -> str:
+        return "<the export's default>"
+
+
+UNSET = _Unset()
 
 __all__ = [
     "METADATA_FILE",
@@ -50,6 +69,7 @@ __all__ = [
     "OnnxDetector",
     "OnnxMetadata",
     "Preprocessing",
+    "SquarePreprocessing",
     "read_metadata",
 ]
 
@@ -67,6 +87,9 @@ class OnnxMetadata:
         int8: whether the weights are int8-quantised.
         quantization: ``dynamic``, ``static`` or ``""``.
         checks: export-time measurements (max abs differences vs PyTorch, int8 vs fp32...).
+        taxonomy: fingerprint of the taxonomy baked into the graph (OWLv2 exports: its text embeddings), or
+            ``""`` when the labels come from ``config.json`` (DETR family).
+        nms_threshold: the source detector's NMS IoU, the export's default (``None``: no NMS).
     """
 
     source_model: str
@@ -77,6 +100,8 @@ class OnnxMetadata:
     int8: bool = False
     quantization: str = ""
     checks: dict[str, Any] | None = None
+    taxonomy: str = ""
+    nms_threshold: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -89,6 +114,8 @@ class OnnxMetadata:
             "int8": self.int8,
             "quantization": self.quantization,
             "checks": self.checks or {},
+            "taxonomy": self.taxonomy,
+            "nms_threshold": self.nms_threshold,
         }
 
 
@@ -113,6 +140,8 @@ def read_metadata(path: str | os.PathLike[str]) -> OnnxMetadata:
             int8=bool(raw.get("int8", False)),
             quantization=str(raw.get("quantization", "")),
             checks=dict(raw.get("checks") or {}),
+            taxonomy=str(raw.get("taxonomy") or ""),
+            nms_threshold=None if raw.get("nms_threshold") is None else float(raw["nms_threshold"]),
         )
     except FileNotFoundError as exc:
         raise ModelUnavailableError(
@@ -197,6 +226,76 @@ class Preprocessing:
             out[i] = pixels.transpose(2, 0, 1)  # HWC -> CHW
         return out
 
+    def box_scale(self, image: Image.Image) -> np.ndarray:
+        """Multiply normalised ``x1, y1, x2, y2`` by this to get the image's pixels: the image was stretched."""
+        return np.array([image.width, image.height, image.width, image.height], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class SquarePreprocessing:
+    """OWLv2's pre-processing, in numpy: the photo is scaled so its long side is ``side``, padded bottom/right with
+    zeros to a square, then normalised (padding included).
+
+    The same arithmetic as :meth:`roomscan.backends.owlv2.Owlv2Detector.preprocess` (PIL bilinear resize, float32
+    ``/ 255``, float32 mean and std), so an export sees the pixels its source model sees, without torch.
+    """
+
+    side: int
+    image_mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    image_std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.side, self.side)
+
+    @classmethod
+    def from_file(cls, file: Path, size: tuple[int, int] | None = None) -> SquarePreprocessing:
+        """Read an OWLv2 ``preprocessor_config.json`` (mean, std, size); ``size`` overrides its size.
+
+        Raises:
+            ModelUnavailableError: missing or unreadable, or a size that is not a square.
+        """
+        try:
+            raw = json.loads(file.read_text(encoding="utf-8"))
+            if size is None:
+                size = (int(raw["size"]["height"]), int(raw["size"]["width"]))
+            if size[0] != size[1]:
+                raise ValueError(f"OWLv2 inputs are square, got size {size}")
+            return cls(
+                side=int(size[0]),
+                image_mean=tuple(float(v) for v in raw.get("image_mean", cls.image_mean)),  # type: ignore[arg-type]
+                image_std=tuple(float(v) for v in raw.get("image_std", cls.image_std)),  # type: ignore[arg-type]
+            )
+        except FileNotFoundError as exc:
+            raise ModelUnavailableError(f"{file.parent}: no {PROCESSOR_FILE} in the ONNX model directory") from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelUnavailableError(f"{file}: not a readable JSON file ({exc})") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelUnavailableError(
+                f"{file}: unsupported OWLv2 image processor settings ({exc!r}); re-export the model"
+            ) from exc
+
+    def __call__(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """RGB images -> ``pixel_values`` float32 ``[batch, 3, side, side]``."""
+        side = self.side
+        mean = np.asarray(self.image_mean, dtype=np.float32)
+        std = np.asarray(self.image_std, dtype=np.float32)
+        out = np.empty((len(images), 3, side, side), dtype=np.float32)
+        for i, image in enumerate(images):
+            rgb = image if image.mode == "RGB" else image.convert("RGB")
+            scale = side / max(rgb.size)
+            width = min(side, max(1, round(rgb.width * scale)))
+            height = min(side, max(1, round(rgb.height * scale)))
+            square = np.zeros((side, side, 3), dtype=np.float32)  # [S, S, 3], zero padding bottom/right
+            square[:height, :width] = np.asarray(rgb.resize((width, height), Image.Resampling.BILINEAR), np.float32)
+            square[:height, :width] /= 255.0
+            out[i] = ((square - mean) / std).transpose(2, 0, 1)  # HWC -> CHW
+        return out
+
+    def box_scale(self, image: Image.Image) -> np.ndarray:
+        """Boxes are relative to the padded square, whose side is the photo's long side."""
+        return np.full(4, max(image.size), dtype=np.float32)
+
 
 def _session(path: Path, device: str, intra_op_threads: int | None) -> tuple[Any, list[str]]:
     """An ONNX Runtime session on ``device`` (``cuda`` uses the CUDA provider, falling back to CPU)."""
@@ -241,20 +340,24 @@ def _session(path: Path, device: str, intra_op_threads: int | None) -> tuple[Any
 
 
 class OnnxDetector(Detector):
-    """Detector for a DETR-family model exported to ONNX (see :mod:`roomscan.train.export`).
+    """Detector for a DETR-family or OWLv2 model exported to ONNX (see :mod:`roomscan.train.export` and
+    :mod:`roomscan.train.export_owlv2`).
 
     Args:
         model: an ONNX model directory.
-        taxonomy: the taxonomy to report in; defaults to the directory's ``taxonomy.yaml``.
+        taxonomy: the taxonomy to report in; defaults to the directory's ``taxonomy.yaml``. An OWLv2 export takes
+            only the taxonomy it was exported with (its prompts are baked into the graph).
         device: ``cpu``, ``cuda`` (ONNX Runtime's CUDA provider) or ``auto``.
         image_size: square input side; only for exports with a dynamic input size.
         score_threshold: one minimum score for every amenity, instead of each amenity's ``threshold``.
-        nms_threshold: IoU for class-aware NMS; ``None`` (default) keeps DETR's NMS-free output.
+        nms_threshold: IoU for class-aware NMS; ``None`` disables it. Default: the source detector's (none for
+            DETR models, whose output is NMS-free; 0.3 for OWLv2).
         max_detections: keep at most this many boxes per image, highest scores first.
         intra_op_threads: ONNX Runtime threads per operator (``None``: one per core).
 
     Raises:
         ModelUnavailableError: missing or corrupt ``model.onnx``, metadata, processor config or taxonomy.
+        TaxonomyError: an OWLv2 export given a taxonomy other than the one it was exported with.
         ValueError: an ``image_size`` the export does not accept, or ``cuda`` without a CUDA provider.
     """
 
@@ -268,7 +371,7 @@ class OnnxDetector(Detector):
         device: str = "auto",
         image_size: int | None = None,
         score_threshold: float | None = None,
-        nms_threshold: float | None = None,
+        nms_threshold: float | None | _Unset = UNSET,
         max_detections: int = DEFAULT_MAX_DETECTIONS,
         intra_op_threads: int | None = None,
     ) -> None:
@@ -277,15 +380,21 @@ class OnnxDetector(Detector):
         if not (path / ONNX_FILE).is_file():
             raise ModelUnavailableError(f"{resolved.name}: no {ONNX_FILE} in the model directory")
         self.metadata = read_metadata(path)
-        self.taxonomy, self.class_map = load_label_taxonomy(
-            path,
-            resolved.name,
-            read_model_config(path),
-            taxonomy,
-            missing_hint="ONNX model directory; re-export it with `roomscan export MODEL_DIR --onnx`",
-        )
+        owlv2 = self.metadata.model_type == OWLV2_MODEL_TYPE
+        if owlv2:
+            self.taxonomy = _baked_taxonomy(path, resolved.name, self.metadata, taxonomy)
+            self.class_map = np.arange(len(self.taxonomy))  # the graph's classes are the taxonomy's amenities
+        else:
+            self.taxonomy, self.class_map = load_label_taxonomy(
+                path,
+                resolved.name,
+                read_model_config(path),
+                taxonomy,
+                missing_hint="ONNX model directory; re-export it with `roomscan export MODEL_DIR --onnx`",
+            )
         self.probability_kind = probability_kind_of(self.metadata.model_type)
-        self.one_box_per_query = self.probability_kind == "softmax"
+        # OWLv2: a patch is one box, scored with its best amenity (as Owlv2Detector).
+        self.one_box_per_query = owlv2 or self.probability_kind == "softmax"
         size = None
         if image_size is not None:
             size = (int(image_size), int(image_size))
@@ -294,12 +403,16 @@ class OnnxDetector(Detector):
                     f"{resolved.name} was exported for {self.metadata.input_size[0]}x"
                     f"{self.metadata.input_size[1]} inputs only; re-export with --image-size {image_size}"
                 )
-        self.preprocess = Preprocessing.from_file(path / PROCESSOR_FILE, size)
+        self.preprocess: Preprocessing | SquarePreprocessing = (
+            SquarePreprocessing.from_file(path / PROCESSOR_FILE, size)
+            if owlv2
+            else Preprocessing.from_file(path / PROCESSOR_FILE, size)
+        )
         self.image_size = self.preprocess.size
         self.session, self.providers = _session(path / ONNX_FILE, str(device or "auto"), intra_op_threads)
         self.device = "cuda" if "CUDAExecutionProvider" in self.providers else "cpu"
         self.thresholds = class_thresholds(self.taxonomy, score_threshold)
-        self.nms_threshold = nms_threshold
+        self.nms_threshold = self.metadata.nms_threshold if isinstance(nms_threshold, _Unset) else nms_threshold
         self.max_detections = max_detections
         settings = f"size={image_size}" if image_size else ""
         self.info = ModelInfo(
@@ -312,8 +425,8 @@ class OnnxDetector(Detector):
         return logits, boxes
 
     def _forward(self, batch: Sequence[Image.Image]) -> list[RawOutput]:
-        """Boxes in pixels and class probabilities per query: per-class sigmoids, or for softmax models (DETR)
-        the softmax without its no-object column."""
+        """Boxes in pixels and class probabilities per query: per-class sigmoids (OWLv2: per amenity, of its best
+        prompt), or for softmax models (DETR) the softmax without its no-object column."""
         logits, boxes = self.forward(self.preprocess(batch))
         logits = logits.astype(np.float32)  # [b, q, n_model_classes (+1)]
         if self.probability_kind == "softmax":
@@ -323,10 +436,7 @@ class OnnxDetector(Detector):
             probs = 1.0 / (1.0 + np.exp(-logits))
         cx, cy, w, h = np.moveaxis(boxes.astype(np.float32), -1, 0)
         xyxy = np.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=-1)  # [b, q, 4] normalised
-        return [
-            RawOutput(box * np.array([im.width, im.height, im.width, im.height], dtype=np.float32), p)
-            for im, box, p in zip(batch, xyxy, probs)
-        ]
+        return [RawOutput(box * self.preprocess.box_scale(im), p) for im, box, p in zip(batch, xyxy, probs)]
 
     def _embed(self, batch: Sequence[Image.Image]) -> np.ndarray:
         raise NotImplementedError(
@@ -339,3 +449,35 @@ class OnnxDetector(Detector):
             "dropout sampling needs the PyTorch model: an ONNX export is frozen in inference mode; use the source "
             "model directory (the detr backend) for MC dropout"
         )
+
+
+def _baked_taxonomy(
+    path: Path, name: str, metadata: OnnxMetadata, taxonomy: Taxonomy | str | os.PathLike[str] | None
+) -> Taxonomy:
+    """The taxonomy an OWLv2 export was made with (``taxonomy.yaml``, checked against the metadata's fingerprint);
+    ``taxonomy``, when given, must be the same one: its prompts' embeddings are constants of the graph."""
+    if not (path / TAXONOMY_FILE).is_file():
+        raise ModelUnavailableError(
+            f"{name}: no {TAXONOMY_FILE} in the ONNX model directory; re-export it with "
+            "`roomscan export --model OWLV2 --taxonomy T --out DIR`"
+        )
+    try:
+        baked = load_taxonomy(path / TAXONOMY_FILE)
+    except TaxonomyError as exc:
+        raise ModelUnavailableError(f"{name}: its {TAXONOMY_FILE} is invalid: {exc}") from exc
+    if baked.fingerprint() != metadata.taxonomy:
+        raise ModelUnavailableError(
+            f"{name}: {TAXONOMY_FILE} (fingerprint {baked.fingerprint()}) is not the taxonomy the graph was "
+            f"exported with ({metadata.taxonomy or 'none recorded'}); re-export instead of editing it"
+        )
+    if taxonomy is None:
+        return baked
+    chosen = load_taxonomy(taxonomy)
+    if chosen.fingerprint() != baked.fingerprint():
+        raise TaxonomyError(
+            f"{name} is an OWLv2 export whose prompts for the taxonomy {baked.fingerprint()} are baked into the "
+            f"graph; the taxonomy {chosen.source} ({chosen.fingerprint()}) differs. Drop --taxonomy to use the "
+            "export's own, re-export with `roomscan export --model OWLV2 --taxonomy T --out DIR`, or change only "
+            "thresholds with --min-score"
+        )
+    return baked

@@ -104,6 +104,11 @@ def _check_source(model_dir: str | os.PathLike[str]) -> Path:
     if (path / ONNX_FILE).exists():
         raise ExportError(f"{path}: already an ONNX export ({ONNX_FILE}); export the PyTorch model directory")
     model_type = read_model_config(path)["model_type"]
+    if model_type == "owlv2":
+        raise ExportError(
+            f"{path}: cannot export model_type 'owlv2' here: an OWLv2 export bakes a taxonomy's prompts into the "
+            "graph; use roomscan.train.export_owlv2.export_owlv2 (`roomscan export --model DIR --taxonomy T`)"
+        )
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ExportError(
             f"{path}: cannot export model_type {model_type!r} to ONNX; supported: "
@@ -151,7 +156,8 @@ class _Forward:
         return Forward(model).eval()
 
 
-def _export_graph(model: Any, file: Path, size: tuple[int, int], opset: int, dynamic_size: bool) -> None:
+def _export_graph(module: Any, file: Path, size: tuple[int, int], opset: int, dynamic_size: bool) -> None:
+    """Trace ``module(pixel_values) -> (logits, pred_boxes)`` (an eval-mode wrapper) into ``file``."""
     import warnings
 
     import torch
@@ -166,7 +172,7 @@ def _export_graph(model: Any, file: Path, size: tuple[int, int], opset: int, dyn
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
             torch.onnx.export(
-                _Forward.wrap(model),
+                module,
                 (example,),
                 str(file),
                 dynamo=False,
@@ -180,7 +186,7 @@ def _export_graph(model: Any, file: Path, size: tuple[int, int], opset: int, dyn
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"torch.onnx.export failed at opset {opset}: {first}") from exc
     finally:
-        model.eval()
+        module.eval()
 
 
 def _torch_outputs(model: Any, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -372,7 +378,7 @@ def export_onnx(
         file = work / ONNX_FILE
         dynamic = config.dynamic_size
         _say(progress, f"exporting to ONNX (opset {config.opset}, {size[0]}x{size[1]})")
-        _export_graph(model, file, size, config.opset, dynamic)
+        _export_graph(_Forward.wrap(model), file, size, config.opset, dynamic)
         checks: dict[str, Any] = {"onnx_vs_torch": _diffs(_ort_outputs(file, pixels), expected)}
         if dynamic:
             # Another input size must check out too, else the graph baked shapes in: re-export at a fixed size.
@@ -385,7 +391,7 @@ def export_onnx(
                     progress, "the graph does not generalise to other input sizes: exporting at a fixed size"
                 )
                 dynamic = False
-                _export_graph(model, file, size, config.opset, dynamic)
+                _export_graph(_Forward.wrap(model), file, size, config.opset, dynamic)
                 checks = {"onnx_vs_torch": _diffs(_ort_outputs(file, pixels), expected)}
         worst = checks["onnx_vs_torch"]["set_max_abs"]
         if worst > config.tolerance:
