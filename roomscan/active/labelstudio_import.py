@@ -208,7 +208,7 @@ def _unknown_message(export: Path, dataset_dir: Path, taxonomy: Taxonomy, unknow
             text = str(exc)
             hint = "; " + text.split("; ", 1)[1] if "did you mean" in text else ""
         parts.append(f"{label!r} ({n} box{'es' if n != 1 else ''}{hint})")
-    example = sorted(unknown)[0]
+    example = min(unknown)
     return (
         f"{export}: {len(unknown)} label(s) are not in the taxonomy of {dataset_dir}: {', '.join(parts)}. "
         f"Add them to {dataset_dir / TAXONOMY_FILE} (as amenities or synonyms), map them onto amenities with "
@@ -267,6 +267,66 @@ def _open_dataset(dataset_dir: Path, taxonomy: Taxonomy | str | os.PathLike[str]
             )
         dataset = DetectionDataset(dataset.images_dir, tax, dataset.images, dataset.annotations)
     return dataset, False
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where an annotated task's boxes go: the dataset photo ``record``, or a new photo copied from ``source``."""
+
+    task: labelstudio.TaskLabels
+    record: ImageRecord | None
+    source: Path | None
+    digest: str
+
+
+def _in_images(path: Path, images_dir: Path) -> str | None:
+    """``path`` relative to ``images_dir`` when it lies inside it."""
+    resolved, base = path.resolve(), images_dir.resolve()
+    return resolved.relative_to(base).as_posix() if resolved.is_relative_to(base) else None
+
+
+def _find_photo(
+    task: labelstudio.TaskLabels,
+    export_dir: Path,
+    images_dir: Path,
+    by_name: Mapping[str, ImageRecord],
+    content: _ContentIndex,
+) -> _Target | None:
+    """The task's photo: a dataset photo named as ``data.image``, unless the file found for it has other bytes;
+    else a dataset photo with the found file's bytes; else the found file, as a new photo; ``None``: missing."""
+    name, found = labelstudio.locate_image(task.image, export_dir, images_dir)
+    inside = found is not None and _in_images(found, images_dir) is not None
+    record = by_name.get(name) if inside else None
+    source = task.file
+    if record is None and source is None and inside:
+        source = found  # a file in images/ that annotations.json does not list yet
+    if source is None:
+        return None if record is None else _Target(task, record, None, "")
+    digest = _sha256(source)
+    if record is None or content.digest(record) != digest:
+        record = content.find(source, digest)
+    return _Target(task, record, source, digest)
+
+
+def _task_boxes(
+    task: labelstudio.TaskLabels, shape: tuple[int, int], size: tuple[int, int], resolve: Callable[[str], str | None]
+) -> tuple[list[Box], int]:
+    """``(boxes on the photo, degenerate boxes dropped)``: labelled at ``shape``, scaled to the photo's ``size``
+    (Label Studio may show a resized copy) and cut to it; unknown labels left out (counted by the caller)."""
+    sx, sy = size[0] / shape[0], size[1] / shape[1]
+    boxes: list[Box] = []
+    degenerate = 0
+    for (x1, y1, x2, y2), label, _ in task.boxes:
+        slug = resolve(label)
+        if slug is None:
+            continue
+        box = (min(max(x1 * sx, 0.0), size[0]), min(max(y1 * sy, 0.0), size[1]),
+               min(max(x2 * sx, 0.0), size[0]), min(max(y2 * sy, 0.0), size[1]))
+        if box[2] - box[0] < MIN_BOX_SIDE or box[3] - box[1] < MIN_BOX_SIDE:
+            degenerate += 1
+            continue
+        boxes.append((box, slug))
+    return boxes, degenerate
 
 
 def _box_notes(read: labelstudio.LabelStudioExport) -> dict[int, Counter[str]]:
@@ -331,26 +391,18 @@ def import_labelstudio(
     unknown: Counter[str] = Counter()
     missing: list[str] = []
     mismatched: list[str] = []
-    planned: list[tuple[Any, ImageRecord | None, Path | None, str]] = []  # (task, record, source, digest)
+    planned: list[_Target] = []
     claimed: dict[int, str] = {}
     unlabelled = 0
     for task in read.tasks:
         if not task.annotated:
             unlabelled += 1
             continue
-        name, found = labelstudio.locate_image(task.image, export.parent, images_dir)
-        inside = found is not None and found.resolve().is_relative_to(images_dir.resolve())
-        record = by_name.get(name) if inside else None
-        source, digest = task.file, ""
-        if record is None and source is None and inside:
-            source = found  # a file in images/ that annotations.json does not list yet
-        if source is not None:
-            digest = _sha256(source)
-            if record is None or content.digest(record) != digest:
-                record = content.find(source, digest)
-        if record is None and source is None:
+        target = _find_photo(task, export.parent, images_dir, by_name, content)
+        if target is None:
             missing.append(task.image)
             continue
+        record = target.record
         if record is not None:
             if record.id in claimed:
                 raise DatasetError(f"{export}: {task.where} and {claimed[record.id]} are the same photo "
@@ -359,7 +411,7 @@ def import_labelstudio(
         for _, label, _ in task.boxes:
             if resolve(label) is None:
                 unknown[label] += 1
-        planned.append((task, record, source, digest))
+        planned.append(target)
 
     if unknown and not skip_unknown:
         raise UnknownLabelsError(_unknown_message(export, root, tax, unknown), unknown)
@@ -380,12 +432,8 @@ def import_labelstudio(
     renamed: list[tuple[str, str]] = []
     unchanged = clipped = outside = degenerate = 0
     fitted = _box_notes(read)
-    for task, record, source, digest in planned:
-        if record is not None:
-            size = (record.width, record.height)
-        else:
-            assert source is not None
-            size = image_size(source)
+    for task, record, source, digest in ((t.task, t.record, t.source, t.digest) for t in planned):
+        size = (record.width, record.height) if record is not None else image_size(source)  # type: ignore[arg-type]
         shape = task.size or size
         if shape != size and abs(shape[0] / shape[1] - size[0] / size[1]) > 0.01 * size[0] / size[1]:
             message = f"{task.where}: the photo is {size[0]}x{size[1]} but was labelled at {shape[0]}x{shape[1]}"
@@ -393,26 +441,14 @@ def import_labelstudio(
                 raise DatasetError(f"{export}: {message}; its boxes would land in the wrong place")
             mismatched.append(message)
             continue
-        sx, sy = size[0] / shape[0], size[1] / shape[1]  # Label Studio may have shown a resized copy
         clipped += fitted[task.index]["box clipped"]
         outside += fitted[task.index]["box dropped"]
-        new: list[Box] = []
-        for (x1, y1, x2, y2), label, _ in task.boxes:
-            slug = resolve(label)
-            if slug is None:
-                continue
-            box = (min(max(x1 * sx, 0.0), size[0]), min(max(y1 * sy, 0.0), size[1]),
-                   min(max(x2 * sx, 0.0), size[0]), min(max(y2 * sy, 0.0), size[1]))
-            if box[2] - box[0] < MIN_BOX_SIDE or box[3] - box[1] < MIN_BOX_SIDE:
-                degenerate += 1
-                continue
-            new.append((box, slug))
+        new, dropped = _task_boxes(task, shape, size, resolve)
+        degenerate += dropped
         if record is None:
             assert source is not None
-            if source.resolve().is_relative_to(images_dir.resolve()) and \
-                    (name := source.resolve().relative_to(images_dir.resolve()).as_posix()) not in taken:
-                pass  # already in place under images/
-            else:
+            name = _in_images(source, images_dir) or ""
+            if not name or name in taken:
                 name = _free_name(task.file_name, digest, taken, images_dir)
                 if name != task.file_name:
                     renamed.append((task.file_name, name))

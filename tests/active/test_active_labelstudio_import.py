@@ -11,7 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from roomscan.active.labelstudio_import import ImportReport, UnknownLabelsError, import_labelstudio, parse_label_map
+from roomscan.active.labelstudio_import import (
+    ImportReport,
+    UnknownLabelsError,
+    import_labelstudio,
+    parse_label_map,
+)
 from roomscan.data.dataset import DatasetError, DetectionDataset
 from roomscan.data.formats import labelstudio
 from roomscan.data.synthetic import make_shapes_dataset

@@ -80,7 +80,7 @@ def test_dry_run_shows_the_changes_and_writes_nothing(dataset, export, tmp_path,
 
 
 def test_a_missing_photo_is_skipped_or_with_strict_stops(dataset, export, capsys):
-    code, out, err = run(capsys, "active", "import", str(export), "--into", str(dataset), "--skip-unknown")
+    code, _, err = run(capsys, "active", "import", str(export), "--into", str(dataset), "--skip-unknown")
     assert code == 0 and "missing photo, task skipped" in err and "a1b2c3d4-loft.jpg" in err
     code, _, err = run(capsys, "active", "import", str(export), "--into", str(dataset), "--skip-unknown", "--strict")
     assert code == 2 and "--images-root" in " ".join(err.split())

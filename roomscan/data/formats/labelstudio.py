@@ -102,7 +102,7 @@ def _found_only_beside_json(tasks: list[Any], json_dir: Path, root: Path) -> boo
         image = task.get("data", {}).get("image") if isinstance(task, dict) and isinstance(task.get("data"), dict) else None
         if not isinstance(image, str) or not image:
             continue
-        name, found = _resolve_file(_image_ref(image), json_dir, root)
+        _, found = _resolve_file(_image_ref(image), json_dir, root)
         if found is not None and not found.resolve().is_relative_to(root.resolve()):
             return True
     return False
@@ -138,7 +138,7 @@ def _pick_results(
         skipped.append(Skipped("annotation choice", f"{place} annotation[{chosen[0]}]",
                                f"{policy}: of several annotations, used {why}; the others not used"))
         usable = [chosen]
-    picked = []
+    picked: list[tuple[str, Any]] = []
     for j, a in usable:
         result = a.get("result", [])
         if not isinstance(result, list):
@@ -279,8 +279,8 @@ def read_tasks(
         rects = []
         size: tuple[int, int] | None = None
         picked = _pick_results(task, annotations, path, where, skipped)
-        annotated = any(isinstance(a, dict) and not a.get("was_cancelled")
-                        for a in task.get("annotations", task.get("completions", [])))
+        used = task.get("annotations", task.get("completions", []))
+        annotated = isinstance(used, list) and any(isinstance(a, dict) and not a.get("was_cancelled") for a in used)
         for rwhere, res in picked:
             kind = res.get("type", "rectanglelabels") if isinstance(res, dict) else type(res).__name__
             if kind != "rectanglelabels":
