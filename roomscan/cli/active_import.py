@@ -24,7 +24,7 @@ def import_cmd(
     into: Path = typer.Option(..., "--into", help="The roomscan dataset to merge into (images/, annotations.json, taxonomy.yaml); an absent or empty folder starts one (needs --taxonomy)."),
     taxonomy: Path | None = typer.Option(None, "--taxonomy", help="Resolve labels through this taxonomy YAML (it may add synonyms); its amenities must be the dataset's, in order. Required for a new dataset."),
     label_map: list[str] = typer.Option([], "--map", metavar="LABEL=SLUG", help="Map an export label onto an amenity: --map 'Coffee machine=coffee-maker' (repeatable)."),
-    images_root: Path | None = typer.Option(None, "--images-root", help="Where the export's photos are (upload, URL and local-files paths are found here by name); default: images/ beside the export, else its folder."),
+    images_root: Path | None = typer.Option(None, "--images-root", "--image-root", help="Where the export's photos are (upload, URL and local-files paths are found here by name; --image-root as in data convert); default: images/ beside the export, else its folder."),
     skip_unknown: bool = typer.Option(False, "--skip-unknown", help="Leave out boxes whose label the taxonomy does not know, instead of stopping."),
     strict: bool = typer.Option(False, "--strict", help="Stop on a photo that is neither in the dataset nor found, or was labelled at another shape, instead of skipping its task."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would change; write nothing."),

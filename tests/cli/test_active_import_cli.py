@@ -72,7 +72,7 @@ def test_unknown_labels_stop_with_the_fixes_unless_skipped(dataset, export, tmp_
 
 def test_dry_run_shows_the_changes_and_writes_nothing(dataset, export, tmp_path, capsys):
     before = _files(dataset)
-    code, out, _ = run(capsys, "active", "import", str(export), "--into", str(dataset), "--images-root",
+    code, out, _ = run(capsys, "active", "import", str(export), "--into", str(dataset), "--image-root",  # as in convert
                        str(tmp_path / "photos"), "--skip-unknown", "--dry-run", "--json")
     doc = json.loads(out)
     assert code == 0 and doc["dry_run"] and doc["images_added"] == ["loft.jpg"] and doc["boxes_added"] == {"circle": 1}
