@@ -18,6 +18,8 @@ stored ones count as unchanged, so importing the same export twice changes nothi
 
 Nothing is half-written: new images are copied to temporary names, then renamed, then ``annotations.json`` is
 replaced in one rename; a failure on the way removes what this import placed and leaves the dataset as it was.
+If ``annotations.json`` changes under it (another import), the import stops the same way rather than lose that
+change.
 
 Example:
     >>> report = import_labelstudio("project-3.json", "data/rooms", label_map={"Coffee machine": "coffee-maker"})
@@ -380,6 +382,7 @@ def import_labelstudio(
             missing photo; the dataset is unchanged.
     """
     export, root = Path(export), Path(dataset_dir)
+    stamp = _stamp(root)
     dataset, is_new = _open_dataset(root, taxonomy)
     tax = dataset.taxonomy
     read = labelstudio.read_tasks(export, images_dir=images_root)
@@ -482,13 +485,25 @@ def import_labelstudio(
     if dry_run or not report.changed:
         return report
     merged = DetectionDataset(images_dir, tax, images, annotations)
-    _write(root, merged, copies, write_taxonomy=is_new)
+    _write(root, merged, copies, write_taxonomy=is_new, stamp=stamp)
     return replace(report, written=True)
 
 
-def _write(root: Path, dataset: DetectionDataset, copies: list[tuple[Path, str]], *, write_taxonomy: bool) -> None:
+def _stamp(root: Path) -> tuple[int, int] | None:
+    try:
+        st = (root / ANNOTATIONS_FILE).stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _write(
+    root: Path, dataset: DetectionDataset, copies: list[tuple[Path, str]], *, write_taxonomy: bool,
+    stamp: tuple[int, int] | None,
+) -> None:
     """Copy new photos to temporary names, rename them, then replace ``annotations.json`` in one rename; on any
-    failure remove what was placed, so the dataset is as it was."""
+    failure remove what was placed, so the dataset is as it was. ``annotations.json`` changed by someone else since
+    it was read (``stamp``) is a failure too: replacing it would lose their change."""
     images_dir = root / IMAGES_DIR
     token = uuid.uuid4().hex[:8]
     made_dirs: list[Path] = []
@@ -513,6 +528,9 @@ def _write(root: Path, dataset: DetectionDataset, copies: list[tuple[Path, str]]
             dataset.taxonomy.save(tmp)
             os.replace(tmp, root / TAXONOMY_FILE)
             placed.append(root / TAXONOMY_FILE)
+        if _stamp(root) != stamp:
+            raise DatasetError(f"{root / ANNOTATIONS_FILE} changed while importing (another import or edit?); "
+                               f"nothing was imported: run the import again")
         write_json_atomic(root / ANNOTATIONS_FILE, coco.to_dict(dataset))
     except BaseException:
         for path in [*temps, *placed]:

@@ -295,3 +295,19 @@ def test_two_tasks_for_one_photo_are_refused(dataset, tmp_path):
     tasks[1]["data"]["image"] = "/data/upload/1/0badc0de-00000.jpg"  # the same name: the reader refuses it
     with pytest.raises(DatasetError, match="appears in two tasks"):
         import_labelstudio(_save(path, tasks), dataset)
+
+
+def test_an_import_that_races_another_writer_stops_and_keeps_their_change(dataset, tmp_path, sample_photo, monkeypatch):
+    export = _edited_export(dataset, tmp_path, sample_photo)
+    copy = shutil.copy2
+
+    def copy_while_someone_edits(src, dst, **kwargs):
+        ann = dataset / "annotations.json"
+        ann.write_text(ann.read_text().replace('"images"', '"images" ', 1))  # another process saves the dataset
+        return copy(src, dst, **kwargs)
+
+    monkeypatch.setattr(shutil, "copy2", copy_while_someone_edits)
+    with pytest.raises(DatasetError, match="changed while importing"):
+        import_labelstudio(export, dataset)
+    theirs = _state(dataset)
+    assert '"images" ' in theirs["annotations.json"].decode() and "images/new.jpg" not in theirs
