@@ -386,6 +386,8 @@ def import_labelstudio(
     dataset, is_new = _open_dataset(root, taxonomy)
     tax = dataset.taxonomy
     read = labelstudio.read_tasks(export, images_dir=images_root)
+    if not read.tasks:
+        raise DatasetError(f"{read.path}: the export has no tasks; export the project from Label Studio as JSON")
     resolve = _resolver(tax, dict(label_map or {}))
     by_name = {im.file_name: im for im in dataset.images}
     content = _ContentIndex(dataset)

@@ -148,6 +148,11 @@ def test_map_and_skip_unknown_resolve_or_leave_out_unknown_labels(dataset, tmp_p
         parse_label_map(["no-equals-sign"])
 
 
+def test_an_export_without_tasks_is_an_error(dataset, tmp_path):
+    with pytest.raises(DatasetError, match="the export has no tasks"):
+        import_labelstudio(_save(tmp_path / "export.json", []), dataset)
+
+
 def test_a_missing_photo_is_reported_and_skipped_unless_strict(dataset, tmp_path):
     export = _save(tmp_path / "export.json", [
         {"data": {"image": "/data/upload/3/0badc0de-gone.jpg"}, "annotations": [{"result": [_rect("circle", 0, 0, 50, 50)]}]}])
