@@ -9,8 +9,8 @@ Members come from four sources, combinable (e.g. 2 models x test-time augmentati
   pixels, so every member speaks about the same pixels;
 * **teacher vs student**: simply two detectors.
 
-Every member's ``Detections`` index the same taxonomy (same amenities, same order), else :class:`CommitteeError`
-names the models and the amenities that differ.
+Every member's ``Detections`` index the same taxonomy (same amenities, same order), else
+:class:`CommitteeError` names the models and the amenities that differ.
 
 Example:
     >>> committee = Committee.build([teacher, student], tta=True)  # doctest: +SKIP
@@ -43,7 +43,7 @@ DEFAULT_TTA_SCALE = 0.75
 
 
 class CommitteeError(RoomscanError, ValueError):
-    """A committee that cannot be built: no members, different taxonomies, MC dropout on a model without it."""
+    """A committee that cannot be built: no members, different taxonomies, MC dropout without dropout."""
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,12 @@ def _check_taxonomies(detectors: Sequence[Detector]) -> Taxonomy:
         only_b = [s for s in b if s not in a]
         if only_a or only_b:
             diff = "; ".join(
-                part for part in (
+                part
+                for part in (
                     f"only {first.info.name} has {', '.join(only_a)}" if only_a else "",
                     f"only {other.info.name} has {', '.join(only_b)}" if only_b else "",
-                ) if part
+                )
+                if part
             )
         else:
             diff = f"the same amenities in a different order ({', '.join(a)} vs {', '.join(b)})"
@@ -95,8 +97,8 @@ def _check_taxonomies(detectors: Sequence[Detector]) -> Taxonomy:
 class Committee:
     """Detectors plus how each one votes (views and dropout samples); see the module docstring.
 
-    Build with :meth:`build`. ``members`` lists the K voices in the order :meth:`predict` returns them: detector
-    by detector, then view, then dropout sample.
+    Build with :meth:`build`. ``members`` lists the K voices in the order :meth:`predict` returns them:
+    detector by detector, then view, then dropout sample.
     """
 
     def __init__(
@@ -131,8 +133,8 @@ class Committee:
             tta_scale: the rescale factor, in ``(0, 4]``, not 1.
 
         Raises:
-            CommitteeError: no detectors, different taxonomies (naming the models and the amenities), ``T`` of 1
-                or below 0, or MC dropout on a model without dropout (the base class's message).
+            CommitteeError: no detectors, different taxonomies (naming the models and the amenities), ``T``
+                of 1 or below 0, or MC dropout on a model without dropout (the base class's message).
         """
         dets = [detectors] if not isinstance(detectors, Sequence) else list(detectors)
         if not dets:
@@ -160,8 +162,10 @@ class Committee:
         for i, label in enumerate(labels):
             for view in views:
                 for sample in samples:
-                    parts = [label] + ([view] if view != "none" else []) + (
-                        [f"dropout-{sample}"] if sample is not None else []
+                    parts = (
+                        [label]
+                        + ([view] if view != "none" else [])
+                        + ([f"dropout-{sample}"] if sample is not None else [])
                     )
                     members.append(Member(i, view, sample, "/".join(parts)))
         return cls(dets, members, tta_scale=tta_scale)
@@ -178,7 +182,9 @@ class Committee:
     @property
     def samples(self) -> int:
         """MC-dropout passes per detector and view (0: none)."""
-        return sum(1 for m in self.members if m.detector == 0 and m.augmentation == "none" and m.sample is not None)
+        return sum(
+            1 for m in self.members if m.detector == 0 and m.augmentation == "none" and m.sample is not None
+        )
 
     def describe(self) -> str:
         """One line, e.g. ``"6 members: 2 models (a, b) x 3 views (original, flip, x0.75) x 1"``."""

@@ -1,19 +1,20 @@
-"""What ``roomscan active rank`` writes: the ranking, a contact sheet, and Label Studio files to label the batch.
+"""What ``roomscan active rank`` writes: the ranking, a contact sheet, Label Studio files for the batch.
 
 Into ``out_dir`` (created):
 
-* ``ranking.csv`` / ``ranking.json``: rank, photo (path or catalog photo id), the chosen score, every registered
-  score's value, why, and the consensus labels (the JSON adds the consensus boxes and the run's settings);
-* ``contact_sheet.html``: one self-contained page (thumbnails as base64 JPEG, no external URL) with each member's
-  boxes drawn in its own colour and a legend;
-* ``labelstudio_tasks.json``: Label Studio's import format for image object detection with pre-annotations: one
-  task per photo, ``{"data": {"image": ...}, "predictions": [{"model_version", "score", "result": [...]}]}``,
-  each result a ``rectanglelabels`` region in percent of the image, labelled with the amenity's name, carrying the
-  committee's consensus boxes. The rectangles come from :func:`roomscan.data.formats.labelstudio.to_tasks` (the
-  same label names and percent conversion as ``roomscan data convert``), moved from ``annotations`` to
-  ``predictions``. The prediction's ``score`` is the mean confidence of its boxes (low = uncertain, so Label
-  Studio's sort by prediction score puts contested photos first); ``data.roomscan_rank`` and
-  ``data.roomscan_score`` keep our exact order;
+* ``ranking.csv`` / ``ranking.json``: rank, photo (path or catalog photo id), the chosen score, every
+  registered score's value, why, and the consensus labels (the JSON adds the consensus boxes and the run's
+  settings);
+* ``contact_sheet.html``: one self-contained page (thumbnails as base64 JPEG, no external URL) with each
+  member's boxes drawn in its own colour and a legend;
+* ``labelstudio_tasks.json``: Label Studio's import format for image object detection with pre-annotations:
+  one task per photo, ``{"data": {"image": ...}, "predictions": [{"model_version", "score", "result":
+  [...]}]}``, each result a ``rectanglelabels`` region in percent of the image, labelled with the amenity's
+  name, carrying the committee's consensus boxes. The rectangles come from
+  :func:`roomscan.data.formats.labelstudio.to_tasks` (the same label names and percent conversion as
+  ``roomscan data convert``), moved from ``annotations`` to ``predictions``. The prediction's ``score`` is the
+  mean confidence of its boxes (low = uncertain, so Label Studio's sort by prediction score puts contested
+  photos first); ``data.roomscan_rank`` and ``data.roomscan_score`` keep our exact order;
 * ``labelstudio_config.xml``: the labelling config (``Image`` named ``image``, ``RectangleLabels`` named
   ``label`` with one ``Label`` per amenity name) the tasks refer to.
 
@@ -61,8 +62,20 @@ CONTACT_SHEET = "contact_sheet.html"
 LABELSTUDIO_TASKS = "labelstudio_tasks.json"
 LABELSTUDIO_CONFIG = "labelstudio_config.xml"
 
-_PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
-            "#9a6324", "#000075", "#808000", "#469990")
+_PALETTE = (
+    "#e6194b",
+    "#3cb44b",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#42d4f4",
+    "#f032e6",
+    "#bfef45",
+    "#9a6324",
+    "#000075",
+    "#808000",
+    "#469990",
+)
 
 
 def member_colours(k: int) -> list[str]:
@@ -70,7 +83,8 @@ def member_colours(k: int) -> list[str]:
     if k <= len(_PALETTE):
         return list(_PALETTE[:k])
     return [
-        "#%02x%02x%02x" % tuple(round(255 * c) for c in colorsys.hsv_to_rgb(i / k, 0.85, 0.9)) for i in range(k)
+        "#" + "".join(f"{round(255 * c):02x}" for c in colorsys.hsv_to_rgb(i / k, 0.85, 0.9))
+        for i in range(k)
     ]
 
 
@@ -113,22 +127,29 @@ def write_outputs(
     return tuple(final for _, final in temps)
 
 
-# -- the ranking ---------------------------------------------------------------------------------------------------
+# -- the ranking ---------------------------------------------------------------------------------------------
 def _score_names(result: RankResult) -> list[str]:
     return list(result.photos[0].scores) if result.photos else []
 
 
 def ranking_csv(result: RankResult) -> str:
-    """``rank, photo, score, <every registered score>, known_error, why, consensus`` (labels joined by ``;``)."""
+    """``rank, photo, score, <every registered score>, known_error, why, consensus`` (labels: ``a;b``)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     names = _score_names(result)
     writer.writerow(["rank", "photo", "score", *names, "known_error", "why", "consensus"])
     for p in result.photos:
-        writer.writerow([
-            p.rank, p.id, f"{p.score:.6f}", *(f"{p.scores[n]:.6f}" for n in names), int(p.known_error), p.why,
-            ";".join(b.label for b in p.consensus),
-        ])
+        writer.writerow(
+            [
+                p.rank,
+                p.id,
+                f"{p.score:.6f}",
+                *(f"{p.scores[n]:.6f}" for n in names),
+                int(p.known_error),
+                p.why,
+                ";".join(b.label for b in p.consensus),
+            ]
+        )
     return buf.getvalue()
 
 
@@ -157,8 +178,12 @@ def ranking_json(result: RankResult) -> dict[str, Any]:
                 "known_error": p.known_error,
                 "why": p.why,
                 "consensus": [
-                    {"label": b.label, "score": round(b.score, 4), "agreement": round(b.agreement, 4),
-                     "box": [round(v, 2) for v in b.xyxy]}
+                    {
+                        "label": b.label,
+                        "score": round(b.score, 4),
+                        "agreement": round(b.agreement, 4),
+                        "box": [round(v, 2) for v in b.xyxy],
+                    }
                     for b in p.consensus
                 ],
             }
@@ -167,9 +192,9 @@ def ranking_json(result: RankResult) -> dict[str, Any]:
     }
 
 
-# -- Label Studio --------------------------------------------------------------------------------------------------
+# -- Label Studio --------------------------------------------------------------------------------------------
 def labelstudio_tasks(result: RankResult) -> list[dict[str, Any]]:
-    """One Label Studio task per pick, in rank order, the consensus boxes as pre-annotations (module docstring)."""
+    """One Label Studio task per pick, in rank order, consensus boxes as pre-annotations (see above)."""
     from roomscan.data.dataset import DetectionDataset, ImageRecord
     from roomscan.data.formats.labelstudio import to_tasks
     from roomscan.detection.core import make_detections
@@ -196,14 +221,16 @@ def labelstudio_tasks(result: RankResult) -> list[dict[str, Any]]:
         task["data"]["roomscan_score"] = round(photo.score, 6)
         task["data"]["roomscan_photo"] = photo.id
         mean = float(np.mean([b.score for b in photo.consensus])) if photo.consensus else 0.0
-        task["predictions"] = [{"model_version": result.model_version, "score": round(mean, 4), "result": regions}]
+        task["predictions"] = [
+            {"model_version": result.model_version, "score": round(mean, 4), "result": regions}
+        ]
         tasks.append(task)
     return tasks
 
 
 def labelstudio_config(taxonomy: Taxonomy) -> str:
-    """The labelling config: an ``Image`` named ``image`` and ``RectangleLabels`` named ``label``, one ``Label``
-    per amenity name (the names :func:`labelstudio_tasks` writes)."""
+    """The labelling config: an ``Image`` named ``image`` and ``RectangleLabels`` named ``label``, one
+    ``Label`` per amenity name (the names :func:`labelstudio_tasks` writes)."""
     labels = "\n".join(f"    <Label value={quoteattr(a.name)}/>" for a in taxonomy)
     return (
         "<View>\n"
@@ -215,7 +242,7 @@ def labelstudio_config(taxonomy: Taxonomy) -> str:
     )
 
 
-# -- the contact sheet ---------------------------------------------------------------------------------------------
+# -- the contact sheet ---------------------------------------------------------------------------------------
 def _thumbnail(image: Image.Image | None, photo: RankedPhoto, colours: Sequence[str], size: int) -> str:
     from PIL import Image as PILImage
     from PIL import ImageDraw
@@ -230,8 +257,11 @@ def _thumbnail(image: Image.Image | None, photo: RankedPhoto, colours: Sequence[
     for k in range(clusters.members):  # each member's boxes, in its colour
         for j in np.flatnonzero(clusters.present[:, k]):
             x1, y1, x2, y2 = clusters.boxes[j, k]
-            draw.rectangle((x1 * sx, y1 * sy, max(x2 * sx, x1 * sx + 1), max(y2 * sy, y1 * sy + 1)),
-                           outline=colours[k], width=2)
+            draw.rectangle(
+                (x1 * sx, y1 * sy, max(x2 * sx, x1 * sx + 1), max(y2 * sy, y1 * sy + 1)),
+                outline=colours[k],
+                width=2,
+            )
     buf = io.BytesIO()
     thumb.save(buf, "JPEG", quality=80)
     return base64.b64encode(buf.getvalue()).decode("ascii")
@@ -243,7 +273,7 @@ def contact_sheet(
     load: Callable[[RankedPhoto], Image.Image] | None = None,
     thumb_size: int = 240,
 ) -> str:
-    """A self-contained HTML page of the picks: thumbnails with every member's boxes, a legend, the reasons."""
+    """A self-contained HTML page of the picks: thumbnails with each member's boxes, a legend, reasons."""
     colours = member_colours(len(result.members))
     legend = "".join(
         f'<li><span class="sw" style="background:{c}"></span>{html.escape(name)}</li>'
@@ -255,7 +285,7 @@ def contact_sheet(
         if load is not None:
             try:
                 image = load(photo)
-            except Exception:  # noqa: BLE001 - a photo gone since ranking gets a placeholder, not a lost sheet
+            except Exception:  # noqa: BLE001 - a photo gone since ranking: a placeholder, not a lost sheet
                 image = None
         data = _thumbnail(image, photo, colours, thumb_size)
         labels = ", ".join(html.escape(b.label) for b in photo.consensus) or "none agreed"
@@ -268,7 +298,7 @@ def contact_sheet(
         )
     title = f"roomscan active rank: {len(result.photos)} of {result.pool_size} photos by {result.score}"
     return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>"
         "body{font-family:system-ui,sans-serif;margin:1em}"
         "main{display:flex;flex-wrap:wrap;gap:12px}"

@@ -1,18 +1,18 @@
-"""Rank unlabelled photos by how much a committee disagrees on them: the pipeline behind ``roomscan active rank``.
+"""The pipeline behind ``roomscan active rank``: rank unlabelled photos by how much a committee disagrees.
 
 Read top to bottom, :func:`rank` is: gather the pool (a folder of images, or the catalog's photos), let the
-committee predict each photo in chunks, match its members' boxes (:func:`~roomscan.active.match_members`), score
-and select a batch (:func:`~roomscan.active.select_photos`: top-N, or uncertainty + k-center diversity on the
-committee's embeddings, optionally weighted by class rarity), then write the outputs
+committee predict each photo in chunks, match its members' boxes (:func:`~roomscan.active.match_members`),
+score and select a batch (:func:`~roomscan.active.select_photos`: top-N, or uncertainty + k-center diversity
+on the committee's embeddings, optionally weighted by class rarity), then write the outputs
 (:mod:`roomscan.active.outputs`).
 
-In the catalog, photos that show an amenity its listing's host **rejected** (table ``amenity_decisions``) while a
-model's stored detections of that photo include it are known model errors: they rank first, whatever their score,
-and their "why" says so.
+In the catalog, photos that show an amenity its listing's host **rejected** (table ``amenity_decisions``)
+while a model's stored detections of that photo include it are known model errors: they rank first, whatever
+their score, and their "why" says so.
 
 Example:
     >>> committee = Committee.build([model_a, model_b], tta=True)  # doctest: +SKIP
-    >>> result = rank(committee, "photos/", score="bald", budget=50, diversity=True, out_dir="batch-3")  # doctest: +SKIP
+    >>> result = rank(committee, "photos/", budget=50, diversity=True, out_dir="batch-3")  # doctest: +SKIP
     >>> result.photos[0].why  # doctest: +SKIP
     'bald 0.61 (max over 4 boxes); diverse: pick 1 of top 200'
 """
@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -155,7 +155,7 @@ class RankResult:
     files: tuple[Path, ...] = ()
 
 
-# -- the pool ----------------------------------------------------------------------------------------------------
+# -- the pool ------------------------------------------------------------------------------------------------
 def folder_pool(folder: str | os.PathLike[str]) -> PhotoPool:
     """Every image file (by extension) under ``folder``, recursively, sorted by path.
 
@@ -178,7 +178,8 @@ def folder_pool(folder: str | os.PathLike[str]) -> PhotoPool:
         return lambda: load_image(path).image
 
     photos = tuple(
-        PoolPhoto(p.relative_to(root).as_posix(), str(p), p.relative_to(root).as_posix(), loader(p)) for p in files
+        PoolPhoto(p.relative_to(root).as_posix(), str(p), p.relative_to(root).as_posix(), loader(p))
+        for p in files
     )
     return PhotoPool(photos, str(root))
 
@@ -207,13 +208,19 @@ def catalog_pool(services: Services) -> PhotoPool:
         rejected = session.execute(
             select(ListingPhoto.photo_id, AmenityDecision.listing_id, AmenityDecision.amenity)
             .join(ListingPhoto, ListingPhoto.listing_id == AmenityDecision.listing_id)
-            .join(Detection, (Detection.photo_id == ListingPhoto.photo_id) & (Detection.amenity == AmenityDecision.amenity))
+            .join(
+                Detection,
+                (Detection.photo_id == ListingPhoto.photo_id)
+                & (Detection.amenity == AmenityDecision.amenity),
+            )
             .where(AmenityDecision.decision == Decision.REJECTED)
             .distinct()
             .order_by(ListingPhoto.photo_id, AmenityDecision.listing_id, AmenityDecision.amenity)
         ).all()
     if not rows:
-        raise RankError("the catalog has no photos to rank; add listings' photos first (`roomscan listings photos add`)")
+        raise RankError(
+            "the catalog has no photos to rank; add listings' photos first (`roomscan listings photos add`)"
+        )
     store = services.photos
 
     def loader(photo_id: int, sha256: str) -> Callable[[], Image.Image]:
@@ -227,12 +234,13 @@ def catalog_pool(services: Services) -> PhotoPool:
         for pid, items in errors.items()
     }
     photos = tuple(
-        PoolPhoto(pid, f"photo {pid}", CATALOG_IMAGE_URL.format(id=pid), loader(pid, sha)) for pid, sha in rows
+        PoolPhoto(pid, f"photo {pid}", CATALOG_IMAGE_URL.format(id=pid), loader(pid, sha))
+        for pid, sha in rows
     )
     return PhotoPool(photos, f"catalog {services.settings.resolved_database_url}", known)
 
 
-# -- class counts ------------------------------------------------------------------------------------------------
+# -- class counts --------------------------------------------------------------------------------------------
 def dataset_class_counts(path: str | os.PathLike[str], taxonomy: Taxonomy) -> dict[str, int]:
     """Labelled boxes per amenity slug of ``taxonomy`` in a roomscan dataset (amenities it lacks count 0).
 
@@ -247,24 +255,28 @@ def dataset_class_counts(path: str | os.PathLike[str], taxonomy: Taxonomy) -> di
     unknown: dict[str, int] = {}
     for _, dets in dataset:
         for slug in labels_of(dets):
-            amenity = dataset.taxonomy[slug] if slug in dataset.taxonomy else None
+            name = dataset.taxonomy.resolve(slug).name if slug in dataset.taxonomy else slug
             try:
                 ours = taxonomy.resolve(slug).slug
             except TaxonomyError:
                 try:
-                    ours = taxonomy.resolve(amenity.name if amenity else slug).slug
+                    ours = taxonomy.resolve(name).slug
                 except TaxonomyError:
                     unknown[slug] = unknown.get(slug, 0) + 1
                     continue
             counts[ours] += 1
     if unknown:
         listed = ", ".join(f"{k} ({v})" for k, v in sorted(unknown.items()))
-        warnings.warn(f"{path}: labels outside the committee's taxonomy were not counted: {listed}", stacklevel=2)
+        warnings.warn(
+            f"{path}: labels outside the committee's taxonomy were not counted: {listed}", stacklevel=2
+        )
     return counts
 
 
-def consensus_class_counts(photos: Mapping[Hashable, Clusters], *, min_agreement: float = 0.5) -> dict[str, int]:
-    """Boxes per class the committee agrees on over the pool (clusters at least ``min_agreement`` of members saw)."""
+def consensus_class_counts(
+    photos: Mapping[Hashable, Clusters], *, min_agreement: float = 0.5
+) -> dict[str, int]:
+    """Boxes per class the committee agrees on over the pool (clusters ``min_agreement`` of members saw)."""
     counts: dict[str, int] = {}
     for clusters in photos.values():
         for name in clusters.class_names:
@@ -295,7 +307,7 @@ def consensus_boxes(clusters: Clusters, *, min_agreement: float = 0.5) -> tuple[
     )
 
 
-# -- the pipeline ------------------------------------------------------------------------------------------------
+# -- the pipeline --------------------------------------------------------------------------------------------
 def _as_pool(source: Any) -> PhotoPool:
     if isinstance(source, PhotoPool):
         return source
@@ -337,15 +349,15 @@ def rank(
             ``class_balance``).
         out_dir: where to write ``ranking.csv/json``, the contact sheet and Label Studio files (created).
         batch_size: images per forward pass; ``chunk_size``: images read and predicted at a time.
-        iou_threshold: IoU for matching members' boxes; ``min_agreement``: the share of members a box needs
-            to be a consensus box (and to count toward consensus class counts).
+        iou_threshold: IoU for matching members' boxes; ``min_agreement``: the share of members a box needs to
+            be a consensus box (and to count toward consensus class counts).
         image_prefix: put before each photo's ``ref`` in Label Studio's ``data.image``
             (``/data/local-files/?d=rooms/``, ``https://roomscan.example``).
         progress: called ``(photos done, pool size)`` after each chunk.
 
     Raises:
-        RankError: an empty or missing folder, an empty catalog, no readable photo, a disagreement score with a
-            one-member committee, a bad budget.
+        RankError: an empty or missing folder, an empty catalog, no readable photo, a disagreement score
+            with a one-member committee, a bad budget.
     """
     scorer = get_score(score)
     if committee.size == 1 and scorer.name in DISAGREEMENT_SCORES:
@@ -360,7 +372,7 @@ def rank(
 
     clusters: dict[str | int, Clusters] = {}
     sizes: dict[str | int, tuple[int, int]] = {}
-    embeddings: dict[str | int, np.ndarray] = {}
+    embeddings: dict[Hashable, np.ndarray] = {}
     skipped: list[tuple[str, str]] = []
     by_id = {p.id: p for p in pool.photos}
     for start in range(0, len(pool.photos), chunk_size):
@@ -389,9 +401,13 @@ def rank(
 
     if skipped:
         listed = "; ".join(f"{label}: {why}" for label, why in skipped)
-        warnings.warn(f"skipped {len(skipped)} unreadable photo(s): {listed}", SkippedPhotosWarning, stacklevel=2)
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable photo(s): {listed}", SkippedPhotosWarning, stacklevel=2
+        )
     if not clusters:
-        raise RankError(f"{pool.source}: none of the {len(pool.photos)} photo(s) could be read; nothing to rank")
+        raise RankError(
+            f"{pool.source}: none of the {len(pool.photos)} photo(s) could be read; nothing to rank"
+        )
 
     short = budget > len(clusters)
     if short:
@@ -404,19 +420,30 @@ def rank(
 
     counts: Mapping[str, int] | None = None
     if class_counts is not None:
-        counts = class_counts if isinstance(class_counts, Mapping) else dataset_class_counts(class_counts, taxonomy)
+        counts = (
+            class_counts
+            if isinstance(class_counts, Mapping)
+            else dataset_class_counts(class_counts, taxonomy)
+        )
     elif class_balance:
-        counts = consensus_class_counts(clusters, min_agreement=min_agreement)
+        counts = consensus_class_counts(
+            cast("Mapping[Hashable, Clusters]", clusters), min_agreement=min_agreement
+        )
 
     # Known model errors first (by score), then the selection among the rest.
     known = [pid for pid in clusters if pid in pool.known_errors]
     known.sort(key=lambda pid: (-scorer.photo_score(clusters[pid]), str(pid)))
     first = known[:n]
     picks: list[tuple[str | int, float, str, bool]] = [
-        (pid, scorer.photo_score(clusters[pid]), f"{pool.known_errors[pid]}; {scorer.explain(clusters[pid])}", True)
+        (
+            pid,
+            scorer.photo_score(clusters[pid]),
+            f"{pool.known_errors[pid]}; {scorer.explain(clusters[pid])}",
+            True,
+        )
         for pid in first
     ]
-    rest = {pid: c for pid, c in clusters.items() if pid not in pool.known_errors}
+    rest: dict[Hashable, Clusters] = {pid: c for pid, c in clusters.items() if pid not in pool.known_errors}
     if n - len(first) > 0 and rest:
         selection = select_photos(
             rest,
@@ -426,7 +453,7 @@ def rank(
             min_consensus=0.0,
             embeddings={pid: embeddings[pid] for pid in rest} if diversity else None,
         )
-        picks += [(pid, s, why, False) for pid, s, why in selection.rows()]  # type: ignore[misc]
+        picks += [(cast("str | int", pid), s, why, False) for pid, s, why in selection.rows()]
 
     registry = {name: get_score(name) for name in SCORES}
     ranked = tuple(
@@ -467,4 +494,3 @@ def rank(
         files = write_outputs(result, out_dir, load=lambda photo: by_id[photo.id].load())
         result = replace(result, files=files)
     return result
-

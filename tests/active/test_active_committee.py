@@ -1,4 +1,4 @@
-"""Committees: every member's boxes in the original photo's pixels, members that really differ, clear errors."""
+"""Committees: each member's boxes in the original photo's pixels, members that differ, clear errors."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def test_tta_maps_flipped_and_rescaled_boxes_back_to_the_original_pixels():
     original, flipped, rescaled = members
     assert original.xyxy.tolist() == [[10, 20, 30, 44]]
     assert flipped.xyxy.tolist() == [[10, 20, 30, 44]]  # exactly: found at x 50..70 in the flipped view
-    assert np.allclose(rescaled.xyxy, [[10, 20, 30, 44]], atol=2)  # within the 2-pixel grid of a half-size view
+    # within the 2-pixel grid of a half-size view
+    assert np.allclose(rescaled.xyxy, [[10, 20, 30, 44]], atol=2)
     for dets in members:
         assert dets.metadata["image_size"] == (80, 60)
         assert dets.data["class_probs"].shape == (1, 3)
@@ -69,7 +70,9 @@ def test_members_are_named_and_counted_detector_by_view_by_sample():
 
 
 def test_different_taxonomies_are_refused_naming_models_and_amenities():
-    other = Taxonomy((Amenity("bed", "Bed"), Amenity("oven", "Oven"), Amenity("bathtub", "Bathtub")), source="x")
+    other = Taxonomy(
+        (Amenity("bed", "Bed"), Amenity("oven", "Oven"), Amenity("bathtub", "Bathtub")), source="x"
+    )
     with pytest.raises(CommitteeError) as info:
         Committee.build([BlobDetector(name="teacher"), BlobDetector(other, name="student")])
     message = str(info.value)
@@ -104,7 +107,9 @@ def test_an_ensemble_of_two_seeds_disagrees(tmp_path):
     images = [make_image((64, 64), seed=i) for i in range(2)]
     out = committee.predict(images)
     assert any(
-        not np.allclose(a.data["class_probs"], b.data["class_probs"]) if a.xyxy.shape == b.xyxy.shape else True
+        not np.allclose(a.data["class_probs"], b.data["class_probs"])
+        if a.xyxy.shape == b.xyxy.shape
+        else True
         for a, b in out
     )
 

@@ -107,7 +107,9 @@ def test_diversity_and_class_balance_still_give_distinct_picks(committee, photos
 
 def test_class_counts_favour_photos_of_rare_classes(committee, photos):
     plain = rank(committee, photos, score="entropy", budget=6)
-    rare = rank(committee, photos, score="entropy", budget=6, class_counts={"bed": 1, "oven": 1000, "sink": 1000})
+    rare = rank(
+        committee, photos, score="entropy", budget=6, class_counts={"bed": 1, "oven": 1000, "sink": 1000}
+    )
     before = {p.id: p.score for p in plain.photos}
     boosted = [p for p in rare.photos if "rare: bed" in p.why]
     assert boosted
@@ -186,7 +188,11 @@ def test_labelstudio_tasks_follow_the_import_format_and_read_back(committee, pho
         assert isinstance(prediction["model_version"], str) and 0 <= prediction["score"] <= 1
         assert len(prediction["result"]) == len(photo.consensus)
         for region in prediction["result"]:
-            assert (region["from_name"], region["to_name"], region["type"]) == ("label", "image", "rectanglelabels")
+            assert (region["from_name"], region["to_name"], region["type"]) == (
+                "label",
+                "image",
+                "rectanglelabels",
+            )
             assert (region["original_width"], region["original_height"]) == (photo.width, photo.height)
             assert region["image_rotation"] == 0 and 0 <= region["score"] <= 1
             value = region["value"]
@@ -199,7 +205,9 @@ def test_labelstudio_tasks_follow_the_import_format_and_read_back(committee, pho
     assert boxes_seen > 0
 
     # The reader takes annotations, not predictions: as annotations, the same boxes come back.
-    as_annotations = [{"data": t["data"], "annotations": [{"result": t["predictions"][0]["result"]}]} for t in tasks]
+    as_annotations = [
+        {"data": t["data"], "annotations": [{"result": t["predictions"][0]["result"]}]} for t in tasks
+    ]
     export = tmp_path / "export.json"
     export.write_text(json.dumps(as_annotations))
     dataset = labelstudio.read(export, images_dir=photos, taxonomy=tiny_taxonomy())
@@ -229,13 +237,25 @@ def test_catalog_mode_ranks_a_host_rejected_photo_first(tmp_path):
             for i, target in enumerate([other, other, listing]):
                 buf = io.BytesIO()
                 make_image((64, 48), seed=10 + i).save(buf, "JPEG")
-                added = store.add_photo(session, services.photos, target, load_image(buf.getvalue()),
-                                        model_id=services.model_id, taxonomy=taxonomy)
+                added = store.add_photo(
+                    session,
+                    services.photos,
+                    target,
+                    load_image(buf.getvalue()),
+                    model_id=services.model_id,
+                    taxonomy=taxonomy,
+                )
                 ids.append(added.photo_id)
         services.worker.run_until_idle()
         with services.sessions() as session, session.begin():
-            store.set_decision(session, store.get_listing(session, listing.id), "oven", "rejected",
-                               taxonomy=taxonomy, model_id=services.model_id)
+            store.set_decision(
+                session,
+                store.get_listing(session, listing.id),
+                "oven",
+                "rejected",
+                taxonomy=taxonomy,
+                model_id=services.model_id,
+            )
 
         committee = Committee.build([FixedDetector(0), FixedDetector(1)])
         result = rank(committee, services, score="entropy", budget=2, out_dir=tmp_path / "out")

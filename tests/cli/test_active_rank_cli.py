@@ -26,18 +26,43 @@ def folder(tmp_path: Path) -> Path:
     return photos
 
 
-def test_rank_a_folder_with_an_ensemble_and_tta(env, capsys, tiny_rtdetr_dir, second_rtdetr_dir, folder, tmp_path):
+def test_rank_a_folder_with_an_ensemble_and_tta(
+    env, capsys, tiny_rtdetr_dir, second_rtdetr_dir, folder, tmp_path
+):
     out = tmp_path / "batch"
     code, stdout, stderr = run(
-        capsys, "active", "rank", "--model", str(tiny_rtdetr_dir), "--model", str(second_rtdetr_dir), "--tta",
-        "--images", str(folder), "--score", "bald", "--budget", "2", "--out", str(out), "--min-score", "0",
-        "--diversity", "--device", "cpu",
+        capsys,
+        "active",
+        "rank",
+        "--model",
+        str(tiny_rtdetr_dir),
+        "--model",
+        str(second_rtdetr_dir),
+        "--tta",
+        "--images",
+        str(folder),
+        "--score",
+        "bald",
+        "--budget",
+        "2",
+        "--out",
+        str(out),
+        "--min-score",
+        "0",
+        "--diversity",
+        "--device",
+        "cpu",
     )
     assert code == 0, stderr
     assert "committee: 6 members: 2 models" in stderr and "pool: 4 photo(s)" in stderr
     assert "Top photos to label" in stdout and "1 " in stdout
-    for name in ("ranking.csv", "ranking.json", "contact_sheet.html", "labelstudio_tasks.json",
-                 "labelstudio_config.xml"):
+    for name in (
+        "ranking.csv",
+        "ranking.json",
+        "contact_sheet.html",
+        "labelstudio_tasks.json",
+        "labelstudio_config.xml",
+    ):
         assert (out / name).is_file()
     ranking = json.loads((out / "ranking.json").read_text())
     assert len(ranking["photos"]) == 2 and len({p["photo"] for p in ranking["photos"]}) == 2
@@ -46,8 +71,24 @@ def test_rank_a_folder_with_an_ensemble_and_tta(env, capsys, tiny_rtdetr_dir, se
 
 def test_json_output_and_a_budget_past_the_pool(env, capsys, tiny_rtdetr_dir, folder, tmp_path):
     code, stdout, stderr = run(
-        capsys, "active", "rank", "-m", str(tiny_rtdetr_dir), "--tta", "--images", str(folder), "--score", "entropy",
-        "--budget", "9", "--out", str(tmp_path / "o"), "--min-score", "0", "--json", "--class-balance",
+        capsys,
+        "active",
+        "rank",
+        "-m",
+        str(tiny_rtdetr_dir),
+        "--tta",
+        "--images",
+        str(folder),
+        "--score",
+        "entropy",
+        "--budget",
+        "9",
+        "--out",
+        str(tmp_path / "o"),
+        "--min-score",
+        "0",
+        "--json",
+        "--class-balance",
     )
     assert code == 0, stderr
     assert "budget 9 exceeds the pool of 4" in stderr
@@ -59,8 +100,22 @@ def test_json_output_and_a_budget_past_the_pool(env, capsys, tiny_rtdetr_dir, fo
 def test_unreadable_photos_are_named_and_skipped(env, capsys, tiny_rtdetr_dir, folder, tmp_path):
     (folder / "torn.jpg").write_bytes(b"\xff\xd8\xff\xe0 torn")
     code, _, stderr = run(
-        capsys, "active", "rank", "-m", str(tiny_rtdetr_dir), "--tta", "--images", str(folder),
-        "--score", "bald", "--budget", "2", "--out", str(tmp_path / "o"), "--min-score", "0",
+        capsys,
+        "active",
+        "rank",
+        "-m",
+        str(tiny_rtdetr_dir),
+        "--tta",
+        "--images",
+        str(folder),
+        "--score",
+        "bald",
+        "--budget",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
+        "--min-score",
+        "0",
     )
     assert code == 0, stderr
     assert "skipped 1 unreadable photo(s)" in stderr and "torn.jpg" in stderr
@@ -68,8 +123,19 @@ def test_unreadable_photos_are_named_and_skipped(env, capsys, tiny_rtdetr_dir, f
 
 def test_mc_dropout_on_a_model_without_dropout_exits_2(env, capsys, tiny_rtdetr_dir, folder, tmp_path):
     code, _, stderr = run(
-        capsys, "active", "rank", "-m", str(tiny_rtdetr_dir), "--mc-dropout", "3", "--images", str(folder),
-        "--budget", "2", "--out", str(tmp_path / "o"),
+        capsys,
+        "active",
+        "rank",
+        "-m",
+        str(tiny_rtdetr_dir),
+        "--mc-dropout",
+        "3",
+        "--images",
+        str(folder),
+        "--budget",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
     )
     assert code == 2
     assert "error:" in stderr and "has no dropout" in stderr and "--mc-dropout" in stderr
@@ -77,11 +143,24 @@ def test_mc_dropout_on_a_model_without_dropout_exits_2(env, capsys, tiny_rtdetr_
 
 
 def test_members_with_different_taxonomies_exit_2(env, capsys, tiny_rtdetr_dir, folder, tmp_path):
-    other = Taxonomy((Amenity("bed", "Bed"), Amenity("oven", "Oven"), Amenity("bathtub", "Bathtub")), source="x")
+    other = Taxonomy(
+        (Amenity("bed", "Bed"), Amenity("oven", "Oven"), Amenity("bathtub", "Bathtub")), source="x"
+    )
     other_dir = build_tiny_rtdetr(tmp_path / "other", other)
     code, _, stderr = run(
-        capsys, "active", "rank", "-m", str(tiny_rtdetr_dir), "-m", str(other_dir), "--images", str(folder),
-        "--budget", "2", "--out", str(tmp_path / "o"),
+        capsys,
+        "active",
+        "rank",
+        "-m",
+        str(tiny_rtdetr_dir),
+        "-m",
+        str(other_dir),
+        "--images",
+        str(folder),
+        "--budget",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
     )
     assert code == 2
     assert "must detect the same taxonomy" in stderr and "bathtub" in stderr and "sink" in stderr
@@ -89,8 +168,19 @@ def test_members_with_different_taxonomies_exit_2(env, capsys, tiny_rtdetr_dir, 
 
 def test_one_member_with_a_disagreement_score_exits_2(env, capsys, tiny_rtdetr_dir, folder, tmp_path):
     code, _, stderr = run(
-        capsys, "active", "rank", "-m", str(tiny_rtdetr_dir), "--images", str(folder), "--score", "bald",
-        "--budget", "2", "--out", str(tmp_path / "o"),
+        capsys,
+        "active",
+        "rank",
+        "-m",
+        str(tiny_rtdetr_dir),
+        "--images",
+        str(folder),
+        "--score",
+        "bald",
+        "--budget",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
     )
     assert code == 2 and "measures disagreement" in stderr
 
@@ -111,15 +201,34 @@ def test_bad_options_are_usage_errors(env, capsys, tmp_path, args, message):
 def test_an_empty_folder_exits_2_before_loading_a_model(env, capsys, tmp_path):
     (tmp_path / "empty").mkdir()
     code, _, stderr = run(
-        capsys, "active", "rank", "-m", str(tmp_path / "no-such-model"), "--images", str(tmp_path / "empty"),
-        "--budget", "2", "--out", str(tmp_path / "o"),
+        capsys,
+        "active",
+        "rank",
+        "-m",
+        str(tmp_path / "no-such-model"),
+        "--images",
+        str(tmp_path / "empty"),
+        "--budget",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
     )
     assert code == 2 and "no image files" in stderr
 
 
 def test_an_empty_catalog_exits_2(env, capsys, tmp_path):
     code, _, stderr = run(
-        capsys, "active", "rank", "--catalog", "--db", f"sqlite:///{tmp_path / 'c.db'}", "-m", "unused",
-        "--budget", "2", "--out", str(tmp_path / "o"),
+        capsys,
+        "active",
+        "rank",
+        "--catalog",
+        "--db",
+        f"sqlite:///{tmp_path / 'c.db'}",
+        "-m",
+        "unused",
+        "--budget",
+        "2",
+        "--out",
+        str(tmp_path / "o"),
     )
     assert code == 2 and "catalog has no photos" in stderr
