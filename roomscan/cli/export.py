@@ -24,7 +24,7 @@ def export(
     out: Path | None = typer.Option(None, "--out", help="Export directory (default: MODEL_DIR-onnx, or -onnx-int8; ./<name>-onnx for a hub model)."),
     int8: bool = typer.Option(False, "--int8", help="Quantise to int8 with ONNX Runtime (dynamic unless --calibration)."),
     calibration: Path | None = typer.Option(None, "--calibration", help="Photos (file or directory) to calibrate static int8 quantisation; implies --int8."),
-    image_size: int | None = typer.Option(None, "--image-size", min=32, max=4096, help="Square input side (default: the model's processor size; OWLv2: 960 native, 640 faster, a multiple of 16)."),
+    image_size: int | None = typer.Option(None, "--image-size", min=32, max=4096, help="Square input side (default: the model's processor size; OWLv2: 960 native, 640 faster; a multiple of its patch size, 16)."),
     opset: int = typer.Option(17, "--opset", min=13, max=21, help="ONNX opset version."),
     as_json: bool = typer.Option(False, "--json", help="Print the export metadata as JSON."),
 ) -> None:

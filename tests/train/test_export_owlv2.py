@@ -51,10 +51,17 @@ def test_amenity_spans_follow_the_prompt_order():
     assert amenity_spans(tiny_taxonomy()) == [(0, 2), (2, 3), (3, 6)]  # bed: 2 prompts, oven: 1, sink: 3
 
 
-def test_int8_export_records_its_drift_and_is_served(tiny_owlv2_dir, tmp_path):
-    result = export_owlv2(tiny_owlv2_dir, tmp_path / "int8", ExportConfig(int8=True), taxonomy=tiny_taxonomy())
+@pytest.mark.parametrize("method", ["dynamic", "static"])
+def test_int8_export_records_its_drift_and_is_served(tiny_owlv2_dir, tmp_path, method):
+    photos = []
+    if method == "static":  # calibration photos go through OWLv2's own pre-processing
+        for seed in range(2):
+            photos.append(tmp_path / f"calib-{seed}.jpg")
+            make_image((120, 80), seed).save(photos[-1])
+    config = ExportConfig(int8=True, calibration=tuple(photos))
+    result = export_owlv2(tiny_owlv2_dir, tmp_path / "int8", config, taxonomy=tiny_taxonomy())
     meta = result.metadata
-    assert meta.int8 and meta.quantization == "dynamic"
+    assert meta.int8 and meta.quantization == method
     assert set(meta.checks) == {"onnx_vs_torch", "int8_vs_torch", "int8_vs_fp32"}
     assert 0 < meta.checks["int8_vs_fp32"]["scores_max_abs"] < 0.2
     assert len(get_detector(result.path, device="cpu", score_threshold=0.0).predict_one(make_image())) > 0
