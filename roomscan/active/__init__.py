@@ -41,6 +41,8 @@ from roomscan.active.select import (
     top_n,
     uncertainty_diversity,
 )
+from roomscan.active.committee import Committee, CommitteeError, Member
+from roomscan.active.rank import RankedPhoto, RankError, RankResult
 
 __all__ = [
     "BALD",
@@ -67,4 +69,10 @@ __all__ = [
     "select_photos",
     "top_n",
     "uncertainty_diversity",
+    "Committee",
+    "CommitteeError",
+    "Member",
+    "RankError",
+    "RankResult",
+    "RankedPhoto",
 ]
