@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from PIL import Image
 
 from roomscan.errors import RoomscanError
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from roomscan.backends import Detector
     from roomscan.detection.core import Detections
     from roomscan.taxonomy import Taxonomy
@@ -259,6 +260,8 @@ def thumbnail_embedding(images: Sequence[Image.Image], *, side: int = 8, bins: i
     Returns float32 ``[n, 3 * side**2 + 3 * bins]`` with unit L2 rows (the thumbnail's pixels in ``[0, 1]``
     minus their mean, so overall brightness weighs less than layout; each histogram sums to 1).
     """
+    from PIL import Image
+
     rows = []
     for im in images:
         rgb = im.convert("RGB")
@@ -274,6 +277,8 @@ def thumbnail_embedding(images: Sequence[Image.Image], *, side: int = 8, bins: i
 
 
 def _view(image: Image.Image, view: Augmentation, scale: float) -> Image.Image:
+    from PIL import Image
+
     if view == "hflip":
         return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     if view == "rescale":
