@@ -38,6 +38,7 @@ from PIL import Image
 from roomscan.backends._base import Detector, ModelInfo, RawOutput
 from roomscan.backends._common import (
     DEFAULT_MAX_DETECTIONS,
+    TAXONOMY_FILE,
     class_thresholds,
     load_label_taxonomy,
     probability_kind_of,
@@ -51,7 +52,6 @@ METADATA_FILE = "roomscan_onnx.json"
 PROCESSOR_FILE = "preprocessor_config.json"
 METADATA_FORMAT = 1
 OWLV2_MODEL_TYPE = "owlv2"
-TAXONOMY_FILE = "taxonomy.yaml"
 
 
 class _Unset:
@@ -66,6 +66,7 @@ UNSET = _Unset()
 __all__ = [
     "METADATA_FILE",
     "ONNX_FILE",
+    "OWLV2_MODEL_TYPE",
     "OnnxDetector",
     "OnnxMetadata",
     "Preprocessing",
@@ -438,16 +439,20 @@ class OnnxDetector(Detector):
         xyxy = np.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], axis=-1)  # [b, q, 4] normalised
         return [RawOutput(box * self.preprocess.box_scale(im), p) for im, box, p in zip(batch, xyxy, probs)]
 
+    @property
+    def _source_backend(self) -> str:
+        return "owlv2" if self.metadata.model_type == OWLV2_MODEL_TYPE else "detr"
+
     def _embed(self, batch: Sequence[Image.Image]) -> np.ndarray:
         raise NotImplementedError(
             "the onnx backend has no image embedding: an export's graph outputs only logits and pred_boxes; "
-            "embed with the source PyTorch model directory (the detr backend) instead"
+            f"embed with the source PyTorch model directory (the {self._source_backend} backend) instead"
         )
 
     def _torch_module(self) -> Any:
         raise NotImplementedError(
             "dropout sampling needs the PyTorch model: an ONNX export is frozen in inference mode; use the source "
-            "model directory (the detr backend) for MC dropout"
+            f"model directory (the {self._source_backend} backend) for MC dropout"
         )
 
 

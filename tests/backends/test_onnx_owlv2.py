@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +130,7 @@ def test_the_export_takes_its_size_only(exports):
 
 def test_embed_and_dropout_sampling_say_to_use_the_source_model(exports):
     detector = get_detector(exports["fp32"], device="cpu")
-    with pytest.raises(NotImplementedError, match="no image embedding"):
+    with pytest.raises(NotImplementedError, match="no image embedding.*owlv2 backend"):
         detector.embed([make_image()])
     with pytest.raises(NotImplementedError, match="PyTorch model"), detector.dropout_sampling():
         pass
@@ -140,3 +142,14 @@ def test_metadata_records_what_the_backend_relies_on(exports, tiny_owlv2_dir):
     assert meta["nms_threshold"] == 0.3 and meta["dynamic_size"] is False and meta["input_size"] == [64, 64]
     eager = Owlv2Detector(tiny_owlv2_dir, taxonomy=tiny_taxonomy(), device="cpu")
     assert meta["source_model"] == eager.info.key
+
+
+def test_serving_an_owlv2_export_imports_neither_torch_nor_transformers(exports):
+    code = (
+        "import sys; from PIL import Image; from roomscan.backends import get_detector; "
+        f"d = get_detector({str(exports['fp32'])!r}, device='cpu', score_threshold=0.0); "
+        "assert len(d.predict_one(Image.new('RGB', (80, 60), (200, 30, 90)))) > 0; "
+        "print(','.join(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert result.stdout.strip() == ""
