@@ -17,6 +17,7 @@ from roomscan.cli import sweep as sweep_cmds
 from roomscan.cli import train as train_cmds
 from roomscan.cli._console import err_console
 from roomscan.cli.data import data_app
+from roomscan.cli.distill import distill as distill_cmd
 from roomscan.errors import RoomscanError
 
 
@@ -80,6 +81,7 @@ app.command("evaluate")(train_cmds.evaluate)
 app.add_typer(train_cmds.runs_app, name="runs")
 app.add_typer(sweep_cmds.app, name="sweep")
 app.add_typer(active.app, name="active")
+app.command("distill")(distill_cmd)
 
 
 def _print_version(value: bool) -> None:
