@@ -279,3 +279,26 @@ def test_an_empty_catalog_is_a_clear_error(tmp_path):
             rank(Committee.build([FixedDetector(0), FixedDetector(1)]), services, score="bald", budget=1)
     finally:
         services.close()
+
+
+def test_class_counts_from_a_dataset_count_its_labelled_boxes(committee, photos, tmp_path):
+    from roomscan.data.dataset import DetectionDataset, ImageRecord
+    from roomscan.detection.core import make_detections
+    from roomscan.taxonomy import Amenity, Taxonomy
+
+    labelled = Taxonomy(
+        (Amenity("bed", "Bed"), Amenity("sink", "Sink"), Amenity("stairs", "Stairs")), source="x"
+    )
+    src = tmp_path / "src"
+    src.mkdir()
+    make_image((40, 30), seed=7).save(src / "a.jpg", "JPEG")
+    boxes = make_detections(
+        [[0, 0, 9, 9], [10, 10, 20, 20], [1, 1, 5, 5], [2, 2, 8, 8]],
+        [1] * 4,
+        [0, 0, 1, 2],
+        ["bed", "bed", "sink", "stairs"],
+    )
+    DetectionDataset(src, labelled, [ImageRecord(1, "a.jpg", 40, 30)], {1: boxes}).save(tmp_path / "labelled")
+    with pytest.warns(UserWarning, match=r"not counted: stairs \(1\)"):
+        result = rank(committee, photos, score="bald", budget=2, class_counts=tmp_path / "labelled")
+    assert result.class_counts == {"bed": 2, "oven": 0, "sink": 1}

@@ -232,3 +232,73 @@ def test_an_empty_catalog_exits_2(env, capsys, tmp_path):
         str(tmp_path / "o"),
     )
     assert code == 2 and "catalog has no photos" in stderr
+
+
+def test_rank_the_catalog_puts_a_host_rejected_photo_first(env, capsys, tiny_rtdetr_dir, tmp_path):
+    import io
+
+    from roomscan.backends import get_detector
+    from roomscan.catalog import store
+    from roomscan.detection.image import load_image
+    from roomscan.services import Services
+    from roomscan.settings import Settings
+
+    db = f"sqlite:///{tmp_path / 'catalog.db'}"
+    detector = get_detector(str(tiny_rtdetr_dir), device="cpu", score_threshold=0.0)
+    services = Services.open(Settings(home=env, database_url=db))
+    try:
+        services.use(detector)
+        with services.sessions() as session, session.begin():
+            listings = [
+                store.create_listing(session, t, taxonomy=detector.taxonomy, model_id=services.model_id)
+                for t in ("Flat", "House")
+            ]
+            photo_ids = []
+            for i in range(4):
+                buf = io.BytesIO()
+                make_image((80, 64), seed=20 + i).save(buf, "JPEG")
+                added = store.add_photo(
+                    session,
+                    services.photos,
+                    listings[i // 3],
+                    load_image(buf.getvalue()),
+                    model_id=services.model_id,
+                    taxonomy=detector.taxonomy,
+                )
+                photo_ids.append(added.photo_id)
+        services.worker.run_until_idle()
+        with services.sessions() as session, session.begin():
+            house = store.get_listing(session, listings[1].id)
+            seen = store.photo_detections(session, [photo_ids[3]], services.model_id)[photo_ids[3]]
+            amenity = str(seen.data["class_name"][0])
+            store.set_decision(
+                session, house, amenity, "rejected", taxonomy=detector.taxonomy, model_id=services.model_id
+            )
+    finally:
+        services.close()
+
+    out = tmp_path / "batch"
+    code, stdout, stderr = run(
+        capsys,
+        "active",
+        "rank",
+        "--catalog",
+        "--db",
+        db,
+        "-m",
+        str(tiny_rtdetr_dir),
+        "--tta",
+        "--min-score",
+        "0",
+        "--score",
+        "bald",
+        "--budget",
+        "2",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert code == 0, stderr
+    first = json.loads(stdout)["photos"][0]
+    assert first["photo"] == photo_ids[3] and first["known_error"]
+    assert f"rejected {amenity} on listing {listings[1].id}" in first["why"]
