@@ -4,6 +4,7 @@ figures are the ones a reader would compute by hand."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -127,7 +128,7 @@ def test_a_stopped_run_continues_without_retraining_finished_rounds(tmp_path, po
     assert (report.rounds_run, report.rounds_resumed) == (1, 2)
 
     with pytest.raises(SimulationError, match="other settings.*budget"):
-        simulate(config.__class__(**{**config.__dict__, "budget": 5}), tmp_path, log=lambda m: None)
+        simulate(dataclasses.replace(config, budget=5), tmp_path, log=lambda m: None)
 
 
 def test_a_budget_past_the_pool_warns_and_stops_when_the_pool_is_empty(tmp_path, pool_dir, arch_dir):
