@@ -430,7 +430,7 @@ def _train(config: SimulationConfig, dataset: DetectionDataset, labelled: Sequen
     if (run / MODEL_DIR).is_dir() and read_run(run).status == "finished":
         return run / MODEL_DIR
     shutil.rmtree(run, ignore_errors=True)
-    data_dir = out / "data" / key
+    data_dir = out / "data" / _digest(sorted(labelled))  # one training set per labelled set, for every member
     if not (data_dir / "annotations.json").is_file():
         tmp = data_dir.with_name(data_dir.name + ".tmp")  # written whole, then renamed: never half a dataset
         shutil.rmtree(tmp, ignore_errors=True)
