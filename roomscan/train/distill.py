@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -314,7 +315,7 @@ def catalog_photos(services: Any, *, human_decisions: bool = False) -> list[Phot
     store = services.photos
     return [
         PhotoSource(f"{sha}{_SUFFIX.get(fmt, '.img')}", f"catalog photo {photo_id} ({sha[:12]})",
-                    read=lambda sha=sha: store.get(sha), drop=frozenset(drop[photo_id]))
+                    read=partial(store.get, sha), drop=frozenset(drop[photo_id]))
         for photo_id, (sha, fmt) in meta.items()
     ]
 
@@ -375,7 +376,7 @@ def label_with_teacher(
                         skipped.append(Skipped("host rejected", source.name,
                                                f"{int((~keep).sum())} box(es) of {', '.join(sorted(source.drop))} removed"))
                         removed += int((~keep).sum())
-                    dets = dets[keep]
+                    dets = dets[keep]  # type: ignore[assignment]  # a boolean mask gives Detections
                 image_id = len(records) + 1
                 dest = images_dir / source.file_name
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -384,7 +385,8 @@ def label_with_teacher(
                 else:
                     dest.write_bytes(image.data)
                 records.append(ImageRecord(image_id, source.file_name, image.width, image.height))
-                annotations[image_id] = make_detections(dets.xyxy, dets.confidence, dets.class_id, labels_of(dets))
+                annotations[image_id] = make_detections(dets.xyxy, np.asarray(dets.confidence), np.asarray(dets.class_id),
+                                                        labels_of(dets))
                 if len(dets) == 0:
                     skipped.append(Skipped("image without labels", source.name,
                                            "the teacher found nothing; kept as a negative"))

@@ -52,12 +52,13 @@ def test_distill_labels_trains_exports_and_reports(tmp_path, capsys, env, tiny_o
     recipe.write_text(yaml.safe_dump({"val_fraction": 0.0, "warmup_steps": 1, "num_workers": 0, "print_every": 1000,
                                       "cache_dir": str(tmp_path / "cache"), "patience": 0}))
     out = tmp_path / "run"
-    code, stdout, stderr = run(
-        capsys, "distill", "--teacher", str(tiny_owlv2_dir), "--taxonomy", str(taxonomy_file), "--images", str(photos),
+    args = (
+        "distill", "--teacher", str(tiny_owlv2_dir), "--taxonomy", str(taxonomy_file), "--images", str(photos),
         "--student", str(student), "--scratch", "--epochs", "1", "--batch-size", "2", "--image-size", "64",
         "--train-config", str(recipe), "--holdout", "0.34", "--eval-data", str(_human_labels(tmp_path / "human", photos)),
         "--device", "cpu", "--out", str(out),
     )
+    code, stdout, stderr = run(capsys, *args)
     assert code == 0, stderr
     stdout = " ".join(stdout.split())  # tables wrap at the terminal's width
     assert "student vs teacher on 2 held-out photos" in stdout
@@ -72,6 +73,11 @@ def test_distill_labels_trains_exports_and_reports(tmp_path, capsys, env, tiny_o
     assert (out / "student-onnx" / "model.onnx").is_file()
     assert (out / "dataset" / "labelstudio_tasks.json").is_file()
     assert np.isfinite(report["agreement_with_teacher"]["ap50"])
+
+    # A rerun reuses the complete dataset and the finished student instead of doing them again.
+    code, _, stderr = run(capsys, *args)
+    assert code == 0, stderr
+    assert "skipping labelling" in stderr and "has finished training: reusing its model" in stderr
 
 
 def test_labels_only_stops_for_review_and_says_how_to_continue(tmp_path, capsys, env, tiny_owlv2_dir, taxonomy_file):
