@@ -198,18 +198,47 @@ def test_a_rerun_reuses_a_complete_dataset_and_refuses_another_teachers(tmp_path
         distill(_labels_only(tmp_path), teacher=FakeTeacher(name="other"), log=lambda s: None)
 
 
-def test_a_reviewed_export_with_an_unknown_label_is_a_clear_error(tmp_path):
+def _unknown_label(tasks):
+    tasks[1]["annotations"][0]["result"][0]["value"]["rectanglelabels"] = ["Hot air balloon"]
+
+
+def _missing_image(tasks):
+    tasks[1]["data"]["image"] = "images/gone.jpg"
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [(_unknown_label, "Hot air balloon.*not in the taxonomy"), (_missing_image, "1 image.* not found.*gone.jpg")],
+    ids=["unknown label", "missing image"],
+)
+def test_a_bad_reviewed_export_is_a_clear_error(tmp_path, spoil, message):
     _photos(tmp_path / "photos", 2)
     distill(_labels_only(tmp_path), teacher=FakeTeacher(), log=lambda s: None)
     tasks = json.loads((tmp_path / "run" / "dataset" / "labelstudio_tasks.json").read_text())
     for task in tasks:
         task["annotations"] = [{"id": task["id"], "result": task.pop("predictions")[0]["result"]}]
-    tasks[1]["annotations"][0]["result"][0]["value"]["rectanglelabels"] = ["Hot air balloon"]
+    spoil(tasks)
     export = tmp_path / "export.json"
     export.write_text(json.dumps(tasks))
-    with pytest.raises(DatasetError, match="Hot air balloon.*not in the taxonomy"):
+    with pytest.raises(DatasetError, match=message):
         distill(_labels_only(tmp_path, images=None, from_dataset=str(export)), teacher=FakeTeacher(),
                 log=lambda s: None)
+
+
+def test_reviewed_boxes_outside_the_image_are_clipped_and_reported(tmp_path):
+    _photos(tmp_path / "photos", 2)
+    distill(_labels_only(tmp_path), teacher=FakeTeacher(), log=lambda s: None)
+    tasks = json.loads((tmp_path / "run" / "dataset" / "labelstudio_tasks.json").read_text())
+    for task in tasks:
+        task["annotations"] = [{"id": task["id"], "result": task.pop("predictions")[0]["result"]}]
+    tasks[0]["annotations"][0]["result"][0]["value"].update(x=80.0, width=40.0)  # reaches past the right edge
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+    lines: list[str] = []
+    report = distill(_labels_only(tmp_path, images=None, from_dataset=str(export)), teacher=FakeTeacher(),
+                     log=lines.append)
+    assert report.labels.boxes == 2
+    assert any("box clipped" in line for line in lines), lines
 
 
 @pytest.mark.parametrize(
