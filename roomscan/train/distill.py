@@ -75,6 +75,7 @@ __all__ = [
     "distill",
     "folder_photos",
     "label_with_teacher",
+    "load_teacher",
 ]
 
 
