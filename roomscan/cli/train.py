@@ -37,6 +37,11 @@ def train(
     out: Path | None = typer.Option(None, "--out", help="Directory runs are created in (default ./runs)."),
     name: str | None = typer.Option(None, "--name", help="Run directory name (default: model, date and time)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of init, data order, augmentation and split."),
+    dropout: float | None = typer.Option(
+        None, "--dropout", min=0.0, max=0.99,
+        help="Dropout rate of the model's attention and feed-forward layers (default: the architecture's); "
+        "above 0, `roomscan active rank --mc-dropout` can sample the trained model.",
+    ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or auto."),
     workers: int | None = typer.Option(None, "--workers", help="Threads decoding images ahead of the model."),
     config: Path | None = typer.Option(None, "--config", help="YAML file of TrainConfig keys; flags override it."),
@@ -63,7 +68,7 @@ def train(
             "batch_size": batch_size, "lr": lr, "image_size": image_size, "subset": subset, "cache": cache,
             "cache_dir": str(cache_dir) if cache_dir else None, "overfit_batch": True if overfit else None,
             "overfit_steps": overfit_steps,
-            "patience": patience, "out": str(out) if out else None, "name": name, "seed": seed, "device": device,
+            "patience": patience, "out": str(out) if out else None, "name": name, "seed": seed, "dropout": dropout, "device": device,
             "num_workers": workers,
         }
         run_dir = fit(load_config(config, **overrides), log=_log)

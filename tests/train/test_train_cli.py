@@ -29,7 +29,7 @@ def cli_run(tmp_path_factory, shapes_dir, tiny_arch_dir):
     try:
         main(["train", "--data", str(shapes_dir), "--model", str(tiny_arch_dir), "--scratch", "--epochs", "3",
               "--batch-size", "4", "--lr", "3e-3", "--image-size", "96", "--out", str(out / "runs"),
-              "--name", "cli", "--cache-dir", str(out / "cache"), "--config", str(cfg)])
+              "--name", "cli", "--cache-dir", str(out / "cache"), "--config", str(cfg), "--dropout", "0.1"])
     except SystemExit as exc:
         assert not exc.code
     return out / "runs" / "cli"
@@ -37,6 +37,9 @@ def cli_run(tmp_path_factory, shapes_dir, tiny_arch_dir):
 
 def test_train_writes_a_loadable_model_and_evaluate_prints_tables(capsys, cli_run, shapes_dir, tmp_path):
     assert (cli_run / "model" / "taxonomy.yaml").is_file()
+    # --dropout reaches the saved config and the model, so the run can be an MC-dropout committee.
+    assert "dropout: 0.1" in (cli_run / "config.yaml").read_text()
+    assert json.loads((cli_run / "model" / "config.json").read_text())["dropout"] == pytest.approx(0.1)
     code, out, err = run(capsys, "evaluate", "--model", str(cli_run / "model"), "--data", str(shapes_dir),
                          "--out", str(tmp_path / "eval"), "--device", "cpu")
     assert code == 0, err
