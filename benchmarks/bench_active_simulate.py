@@ -5,10 +5,13 @@ low-contrast diamond in ``--rare-fraction`` of the images (``make_shapes_dataset
 strategy runs the whole loop (:func:`roomscan.active.simulate.simulate`): train a tiny RT-DETRv2 from scratch on the
 labelled images, score the test split, pick ``--budget`` images, reveal their labels, repeat; over ``--seeds``
 seeds. Printed: per strategy, the labels needed to reach ``--target`` (mean ± std over seeds, and its ratio to
-random's), the final mAP, the rare class's final AP, and how many rare boxes the strategy had labelled by then.
+random's; a seed that never reached it leaves the mean undefined, shown as "> N"), the final mAP and its ratio
+to random's, the rare class's final AP, and how many rare boxes the strategy had labelled by then.
 
-Default (full) settings are sized for about 30 minutes on 2 CPU cores; ``--quick`` is a smoke-sized run (a few
-minutes) whose figures show the pipeline works, not which strategy wins.
+Default (full) settings are sized for under 30 minutes on 2 idle CPU cores with ``--threads 1`` (estimated from a
+measured 0.036 s per training image-epoch, committee scoring included: about 41k image-epochs); ``--quick`` is a
+smoke-sized run (3 minutes) whose figures show the pipeline works, not which strategy wins. On a shared machine
+pass ``--threads 1``: oversubscribed torch threads made rounds 10x slower.
 
     python benchmarks/bench_active_simulate.py                 # full: 400 images, 5 strategies, 3 seeds
     python benchmarks/bench_active_simulate.py --quick         # smoke size
@@ -27,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 STRATEGIES = ("bald", "entropy", "diversity", "bald+diversity", "random")
 FULL = {"images": 400, "rare_fraction": 0.05, "seeds": 3, "rounds": 4, "initial": 20, "budget": 20, "epochs": 15,
-        "committee": "mc-dropout:4", "target": 0.3}
+        "committee": "mc-dropout:4", "target": 0.15}
 QUICK = {"images": 80, "rare_fraction": 0.10, "seeds": 2, "rounds": 3, "initial": 8, "budget": 8, "epochs": 4,
          "committee": "mc-dropout:3", "target": 0.05}
 IMAGE_SIZE = 64
@@ -94,11 +97,12 @@ def main() -> None:
             if r.round == max(x.round for x in read_results(root / "out") if (x.strategy, x.seed) == (r.strategy, r.seed)):
                 rows.setdefault(r.strategy, []).append(r)
         random_mean = next((s.to_target_mean for s in report.summaries if s.strategy == "random"), None)
+        random_final = next((s.final_mean for s in report.summaries if s.strategy == "random"), None)
         metric = "AP50" if args.metric == "map50" else "AP"
         print(f"\n{len(config.strategies)} strategies x {config.seeds} seeds x {config.rounds} rounds in "
               f"{seconds / 60:.1f} min ({report.rounds_run} rounds run, {report.rounds_resumed} continued)")
         print(f"{'strategy':<16} {'labels to ' + metric + ' ' + format(config.target_map, 'g'):<30} "
-              f"{'ratio vs random':<16} {'final ' + metric:<16} {'rare AP':<9} rare boxes labelled")
+              f"{'ratio vs random':<16} {'final ' + metric:<16} {'final/random':<13} {'rare AP':<9} rare boxes labelled")
         for s in report.summaries:
             ratio = "-"
             if s.to_target_mean is not None and random_mean:
@@ -106,8 +110,9 @@ def main() -> None:
             rare = s.per_class_final.get(RARE_SHAPE)
             finals = rows.get(s.strategy, [])
             rare_boxes = sum(r.labelled_boxes.get(RARE_SHAPE, 0) for r in finals) / max(len(finals), 1)
+            versus = f"{s.final_mean / random_final:.2f}" if random_final else "-"
             print(f"{s.strategy:<16} {labels_text(s):<30} {ratio:<16} {s.final_mean:.3f} ± {s.final_std:.3f}   "
-                  f"{'-' if rare is None else format(rare, '.3f'):<9} {rare_boxes:.1f}")
+                  f"{versus:<13} {'-' if rare is None else format(rare, '.3f'):<9} {rare_boxes:.1f}")
         if report.curves:
             print(f"curves: {report.curves}" + ("" if args.out else " (temporary; pass --out to keep it)"))
 
