@@ -1,10 +1,10 @@
 """The pipeline behind ``roomscan active rank``: rank unlabelled photos by how much a committee disagrees.
 
-Read top to bottom, :func:`rank` is: gather the pool (a folder of images, or the catalog's photos), let the
-committee predict each photo in chunks, match its members' boxes (:func:`~roomscan.active.match_members`),
-score and select a batch (:func:`~roomscan.active.select_photos`: top-N, or uncertainty + k-center diversity
-on the committee's embeddings, optionally weighted by class rarity), then write the outputs
-(:mod:`roomscan.active.outputs`).
+Read top to bottom, :func:`rank` is: gather the pool (a folder of images, or the catalog's photos; see
+:mod:`roomscan.active.pool`, whose names this module re-exports), let the committee predict each photo in chunks,
+match its members' boxes (:func:`~roomscan.active.match_members`), score and select a batch
+(:func:`~roomscan.active.select_photos`: top-N, or uncertainty + k-center diversity on the committee's embeddings,
+optionally weighted by class rarity), then write the outputs (:mod:`roomscan.active.outputs`).
 
 In the catalog, photos that show an amenity its listing's host **rejected** (table ``amenity_decisions``)
 while a model's stored detections of that photo include it are known model errors: they rank first, whatever
@@ -29,13 +29,12 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from roomscan.active.matching import Clusters, match_members
+from roomscan.active.pool import PhotoPool, PoolPhoto, RankError, catalog_pool, folder_pool
 from roomscan.active.scores import SCORES, get_score
 from roomscan.active.select import BudgetWarning, select_photos
 from roomscan.errors import RoomscanError
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from roomscan.active.committee import Committee
     from roomscan.services import Services
     from roomscan.taxonomy import Taxonomy
@@ -57,41 +56,10 @@ __all__ = [
 
 #: Scores that compare members: with a single member they are 0 for every photo.
 DISAGREEMENT_SCORES = ("bald", "box-variance", "count")
-CATALOG_IMAGE_URL = "/api/v1/photos/{id}/image"
-
-
-class RankError(RoomscanError, ValueError):
-    """Nothing to rank (an empty folder, no readable photo, an empty catalog) or options that cannot work."""
 
 
 class SkippedPhotosWarning(UserWarning):
     """Some photos of the pool could not be read and were left out (the message lists them)."""
-
-
-@dataclass(frozen=True)
-class PoolPhoto:
-    """One candidate photo.
-
-    Attributes:
-        id: the photo's path relative to the folder (POSIX), or its catalog photo id.
-        label: how to show it: the file's path, or ``"photo 12"``.
-        ref: ``data.image`` for Label Studio: the relative path, or the API's image URL for a catalog photo.
-        load: reads its pixels (RGB); raises :class:`~roomscan.errors.ImageError` when it cannot.
-    """
-
-    id: str | int
-    label: str
-    ref: str
-    load: Callable[[], Image.Image] = field(repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class PhotoPool:
-    """The photos to rank, and the known model errors among them (photo id -> why)."""
-
-    photos: tuple[PoolPhoto, ...]
-    source: str
-    known_errors: Mapping[str | int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -153,91 +121,6 @@ class RankResult:
     taxonomy: Taxonomy = field(repr=False)
     class_counts: Mapping[str, int] | None = None
     files: tuple[Path, ...] = ()
-
-
-# -- the pool ------------------------------------------------------------------------------------------------
-def folder_pool(folder: str | os.PathLike[str]) -> PhotoPool:
-    """Every image file (by extension) under ``folder``, recursively, sorted by path.
-
-    Raises:
-        RankError: the folder is missing, or holds no image files.
-    """
-    from roomscan.detection.image import IMAGE_SUFFIXES, load_image
-
-    root = Path(folder)
-    if not root.is_dir():
-        raise RankError(f"{root}: no such folder; --images takes a folder of photos")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise RankError(
-            f"{root}: no image files in it or its sub-folders (looked for {', '.join(IMAGE_SUFFIXES)}); "
-            "point --images at the folder of unlabelled photos"
-        )
-
-    def loader(path: Path) -> Callable[[], Image.Image]:
-        return lambda: load_image(path).image
-
-    photos = tuple(
-        PoolPhoto(p.relative_to(root).as_posix(), str(p), p.relative_to(root).as_posix(), loader(p))
-        for p in files
-    )
-    return PhotoPool(photos, str(root))
-
-
-def catalog_pool(services: Services) -> PhotoPool:
-    """Every photo attached to a listing, by photo id, read from the photo store; with the known model errors.
-
-    A photo is a known model error when its listing's host rejected an amenity (``amenity_decisions``,
-    ``rejected``) that a model's stored detections of that photo include.
-
-    Raises:
-        RankError: the catalog has no photos.
-    """
-    from sqlalchemy import select
-
-    from roomscan.catalog.models import AmenityDecision, Detection, ListingPhoto, Photo
-    from roomscan.detection.image import load_image
-    from roomscan.listing import Decision
-
-    with services.sessions() as session:
-        rows = session.execute(
-            select(Photo.id, Photo.sha256)
-            .where(Photo.id.in_(select(ListingPhoto.photo_id)))
-            .order_by(Photo.id)
-        ).all()
-        rejected = session.execute(
-            select(ListingPhoto.photo_id, AmenityDecision.listing_id, AmenityDecision.amenity)
-            .join(ListingPhoto, ListingPhoto.listing_id == AmenityDecision.listing_id)
-            .join(
-                Detection,
-                (Detection.photo_id == ListingPhoto.photo_id)
-                & (Detection.amenity == AmenityDecision.amenity),
-            )
-            .where(AmenityDecision.decision == Decision.REJECTED)
-            .distinct()
-            .order_by(ListingPhoto.photo_id, AmenityDecision.listing_id, AmenityDecision.amenity)
-        ).all()
-    if not rows:
-        raise RankError(
-            "the catalog has no photos to rank; add listings' photos first (`roomscan listings photos add`)"
-        )
-    store = services.photos
-
-    def loader(photo_id: int, sha256: str) -> Callable[[], Image.Image]:
-        return lambda: load_image(store.get(sha256), name=f"photo {photo_id}").image
-
-    errors: dict[str | int, list[str]] = {}
-    for photo_id, listing_id, amenity in rejected:
-        errors.setdefault(photo_id, []).append(f"{amenity} on listing {listing_id}")
-    known = {
-        pid: f"known model error: the host rejected {', '.join(items)}, which a model detected in this photo"
-        for pid, items in errors.items()
-    }
-    photos = tuple(
-        PoolPhoto(pid, f"photo {pid}", CATALOG_IMAGE_URL.format(id=pid), loader(pid, sha))
-        for pid, sha in rows
-    )
-    return PhotoPool(photos, f"catalog {services.settings.resolved_database_url}", known)
 
 
 # -- class counts --------------------------------------------------------------------------------------------
