@@ -13,7 +13,7 @@ median of ``--runs`` after ``--warmup``, torch and ONNX Runtime both on ``--thre
 (eager, fp32, int8, eager, ...) so that load from other processes hits all three alike. Drift: every patch's
 amenity score (sigmoid of the best prompt's logit) on the timed photo, ONNX vs eager, max and mean.
 
-    .venv/bin/python benchmarks/bench_owlv2_onnx.py               # 640 and 960, 2 threads (~15-25 min on 2 busy cores)
+    .venv/bin/python benchmarks/bench_owlv2_onnx.py               # 640 and 960, 2 threads (~25 min, busy cores)
     .venv/bin/python benchmarks/bench_owlv2_onnx.py --sizes 640 --runs 5
 
 Measured 2026-12-02 on 2 cores shared with other engineers' jobs (load average 5-10: absolute times are 2-3x an
@@ -23,8 +23,10 @@ idle machine's; the round-robin ratios are the figures to read), ms/image, score
     640  onnx fp32     7896  x1.67  6.3e-07 / 1.6e-07    960  onnx fp32  21333  x0.86  7.5e-07 / 1.7e-07
     640  onnx int8     6120  x2.16  2.5e-02 / 5.4e-03    960  onnx int8  15064  x1.22  3.4e-02 / 6.5e-03
 
-At 960 (3,600 patches) fp32 ONNX Runtime was slower than eager: its attention materialises each head's
-3,601 x 3,601 score matrix, where PyTorch's CPU scaled-dot-product attention does not.
+A second 960 run (load average ~1-2): eager 14574, fp32 13772 (x1.06), int8 10995 (x1.33), same drift. So at 960
+(3,600 patches) fp32 ONNX Runtime is no faster than eager (x0.86-1.06), probably because its attention
+materialises each head's 3,601 x 3,601 score matrix (the exported graph is MatMul, Softmax, MatMul) where
+PyTorch's CPU scaled-dot-product attention runs a fused kernel (not profiled); int8 gains x1.2-1.3.
 """
 
 from __future__ import annotations
