@@ -65,7 +65,7 @@ _BACKENDS: dict[str, tuple[str, str, str]] = {
     "onnx": (
         "roomscan.backends.onnx",
         "OnnxDetector",
-        "DETR-family models exported with `roomscan export --onnx` (a directory with model.onnx), on ONNX Runtime",
+        "DETR-family and OWLv2 models exported with `roomscan export` (a directory with model.onnx), on ONNX Runtime",
     ),
 }
 _TORCH = ("torch", "transformers")
