@@ -40,6 +40,7 @@ from roomscan.train.export import (
     ExportError,
     ExportResult,
     _export_graph,
+    _ort_outputs,
     _replace_dir,
     _sample_images,
     _say,
@@ -89,16 +90,6 @@ def _torch_outputs(graph: Any, pixel_values: np.ndarray) -> tuple[np.ndarray, np
     with torch.inference_mode():
         logits, boxes = graph(torch.from_numpy(pixel_values))
     return logits.float().numpy(), boxes.float().numpy()
-
-
-def _ort_outputs(file: Path, pixel_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # quantised graphs log one warning per unused initializer
-    session = ort.InferenceSession(str(file), sess_options=options, providers=["CPUExecutionProvider"])
-    logits, boxes = session.run(["logits", "pred_boxes"], {"pixel_values": pixel_values})
-    return logits, boxes
 
 
 def _diffs(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
