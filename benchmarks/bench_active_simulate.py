@@ -61,7 +61,8 @@ def main() -> None:
     import torch
 
     from _models import build_tiny_rtdetr
-    from roomscan.active.simulate import SimulationConfig, labels_text, simulate
+    from roomscan.active.simulate import SimulationConfig, simulate
+    from roomscan.active.simulate_report import labels_text, read_results
     from roomscan.data.dataset import DetectionDataset
     from roomscan.data.synthetic import RARE_SHAPE
     from roomscan.train import TrainConfig
@@ -91,8 +92,6 @@ def main() -> None:
         report = simulate(config, root / "out", log=lambda m: print("  " + m, flush=True))
         seconds = time.perf_counter() - start
         rows = {}
-        from roomscan.active.simulate import read_results
-
         for r in read_results(root / "out"):
             if r.round == max(x.round for x in read_results(root / "out") if (x.strategy, x.seed) == (r.strategy, r.seed)):
                 rows.setdefault(r.strategy, []).append(r)

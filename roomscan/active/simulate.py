@@ -2,10 +2,11 @@
 
 The loop, per (strategy, seed): a fixed test split of the pool is set aside (never selected, never trained on);
 the rest is the unlabelled pool, from which ``initial`` images are labelled at random (the same images for every
-strategy under one seed). Each round trains a detector on the labelled images with :func:`roomscan.train.fit`,
-scores its mAP on the test split, lets the strategy pick ``budget`` more images from the pool and reveals only
-their labels. Each finished round is appended to ``OUT/results.jsonl`` at once, so a crashed or stopped run
-continues where it stopped (finished rounds are neither retrained nor re-scored).
+strategy under one seed). Each round trains a detector on the labelled images with :func:`roomscan.train.fit`
+(``validate=False``: no per-epoch evaluation, the last epoch is the round's model), scores its mAP on the test
+split, lets the strategy pick ``budget`` more images from the pool and reveals only their labels. Each finished
+round is appended to ``OUT/results.jsonl`` at once, so a crashed or stopped run continues where it stopped
+(finished rounds are neither retrained nor re-scored).
 
 Strategies:
 
@@ -24,6 +25,10 @@ mAP is always that of one model (the MC-dropout model, or the ensemble's first m
 Models trained on the same labelled images with the same seed are shared (the first round of every strategy under
 a seed trains once); they live in ``OUT/runs/``, their training sets (hard links) in ``OUT/data/``.
 
+This module holds the configuration and the loop (pool split, one round, resuming);
+:mod:`roomscan.active.simulate_report` holds the results records, their file, the summary and the curves (its
+public names are re-exported here).
+
 Example:
     >>> recipe = TrainConfig(data="-", model="dfine_nano", scratch=True, epochs=30, dropout=0.1, image_size=320)
     >>> config = SimulationConfig(data="data/pool", strategies=("bald", "random"), rounds=6, budget=20,
@@ -41,7 +46,6 @@ import json
 import os
 import shutil
 import warnings
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,19 +56,29 @@ import numpy as np
 from roomscan.active.matching import Clusters, match_members
 from roomscan.active.scores import SCORES
 from roomscan.active.select import BudgetWarning, k_center_greedy, select_photos
+from roomscan.active.simulate_report import (
+    RESULTS_FILE,
+    Log,
+    RoundResult,
+    StrategySummary,
+    append_result,
+    labels_text,
+    plot_curves,
+    read_results,
+    summarize,
+)
 from roomscan.data.dataset import DatasetError, DetectionDataset, write_json_atomic
 from roomscan.errors import RoomscanError
 from roomscan.train.config import TrainConfig
 
-RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
 CURVES_FILE = "curves.png"
 CONFIG_FILE = "simulation.json"
 DIVERSITY = "diversity"
 METRICS = ("map", "map50")
 
-Log = Callable[[str], None]
-
+# RESULTS_FILE, RoundResult, StrategySummary, labels_text, plot_curves, read_results and summarize live in
+# roomscan.active.simulate_report; re-exported so that imports from roomscan.active.simulate keep working.
 __all__ = [
     "CURVES_FILE",
     "DIVERSITY",
@@ -147,9 +161,9 @@ class SimulationConfig:
         class_balance: multiply scores by the rarity of the photo's classes in the labelled set
             (:func:`~roomscan.active.class_balance_weights`).
         train: the training recipe of every round (model, scratch, epochs, image size, lr, dropout...); its
-            ``data``, ``seed``, ``out``, ``name``, ``val_data`` and ``val_fraction`` are set per round (no held-out
-            validation: the best epoch is picked on the labelled set itself; the test split is never seen).
-            Default: :func:`default_recipe`.
+            ``data``, ``seed``, ``out``, ``name``, ``val_data``, ``val_fraction`` and ``validate`` are set per round
+            (no validation: the round's model is its last epoch, so ``patience`` has no effect; the test split is
+            never seen). Default: :func:`default_recipe`.
     """
 
     data: str
@@ -208,116 +222,20 @@ class SimulationConfig:
     def identity(self) -> dict[str, Any]:
         """What decides a round's result: a results file may only be continued under the same identity."""
         recipe = self.recipe().to_dict()
-        for key in ("data", "out", "name", "seed", "val_data", "val_fraction", "cache", "cache_dir", "num_workers",
-                    "print_every", "device"):
+        for key in ("data", "out", "name", "seed", "val_data", "val_fraction", "validate", "cache", "cache_dir",
+                    "num_workers", "print_every", "device"):
             recipe.pop(key, None)
+        # model_epoch: a round's model is its last epoch (trained with validate=False); results whose models were
+        # the best epoch on the labelled set (before that option) are not mixed in.
         return {"data": str(Path(self.data).resolve()), "budget": self.budget, "initial": self.initial,
                 "committee": self.committee, "test_fraction": self.test_fraction, "split_seed": self.split_seed,
                 "score_threshold": self.score_threshold, "iou_threshold": self.iou_threshold,
-                "class_balance": self.class_balance, "train": recipe}
+                "class_balance": self.class_balance, "train": recipe, "model_epoch": "last"}
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["train"] = self.recipe().to_dict()
         out["strategies"] = list(self.strategies)
-        return out
-
-
-@dataclass(frozen=True)
-class RoundResult:
-    """One finished round of one (strategy, seed): a line of ``results.jsonl``.
-
-    Attributes:
-        labels: images labelled when the round trained (``len(labelled)``).
-        map, map50: the round's model on the test split (COCO AP@[.5:.95], AP50).
-        per_class: AP per class slug on the test split (``None``: the class has no test box).
-        labelled: image ids the round trained on.
-        selected: image ids the strategy picked after the round (labelled from the next round on); empty after
-            the last round and when the pool is empty.
-        pool_left: unlabelled pool images after the pick.
-        short: the budget exceeded what the pool had left, so the whole rest was picked.
-        labelled_boxes: labelled boxes per class slug the round trained on (how fast a strategy finds the rare).
-        seconds: the round's wall time (training, evaluation, scoring).
-    """
-
-    strategy: str
-    seed: int
-    round: int
-    labels: int
-    map: float
-    map50: float
-    per_class: dict[str, float | None]
-    labelled: tuple[int, ...]
-    selected: tuple[int, ...]
-    pool_left: int
-    short: bool = False
-    labelled_boxes: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def key(self) -> tuple[str, int, int]:
-        return (self.strategy, self.seed, self.round)
-
-    def metric(self, name: str) -> float:
-        return self.map50 if name == "map50" else self.map
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["labelled"], out["selected"] = list(self.labelled), list(self.selected)
-        return out
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> RoundResult:
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in raw.items() if k in names}
-        values["labelled"] = tuple(int(i) for i in raw["labelled"])
-        values["selected"] = tuple(int(i) for i in raw["selected"])
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class StrategySummary:
-    """One strategy over the seeds.
-
-    Attributes:
-        labels: the labels-spent points of the curve (images labelled), ascending.
-        mean, std: the metric at each point over the seeds that reached it (std: sample std, 0 for one seed).
-        n_seeds: seeds behind each point.
-        to_target: per seed (index = seed), the labels at which the metric first reached the target; ``None``
-            where it never did within the rounds run.
-        to_target_mean, to_target_std: over the seeds; ``None`` unless every seed reached the target.
-        saving_vs_random: ``1 - to_target_mean / random's``; ``None`` without both means.
-        final_mean, final_std: the metric at the last point.
-        per_class_final: mean AP per class at the last point (``None``: no test box of that class).
-    """
-
-    strategy: str
-    labels: tuple[int, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    n_seeds: tuple[int, ...]
-    to_target: tuple[int | None, ...]
-    to_target_mean: float | None
-    to_target_std: float | None
-    saving_vs_random: float | None
-    final_mean: float
-    final_std: float
-    per_class_final: dict[str, float | None]
-
-    @property
-    def reached(self) -> int:
-        return sum(n is not None for n in self.to_target)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["curve"] = [{"labels": n, "mean": m, "std": s, "seeds": k}
-                        for n, m, s, k in zip(self.labels, self.mean, self.std, self.n_seeds, strict=True)]
-        for key in ("labels", "mean", "std", "n_seeds"):
-            out.pop(key)
-        out["to_target"] = {"per_seed": list(self.to_target), "mean": self.to_target_mean,
-                            "std": self.to_target_std, "reached": self.reached}
-        out.pop("to_target_mean")
-        out.pop("to_target_std")
         return out
 
 
@@ -373,31 +291,7 @@ def _load_pool(path: str) -> DetectionDataset:
     return dataset
 
 
-# -- results file ------------------------------------------------------------------------------------------------
-def read_results(out: str | os.PathLike[str], *, log: Log | None = None) -> list[RoundResult]:
-    """The finished rounds in ``OUT/results.jsonl`` (a line cut short by a crash is skipped, with a note)."""
-    file = Path(out) / RESULTS_FILE
-    if not file.is_file():
-        return []
-    rows = []
-    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(RoundResult.from_dict(json.loads(line)))
-        except (ValueError, KeyError, TypeError) as exc:
-            if log is not None:
-                log(f"{file}:{n}: unreadable result line skipped (a crash mid-write?): {exc}")
-    return rows
-
-
-def _append_result(out: Path, row: RoundResult) -> None:
-    with open(out / RESULTS_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row.to_dict()) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
+# -- the output directory ----------------------------------------------------------------------------------------
 def _check_identity(out: Path, config: SimulationConfig) -> None:
     file = out / CONFIG_FILE
     identity = config.identity()
@@ -440,8 +334,11 @@ def _train(config: SimulationConfig, dataset: DetectionDataset, labelled: Sequen
     from roomscan.backends._common import quiet_transformers
 
     with quiet_transformers():  # no "Writing model shards" bar per epoch; the simulation reports per round
+        # No validation: the caller scores the model on the test split; per-epoch AP on the labelled set would
+        # only pick an epoch by training-set fit, at the cost of a prediction pass per epoch.
         fit(recipe.replace(data=str(data_dir), seed=seed * 1000 + member, out=str(out / "runs"), name=name,
-                           val_data=None, val_fraction=0.0, cache_dir=recipe.cache_dir or str(out / "cache")),
+                           val_data=None, val_fraction=0.0, validate=False,
+                           cache_dir=recipe.cache_dir or str(out / "cache")),
             log=_quiet)
     (run / "checkpoint.pt").unlink(missing_ok=True)  # model/ is what later rounds read; the rest is bulk
     return run / MODEL_DIR
@@ -645,7 +542,7 @@ def simulate(
                     resumed += 1
                 else:
                     row = _run_round(config, strategy, seed, round_, dataset, test, pool, labelled, out, log)
-                    _append_result(out, row)
+                    append_result(out, row)
                     ran += 1
                     log(f"{strategy} seed {seed} round {round_}: {row.labels} labels, mAP {row.map:.3f} "
                         f"(AP50 {row.map50:.3f}), picked {len(row.selected)}, {row.seconds:.1f}s")
@@ -666,104 +563,3 @@ def simulate(
                                      "strategies": [s.to_dict() for s in summaries], "config": config.to_dict()})
     curves = plot_curves(summaries, out / CURVES_FILE, target=config.target_map, metric=config.metric, log=log)
     return SimulationReport(config, summaries, out / RESULTS_FILE, summary_file, curves, ran, resumed)
-
-
-# -- summary and plot --------------------------------------------------------------------------------------------
-def _labels_to_target(rows: Sequence[RoundResult], metric: str, target: float) -> int | None:
-    for row in sorted(rows, key=lambda r: r.round):
-        if row.metric(metric) >= target:
-            return row.labels
-    return None
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
-
-
-def summarize(rows: Sequence[RoundResult], config: SimulationConfig) -> tuple[StrategySummary, ...]:
-    """Per strategy, the mean and spread over seeds of the metric per labels spent, and the labels to the target."""
-    by_strategy: dict[str, list[RoundResult]] = defaultdict(list)
-    for row in rows:
-        by_strategy[row.strategy].append(row)
-    partial: list[StrategySummary] = []
-    for strategy in config.strategies:
-        mine = by_strategy.get(strategy, [])
-        points: dict[int, list[float]] = defaultdict(list)
-        per_seed: dict[int, list[RoundResult]] = defaultdict(list)
-        for row in mine:
-            points[row.labels].append(row.metric(config.metric))
-            per_seed[row.seed].append(row)
-        labels = tuple(sorted(points))
-        stats = [_mean_std(points[n]) for n in labels]
-        to_target = tuple(_labels_to_target(per_seed.get(s, []), config.metric, config.target_map)
-                          for s in range(config.seeds))
-        reached = [float(n) for n in to_target if n is not None]
-        mean_t, std_t = _mean_std(reached) if reached and len(reached) == len(to_target) else (None, None)
-        finals = [max(rs, key=lambda r: r.round) for rs in per_seed.values()]
-        final = _mean_std([r.metric(config.metric) for r in finals]) if finals else (float("nan"), 0.0)
-        per_class: dict[str, float | None] = {}
-        for slug in _slugs(finals):
-            values = [r.per_class.get(slug) for r in finals]
-            known = [v for v in values if v is not None]
-            per_class[slug] = float(np.mean(known)) if known else None
-        partial.append(StrategySummary(
-            strategy=strategy, labels=labels, mean=tuple(m for m, _ in stats), std=tuple(s for _, s in stats),
-            n_seeds=tuple(len(points[n]) for n in labels), to_target=to_target, to_target_mean=mean_t,
-            to_target_std=std_t, saving_vs_random=None, final_mean=final[0], final_std=final[1],
-            per_class_final=per_class,
-        ))
-    random_mean = next((s.to_target_mean for s in partial if s.strategy == "random"), None)
-    return tuple(
-        dataclasses.replace(s, saving_vs_random=1.0 - s.to_target_mean / random_mean)
-        if random_mean and s.to_target_mean is not None else s
-        for s in partial
-    )
-
-
-def _slugs(rows: Sequence[RoundResult]) -> list[str]:
-    """The class slugs the rows report, in first-seen order."""
-    return list(dict.fromkeys(slug for r in rows for slug in r.per_class))
-
-
-def plot_curves(summaries: Sequence[StrategySummary], path: str | os.PathLike[str], *, target: float | None = None,
-                metric: str = "map", log: Log | None = None) -> Path | None:
-    """mAP against labels spent per strategy (mean line, +-1 std band over seeds); ``None`` without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        if log is not None:
-            log("matplotlib is not installed: no curves.png (pip install matplotlib); summary.json has the curves")
-        return None
-    path = Path(path)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for s in summaries:
-        if not s.labels:
-            continue
-        x, m, sd = np.array(s.labels), np.array(s.mean), np.array(s.std)
-        ax.plot(x, m, marker="o", label=s.strategy, linestyle="--" if s.strategy == "random" else "-")
-        ax.fill_between(x, m - sd, m + sd, alpha=0.15)
-    if target is not None:
-        ax.axhline(target, color="grey", linewidth=0.8, linestyle=":", label=f"target {target:g}")
-    ax.set_xlabel("labelled images")
-    ax.set_ylabel("test AP@[.5:.95]" if metric == "map" else "test AP50")
-    ax.set_title("Active learning: test mAP per labels spent (mean, ±1 std over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
-
-
-def labels_text(summary: StrategySummary) -> str:
-    """``"80 ± 10"``, or ``"> 120 (2/3 seeds reached)"`` when some seeds never reached the target."""
-    if summary.to_target_mean is not None:
-        return f"{summary.to_target_mean:.0f} ± {summary.to_target_std or 0:.0f}"
-    most = max(summary.labels, default=0)
-    return f"> {most} ({summary.reached}/{len(summary.to_target)} seeds reached)"

@@ -98,7 +98,7 @@ def _recipe(data: Path, file: Path | None, flags: dict[str, Any]) -> Any:
 
 
 def _print(report: Any) -> None:
-    from roomscan.active.simulate import labels_text
+    from roomscan.active.simulate_report import labels_text
 
     config = report.config
     name = "AP@[.5:.95]" if config.metric == "map" else "AP50"

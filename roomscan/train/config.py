@@ -41,6 +41,10 @@ class TrainConfig:
         val_data: validation dataset directory; when ``None``, ``val_fraction`` of ``data`` is held out.
         val_fraction: share of ``data`` held out for validation when ``val_data`` is not given; ``0`` validates
             on the training images themselves (useful only to check that a model can fit).
+        validate: evaluate AP on the validation set after every epoch and keep the best epoch as ``model/``.
+            ``False`` skips validation (no set held out: ``val_data``, ``val_fraction`` and ``patience`` are
+            ignored) and keeps the last epoch as the model, for callers that evaluate the model themselves
+            (``roomscan active simulate``).
         scratch: random initialisation from the model's known architecture, no weight download.
         epochs: passes over the training set.
         batch_size: images per optimisation step and process: under ``torchrun --nproc-per-node N`` a step sees
@@ -62,7 +66,8 @@ class TrainConfig:
         cache_dir: image cache location (default ``~/.roomscan/cache/images``).
         overfit_batch: train repeatedly on one batch (a sanity check: the loss must go toward zero).
         overfit_steps: optimisation steps in overfit-batch mode.
-        patience: stop after this many epochs without a better validation mAP (0 disables early stopping).
+        patience: stop after this many epochs without a better validation mAP (0 disables early stopping;
+            ignored when ``validate`` is ``False``: without validation no epoch is better than another).
         seed: seeds model init, data order, augmentation and the split.
         device: ``cpu``, ``cuda`` or ``auto``.
         amp: mixed precision on CUDA (fp16 autocast with a gradient scaler); ignored on CPU.
@@ -77,6 +82,7 @@ class TrainConfig:
     model: str = DEFAULT_MODEL
     val_data: str | None = None
     val_fraction: float = 0.1
+    validate: bool = True
     scratch: bool = False
     epochs: int = 12
     batch_size: int = 8
@@ -193,6 +199,7 @@ def _problems(c: TrainConfig) -> list[str]:
         (bool(c.data), "data: the training dataset directory is required"),
         (bool(c.model), "model: a hub id or a model directory is required"),
         (0.0 <= c.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {c.val_fraction}"),
+        (isinstance(c.validate, bool), f"validate must be true or false, got {c.validate!r}"),
         (c.epochs >= 1, f"epochs must be at least 1, got {c.epochs}"),
         (c.batch_size >= 1, f"batch_size must be at least 1, got {c.batch_size}"),
         (c.eval_batch_size >= 1, f"eval_batch_size must be at least 1, got {c.eval_batch_size}"),

@@ -1,8 +1,8 @@
 """Fine-tune a DETR-family detector (RT-DETRv2, D-FINE) through transformers: read top to bottom.
 
 ``build_model`` -> ``train_one_epoch`` / ``predict`` -> ``fit`` (the whole run: split, cache, checkpoints,
-resume, early stopping, metrics) and ``overfit_batch`` (the sanity check). Both model families go through
-``AutoModelForObjectDetection`` with labels ``[{class_labels, boxes (normalised cxcywh)}]``.
+resume, validation and early stopping, metrics) and ``overfit_batch`` (the sanity check). Both model
+families go through ``AutoModelForObjectDetection`` with labels ``[{class_labels, boxes (normalised cxcywh)}]``.
 
 Example:
     >>> from roomscan.train import TrainConfig, fit
@@ -122,12 +122,15 @@ def predict(model: Any, processor: Any, dataset: DetectionDataset, cache: ImageC
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
-def _datasets(config: TrainConfig) -> tuple[DetectionDataset, DetectionDataset, str]:
+def _datasets(config: TrainConfig) -> tuple[DetectionDataset, DetectionDataset | None, str]:
+    """``(train, validation, how validation was chosen)``; no validation set when ``config.validate`` is off."""
     train = DetectionDataset.load(config.data)
     if len(train) == 0:
         raise DatasetError(f"{config.data}: the dataset has no images")
     if config.subset < 1.0:
         train = train.subset(config.subset, seed=config.seed)
+    if not config.validate:
+        return train, None, "none (validate off: the last epoch is the model)"
     if config.val_data:
         val = DetectionDataset.load(config.val_data)
         if val.taxonomy.slugs != train.taxonomy.slugs:
@@ -212,7 +215,8 @@ def fit(
     reports it to its pruner); an exception it raises stops training, and the run is marked ``stopped``.
 
     Each epoch appends a row to ``metrics.jsonl`` and rewrites ``checkpoint.pt`` atomically; the best epoch (by
-    validation AP) is written to ``model/``. A resumed run restores model, optimizer, scheduler, scaler and RNG
+    validation AP) is written to ``model/``, or the last one when ``config.validate`` is off (no validation, no
+    ``val_*`` columns, no early stop). A resumed run restores model, optimizer, scheduler, scaler and RNG
     states, and the data order depends only on ``seed`` and the epoch, so it ends where an uninterrupted one would.
 
     Under ``torchrun --nproc-per-node N`` each process trains on its shard of every epoch with DDP (see
@@ -273,8 +277,10 @@ def _train(config: TrainConfig, world: World, run_dir: Path | None, state: dict[
             model.config.save_pretrained(str(run_dir / ARCH_DIR))
             processor.save_pretrained(str(run_dir / ARCH_DIR))
             runs.update_info(run_dir, status="running", started=runs.now(), git_commit=runs.git_commit(),
-                             train_fingerprint=train_ds.fingerprint(), val_fingerprint=val_ds.fingerprint(),
-                             train_images=len(train_ds), val_images=len(val_ds), validation=val_desc,
+                             train_fingerprint=train_ds.fingerprint(),
+                             val_fingerprint=val_ds.fingerprint() if val_ds is not None else None,
+                             train_images=len(train_ds), val_images=len(val_ds) if val_ds is not None else 0,
+                             validation=val_desc,
                              torch=torch.__version__, transformers=__import__("transformers").__version__,
                              **({"world_size": world.size} if world.size > 1 else {}))
 
@@ -310,9 +316,11 @@ def _train(config: TrainConfig, world: World, run_dir: Path | None, state: dict[
         rng.restore(rng.from_checkpoint(state, world, log), world)
         if len(state.get("rng_ranks") or [None]) != world.size:
             _move_schedule(lr_scheduler, start_epoch * steps_per_epoch)
-        log(f"resuming {run_dir} at epoch {start_epoch} (best val AP so far {best_ap:.4f})")
+        so_far = f"best val AP so far {best_ap:.4f}" if val_ds is not None else "no validation"
+        log(f"resuming {run_dir} at epoch {start_epoch} ({so_far})")
     else:
-        log(f"run {run_dir}: {len(train_ds)} training images, validation on the {val_desc} ({len(val_ds)})")
+        seen = f"validation on the {val_desc} ({len(val_ds)})" if val_ds is not None else f"validation: {val_desc}"
+        log(f"run {run_dir}: {len(train_ds)} training images, {seen}")
         if world.size > 1:
             log(f"data parallel: {world.size} processes x batch {config.batch_size} = global batch "
                 f"{world.size * config.batch_size}, {steps_per_epoch} steps per epoch")
@@ -325,6 +333,11 @@ def _train(config: TrainConfig, world: World, run_dir: Path | None, state: dict[
         init_row = world.on_main(probe)
         rng.restore(rng.after_seed(config.seed, world), world)
     tracker = runs.Tracker(config.to_dict(), run_dir.name) if world.is_main else None
+
+    def best_or_none() -> float | None:
+        """The best validation AP for ``run.json``; ``None`` when nothing was validated."""
+        return best_ap if val_ds is not None else None
+
     for epoch in range(start_epoch, config.epochs):
         if sampler is not None:
             sampler.set_epoch(epoch)  # a no-op without shuffling (epoch_order shuffles), kept for the contract
@@ -336,19 +349,23 @@ def _train(config: TrainConfig, world: World, run_dir: Path | None, state: dict[
         rng_states = world.gather(rng.capture(world))
 
         def end_epoch() -> bool:
-            """Evaluate, store the row, checkpoint; whether to stop early."""
+            """Evaluate (unless validation is off), store the row, checkpoint; whether to stop early."""
             nonlocal best_ap, best_epoch, init_row
             t0 = time.perf_counter()
-            report = evaluate_predictions(val_ds, predict(model, processor, val_ds, cache,
-                                                          batch_size=config.eval_batch_size, device=device, amp=amp))
-            row = {"epoch": epoch, **{k: v for k, v in stats.items() if k not in ("images", "seconds")},
-                   "val_ap": report.ap, "val_ap50": report.ap50, "val_ap75": report.ap75,
+            scores: dict[str, float] = {}
+            if val_ds is not None:
+                report = evaluate_predictions(val_ds, predict(model, processor, val_ds, cache,
+                                                              batch_size=config.eval_batch_size, device=device,
+                                                              amp=amp))
+                scores = {"val_ap": report.ap, "val_ap50": report.ap50, "val_ap75": report.ap75}
+            row = {"epoch": epoch, **{k: v for k, v in stats.items() if k not in ("images", "seconds")}, **scores,
                    "train_seconds": round(stats["seconds"], 3), "val_seconds": round(time.perf_counter() - t0, 3),
                    "images_per_s": round(stats["images"] / max(stats["seconds"], 1e-9), 2), **init_row}
             init_row = {}
-            improved = report.ap > best_ap
-            if improved:
-                best_ap, best_epoch = report.ap, epoch
+            # Without validation no epoch ranks above another: the last one is the model.
+            keep = scores["val_ap"] > best_ap if scores else epoch == config.epochs - 1
+            if keep:
+                best_ap, best_epoch = scores.get("val_ap", best_ap), epoch
                 tmp = run_dir / f"{runs.MODEL_DIR}.tmp"
                 shutil.rmtree(tmp, ignore_errors=True)
                 save_model_dir(model, processor, train_ds.taxonomy, tmp)
@@ -364,17 +381,18 @@ def _train(config: TrainConfig, world: World, run_dir: Path | None, state: dict[
             })
             assert tracker is not None
             tracker.log(row, epoch)
-            log(f"epoch {epoch}: loss {row['loss']:.4f}  val AP {report.ap:.4f}  AP50 {report.ap50:.4f}  "
-                f"{row['images_per_s']:.1f} img/s{'  (best)' if improved else ''}")
+            val = f"val AP {scores['val_ap']:.4f}  AP50 {scores['val_ap50']:.4f}  " if scores else ""
+            log(f"epoch {epoch}: loss {row['loss']:.4f}  {val}{row['images_per_s']:.1f} img/s"
+                f"{'  (best)' if keep and scores else ''}")
             if on_epoch is not None:
                 try:
                     on_epoch(row)
                 except BaseException:
                     tracker.close()
-                    runs.update_info(run_dir, status="stopped", finished=runs.now(), best_ap=best_ap,
+                    runs.update_info(run_dir, status="stopped", finished=runs.now(), best_ap=best_or_none(),
                                      best_epoch=best_epoch)
                     raise
-            if config.patience and epoch - best_epoch >= config.patience:
+            if config.patience and val_ds is not None and epoch - best_epoch >= config.patience:
                 log(f"early stop: no better val AP for {config.patience} epochs (best {best_ap:.4f} at epoch "
                     f"{best_epoch})")
                 return True
@@ -386,7 +404,8 @@ def _train(config: TrainConfig, world: World, run_dir: Path | None, state: dict[
     def finish() -> None:
         assert tracker is not None
         tracker.close()
-        runs.update_info(run_dir, status="finished", finished=runs.now(), best_ap=best_ap, best_epoch=best_epoch)
+        runs.update_info(run_dir, status="finished", finished=runs.now(), best_ap=best_or_none(),
+                         best_epoch=best_epoch)
 
     world.on_main(finish)
     return run_dir

@@ -96,6 +96,9 @@ def test_the_loop_reveals_only_the_labels_each_strategy_selects(tmp_path, pool_d
     assert report.summaries[0].labels == (4, 8) and report.summaries[0].n_seeds == (2, 2)
     assert json.loads(report.summary.read_text())["strategies"][1]["strategy"] == "random"
     assert report.curves is not None and report.curves.stat().st_size > 0
+    epoch_rows = [json.loads(line) for metrics in (tmp_path / "runs").glob("*/metrics.jsonl")
+                  for line in metrics.read_text().splitlines()]
+    assert epoch_rows and not any("val_ap" in row for row in epoch_rows)  # no per-epoch validation: test AP only
 
 
 def test_a_stopped_run_continues_without_retraining_finished_rounds(tmp_path, pool_dir, arch_dir, monkeypatch):
