@@ -328,3 +328,54 @@ def test_evaluate_rooms_takes_room_scores_as_predictions():
 def test_evaluate_rooms_refuses_mismatched_input(predictions, labels, message):
     with pytest.raises(RoomTypesError, match=message):
         evaluate_rooms(predictions, labels)
+
+
+# -- with OWLv2 -----------------------------------------------------------------------------------------------
+
+
+def test_owlv2_room_scores_need_the_class_heads_image_embedding_not_embed(tiny_owlv2_dir):
+    """Room text embeddings through OWLv2's text tower; the image side from the class head (what integration
+    needs), since ``Detector.embed`` pools the vision feature map, whose width is not the text width."""
+    torch = pytest.importorskip("torch")
+    from _models import make_image, tiny_taxonomy
+    from transformers import Owlv2Config, Owlv2Processor
+
+    from roomscan.backends.owlv2 import Owlv2Detector
+
+    detector = Owlv2Detector(tiny_owlv2_dir, taxonomy=tiny_taxonomy(), device="cpu")
+    tokenizer = Owlv2Processor.from_pretrained(str(tiny_owlv2_dir)).tokenizer
+    config = detector.model.config
+
+    def encode(prompts: list[str]) -> np.ndarray:
+        with torch.inference_mode():
+            return detector._embed_prompts(tokenizer, prompts).cpu().numpy()
+
+    text = room_text_embeddings(encode)
+    assert text.shape == (len(ROOMS), config.projection_dim)
+    assert np.isfinite(text).all()
+
+    images = [make_image((96, 64), seed=0), make_image((64, 96), seed=1)]
+    pooled = detector.embed(images)
+    assert pooled.shape == (2, config.vision_config.hidden_size)  # the feature map's width
+    # Real checkpoints: the feature map is 768 wide (ViT-B/16), text embeddings 512: embed() does not fit.
+    base = Owlv2Config()
+    assert (base.vision_config.hidden_size, base.projection_dim) == (768, 512)
+    with pytest.raises(RoomTypesError, match="class head's image-class embedding"):
+        scores_from_embeddings(
+            np.ones(base.vision_config.hidden_size), np.ones((len(ROOMS), base.projection_dim))
+        )
+
+    # The class head's image-class embeddings (dense0 of the feature map) live in the text space: the detection
+    # forward pass computes them (class_predictor's second output); pooled over the photo they score rooms.
+    with torch.inference_mode():
+        feature_map, _ = detector.model.image_embedder(pixel_values=detector.preprocess(images))
+        b, h, w, d = feature_map.shape
+        queries = torch.from_numpy(text).unsqueeze(0).expand(b, -1, -1)
+        logits, class_embeds = detector.model.class_predictor(feature_map.reshape(b, h * w, d), queries)
+    assert logits.shape == (b, h * w, len(ROOMS))
+    assert class_embeds.shape == (b, h * w, text.shape[1])
+    for patches in class_embeds.numpy():
+        scores = scores_from_embeddings(patches.mean(axis=0), text)
+        assert scores.slugs == ROOMS.slugs
+        assert sum(scores.probs) == pytest.approx(1.0)
+        assert scores.best in ROOMS.slugs
