@@ -204,6 +204,11 @@ class PhotoQuality:
     def codes(self) -> frozenset[IssueCode]:
         return frozenset(issue.code for issue in self.issues)
 
+    @property
+    def problem_codes(self) -> tuple[str, ...]:
+        """Codes of the problems (not the warnings), in order: what ``insights.tour.TourPhoto(problems=)`` takes."""
+        return tuple(issue.code.value for issue in self.issues if issue.severity is Severity.PROBLEM)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the measures (rounded), ``megapixels``, ``score``, ``ok`` and ``issues`` as dicts."""
         out = asdict(self)

@@ -3,6 +3,7 @@ and no other, the clean photo with none, scores that rank a clean photo above da
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
+from roomscan.detection.image import load_image
 from roomscan.insights.quality import (
     IssueCode,
     PhotoQuality,
@@ -134,6 +136,25 @@ def test_each_defect_is_flagged_with_its_own_code_and_no_other(
     assert quality.ok is (severity is Severity.WARNING)
     for word in words:
         assert word in issue.message
+
+
+def test_problem_codes_leave_warnings_out(photos: dict[str, Image.Image]) -> None:
+    mild = assess_photo(_scaled(photos["clean"].resize((640, 480), Image.Resampling.LANCZOS), 0.2))
+    assert [(issue.code, issue.severity) for issue in mild.issues] == [
+        (IssueCode.TOO_DARK, Severity.PROBLEM),
+        (IssueCode.LOW_RESOLUTION, Severity.WARNING),
+    ]
+    assert mild.problem_codes == ("too_dark",)
+    assert assess_photo(photos["clean"]).problem_codes == ()
+
+
+def test_a_jpeg_entering_through_load_image_gets_the_verdict_of_its_pixels(
+    photos: dict[str, Image.Image],
+) -> None:
+    for name, codes in (("clean", set()), ("blurred", {IssueCode.BLURRY}), ("tilted", {IssueCode.TILTED})):
+        buffer = io.BytesIO()
+        photos[name].save(buffer, "JPEG", quality=75)
+        assert assess_photo(load_image(buffer.getvalue(), name=f"{name}.jpg").image).codes == codes, name
 
 
 def test_the_score_ranks_a_clean_photo_above_damaged_copies(photos: dict[str, Image.Image]) -> None:
