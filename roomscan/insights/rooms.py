@@ -7,7 +7,8 @@ A photo's :class:`RoomScores` (a probability per room type) come from
 
 * :func:`scores_from_embeddings`: zero-shot, the photo's embedding against each room type's text embedding;
 * :func:`scores_from_amenities`: the amenities found in the photo (a toilet and a shower: a bathroom);
-* :func:`combine`: both, by weighted log-linear pooling (a product of experts).
+* :func:`combine`: both, by weighted log-linear pooling (a product of experts);
+* :func:`photo_room_scores`: what the worker calls, from a detector's detections and, if any, image embedding.
 
 :func:`evaluate_rooms` compares predictions with labels (accuracy, per-room precision and recall, confusion
 matrix).
@@ -52,6 +53,7 @@ __all__ = [
     "default_room_types",
     "evaluate_rooms",
     "load_room_types",
+    "photo_room_scores",
     "room_text_embeddings",
     "scores_from_amenities",
     "scores_from_embeddings",
@@ -454,6 +456,41 @@ def combine(*scores: RoomScores, weights: Sequence[float] | None = None) -> Room
     log_p = sum(wi * np.log(np.maximum(np.asarray(s.probs), 1e-12)) for wi, s in zip(w, scores))
     source = "+".join(s.source for wi, s in zip(w, scores) if wi > 0) or scores[0].source
     return RoomScores.from_probs(slugs, _softmax(np.asarray(log_p, dtype=np.float64)), source)
+
+
+def photo_room_scores(
+    detections: Detections | Iterable[tuple[str, float, str]],
+    *,
+    image_embedding: np.ndarray | None = None,
+    room_text_embeddings: np.ndarray | None = None,
+    taxonomy: Taxonomy | None = None,
+    room_types: RoomTypes | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
+    amenity_weight: float = 1.0,
+) -> RoomScores:
+    """Room scores from a detector's output: its detections and, if it has one, its image embedding.
+
+    With an image embedding (and the room text embeddings from the same model) this is
+    ``combine(scores_from_embeddings(...), scores_from_amenities(...), weights=[1, amenity_weight])``; without
+    (fine-tuned detectors have no text tower) it is the amenity evidence alone. Amenity evidence of an empty
+    photo adds only a mild lean to the fallback room, which a clear embedding outweighs.
+
+    Raises:
+        RoomTypesError: an image embedding without room text embeddings (or the reverse), or inputs that do
+            not fit (see :func:`scores_from_embeddings`).
+    """
+    rooms = load_room_types(room_types)
+    found = scores_from_amenities(detections, taxonomy, rooms)
+    if image_embedding is None and room_text_embeddings is None:
+        return found
+    if image_embedding is None or room_text_embeddings is None:
+        raise RoomTypesError(
+            "give both the image embedding and the room text embeddings (from the same model), or neither"
+        )
+    seen = scores_from_embeddings(
+        image_embedding, room_text_embeddings, room_types=rooms, temperature=temperature
+    )
+    return combine(seen, found, weights=[1.0, amenity_weight])
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from roomscan.insights.rooms import (
     default_room_types,
     evaluate_rooms,
     load_room_types,
+    photo_room_scores,
     room_text_embeddings,
     scores_from_amenities,
     scores_from_embeddings,
@@ -221,6 +222,19 @@ def test_combine_refuses_scores_over_different_room_types():
         combine(scores_from_amenities([]), other)
 
 
+def test_photo_room_scores_use_amenities_alone_without_an_embedding_and_both_with_one():
+    dets = make_detections([[0, 0, 10, 10]], [0.6], [0], ["oven"])
+    alone = photo_room_scores(dets)
+    assert alone == scores_from_amenities(dets)
+    text = room_vectors()
+    image = near(text, "dining-room", noise=0.5, seed=2)
+    both = photo_room_scores(dets, image_embedding=image, room_text_embeddings=text, temperature=0.2)
+    expected = combine(scores_from_embeddings(image, text, temperature=0.2), alone)
+    assert both.probs == pytest.approx(expected.probs) and both.source == "embeddings+amenities"
+    with pytest.raises(RoomTypesError, match="give both the image embedding and the room text embeddings"):
+        photo_room_scores(dets, image_embedding=image)
+
+
 def test_room_scores_round_trip_as_json():
     scores = scores_from_amenities([("bed", 0.8, "bedroom")])
     doc = scores.to_dict()
@@ -330,7 +344,7 @@ def test_evaluate_rooms_refuses_mismatched_input(predictions, labels, message):
         evaluate_rooms(predictions, labels)
 
 
-# -- with OWLv2 -----------------------------------------------------------------------------------------------
+# -- with OWLv2 ----------------------------------------------------------------------------------------------
 
 
 def test_owlv2_room_scores_need_the_class_heads_image_embedding_not_embed(tiny_owlv2_dir):
@@ -365,8 +379,8 @@ def test_owlv2_room_scores_need_the_class_heads_image_embedding_not_embed(tiny_o
             np.ones(base.vision_config.hidden_size), np.ones((len(ROOMS), base.projection_dim))
         )
 
-    # The class head's image-class embeddings (dense0 of the feature map) live in the text space: the detection
-    # forward pass computes them (class_predictor's second output); pooled over the photo they score rooms.
+    # The class head's image-class embeddings (dense0 of the feature map) live in the text space: the
+    # detection forward pass computes them (class_predictor's second output); pooled, they score rooms.
     with torch.inference_mode():
         feature_map, _ = detector.model.image_embedder(pixel_values=detector.preprocess(images))
         b, h, w, d = feature_map.shape
