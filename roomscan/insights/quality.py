@@ -6,20 +6,20 @@ cover photo. It is a pure function of the pixels: no catalog, no model, no I/O.
 
 Every measure except the resolution is taken on one small grey copy: the photo shrunk (area averaging) so its
 long side is :data:`ANALYSIS_LONG_SIDE` (512) px, never enlarged, transparency composited on white as a page shows
-it, converted to luminance 0-255 (ITU-R 601: 0.299 R + 0.587 G + 0.114 B). Shrinking first makes a 12 MP photo
-cost tens of milliseconds (mostly the shrinking; see ``benchmarks/bench_photo_quality.py``), and it judges
-sharpness at about the size guests see in a listing's gallery: blur that only shows when zoomed in to full
-resolution is not flagged, by design.
+it, converted to luminance 0-255 (ITU-R 601: 0.299 R + 0.587 G + 0.114 B). A 12 MP photo then costs 25-40 ms
+(half of it the shrinking), about a quarter of decoding its JPEG (``benchmarks/bench_photo_quality.py``), and
+sharpness is judged at about the size guests see in a listing's gallery: blur that only shows when zoomed in to
+full resolution is not flagged, by design.
 
 =============== ================================================================ ===================== ==========
 measure         how it is computed (on the grey copy unless said)                issue (warning)       problem
 =============== ================================================================ ===================== ==========
-width, height   pixels of the photo as given (not the copy); megapixels = w·h/1e6 ``low_resolution``:   a side below
-                                                                                  long side < 1024 or   half its
-                                                                                  short side < 683      minimum
+width, height   pixels of the photo itself, not of the copy;                     ``low_resolution``:   a side below
+                megapixels = width x height / 1e6                                long side < 1024 or   half its
+                                                                                 short side < 683      minimum
 brightness      mean luminance, 0-255                                            ``too_dark``: < 60,   < 30
 dark_share      share of pixels with luminance < 20 (near-black), 0-1            or dark_share > 0.5
-clipped_share   share of pixels with luminance >= 250 (blown-out white), 0-1     ``overexposed``: > .25 > 0.5
+clipped_share   share of pixels with luminance >= 250 (blown-out white), 0-1     ``overexposed``: >25% > 50%
 contrast        standard deviation of luminance, 0-255 (RMS contrast)            ``low_contrast``: < 20 < 10
 sharpness       variance of the Laplacian (3x3) of the grey copy stretched so    ``blurry``: < 100     < 25
                 its 1st-99th percentiles span 0-255 (so a dark or flat photo is
@@ -41,6 +41,14 @@ least 3, add up to at least 3/4 of the photo's height and make at least half of 
 otherwise ``tilt_degrees`` is ``None`` and nothing is flagged (a photo of a bed, a garden or a plate has no
 reliable verticals). Positive means the scene is turned counter-clockwise; ``image.rotate(-tilt_degrees)`` levels
 it.
+
+Limits, known from generated scenes (the defaults are not yet calibrated on real listing photos; 1024 x 683 is
+Airbnb's guidance, the others were set so generated clean scenes pass with room to spare: sharpness 1400 for a
+busy room, 190 for a near-empty one, 15-25 after a Gaussian blur of radius 4-6 px at 1200 px):
+
+* sensor noise added after the blur (a dim, grainy and shaken photo) reads as detail and can pass as sharp;
+* a set of parallel lines within 15° of vertical with no true verticals beside them (a leaning striped wall) reads
+  as tilt, and so do strongly converging verticals seen on one side of the photo only (the advice still fits).
 
 Score (0-100, higher is a better cover), a product of factors in [0, 1], each 1 for a good photo, so one bad
 defect sinks it::
