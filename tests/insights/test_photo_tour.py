@@ -205,3 +205,21 @@ def test_custom_room_types_come_before_other():
 def test_bad_input_is_refused_with_the_reason(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_quality_from_assess_photo_feeds_the_tour():
+    """The quality engineer's verdict plugs in as it is: score and problem codes."""
+    from _models import make_image
+    from PIL import Image
+
+    from roomscan.insights.quality import assess_photo
+
+    dark = Image.fromarray((np.asarray(make_image((1024, 768), seed=3)) * 0.08).astype("uint8"))
+    bright = make_image((1024, 768), seed=4)
+    verdicts = {name: assess_photo(image) for name, image in (("ext", dark), ("liv", bright))}
+    assert verdicts["ext"].problem_codes and not verdicts["liv"].problem_codes
+    photos = [
+        TourPhoto(name, room(slug), v.score, v.problem_codes)
+        for (name, v), slug in zip(verdicts.items(), ("exterior", "living-room"))
+    ]
+    assert suggest_tour(photos).cover == "liv"
