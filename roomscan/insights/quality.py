@@ -72,7 +72,8 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+import numbers
+from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -158,10 +159,12 @@ class QualityThresholds:
             value = getattr(self, f.name)
             low, high = ranges[f.name]
             integral = f.type in (int, "int")
-            if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)):
+            if isinstance(value, bool) or not isinstance(
+                value, numbers.Integral if integral else numbers.Real
+            ):
                 kind = "a whole number" if integral else "a number"
                 raise ValueError(f"QualityThresholds.{f.name} must be {kind}, got {value!r}")  # noqa: TRY004
-            if not (low <= value <= high) or (isinstance(value, float) and math.isnan(value)):
+            if not low <= float(value) <= high:  # NaN fails too
                 raise ValueError(
                     f"QualityThresholds.{f.name} must be between {low:g} and {high:g}, got {value!r}"
                 )
@@ -197,7 +200,7 @@ class PhotoQuality:
     sharpness: float
     tilt_degrees: float | None
     score: float
-    issues: tuple[QualityIssue, ...] = field(default=())
+    issues: tuple[QualityIssue, ...] = ()
 
     @property
     def megapixels(self) -> float:

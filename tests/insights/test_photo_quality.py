@@ -342,6 +342,11 @@ def test_thresholds_are_validated_naming_the_field(limits: dict[str, object], fi
         QualityThresholds(**limits)  # type: ignore[arg-type]
 
 
+def test_thresholds_take_numpy_numbers_from_a_config_array() -> None:
+    limits = QualityThresholds(min_long_side=np.int64(800), min_sharpness=np.float32(50))  # type: ignore[arg-type]
+    assert (limits.min_long_side, limits.min_sharpness) == (800, 50)
+
+
 def test_a_12_megapixel_photo_gets_the_verdict_of_its_small_copy(photos: dict[str, Image.Image]) -> None:
     large = photos["clean"].resize((4000, 3000), Image.Resampling.BICUBIC)
     assess_photo(large)  # warm up (OpenCV's first call)
