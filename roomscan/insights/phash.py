@@ -61,11 +61,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from roomscan.data import _dedup
+from roomscan.detection.image import LoadedImage
 
 if TYPE_CHECKING:
     from PIL import Image
-
-    from roomscan.detection.image import LoadedImage
 
 __all__ = [
     "CROP_KEEP",
@@ -98,7 +97,7 @@ def photo_hashes(image: Image.Image | LoadedImage) -> tuple[int, ...]:
         >>> photo_hashes(load_image("kitchen.jpg"))[0]  # doctest: +SKIP
         13853083498233675950
     """
-    pil = getattr(image, "image", image)  # LoadedImage -> its pixels
+    pil = image.image if isinstance(image, LoadedImage) else image
     w, h = pil.size
     dw, dh = round(w * (1 - CROP_KEEP)), round(h * (1 - CROP_KEEP))
     boxes = ((0, 0, w - dw, h - dh), (dw, 0, w, h - dh), (0, dh, w - dw, h), (dw, dh, w, h))
