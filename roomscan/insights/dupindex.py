@@ -257,7 +257,8 @@ def clusters(ids: Sequence[int] | np.ndarray, hashes: Sequence[int] | np.ndarray
     """Groups of ids linked by hashes within ``k`` bits, transitively (connected components).
 
     Rows may share an id (several hashes per photo). Only groups of two or more distinct ids are returned, each
-    sorted, the groups ordered by their first id. One search per row: about 0.1 ms a row at 1M rows.
+    sorted, the groups ordered by their first id. One search per row (0.15 ms a row at 100k rows, 15 s): fine for a
+    batch up to about a million rows; for a whole catalog, search each photo as it arrives and keep the pairs.
     """
     id_arr, hash_arr = _check_rows(ids, hashes)
     k = _check_k(k)

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from roomscan.detection.image import load_image
+from roomscan.insights import dupindex
 from roomscan.insights.dupindex import HammingIndex, Match, clusters
 from roomscan.insights.phash import DEFAULT_MAX_DISTANCE, N_HASHES, hamming, photo_distance, photo_hashes
 
@@ -90,6 +91,9 @@ def test_photo_hashes_are_unsigned_64_bit_ints_in_a_fixed_order(originals):
     w, h = image.size
     top_left = image.crop((0, 0, w - round(w * 0.05), h - round(h * 0.05)))
     assert photo_hashes(top_left)[0] == hashes[1]
+    # load_image's LoadedImage works as well as its pixels.
+    loaded = load_image(_jpeg_bytes(image, 90))
+    assert photo_hashes(loaded) == photo_hashes(loaded.image)
 
 
 def test_the_index_finds_a_cropped_copy_among_other_photos(originals):
@@ -174,6 +178,20 @@ def test_adds_and_removals_answer_like_a_fresh_build():
     keep = ~np.isin(ids, [3, 1600])
     for q in hashes[rng.integers(0, 2000, 20)].tolist():
         assert index.search(q, 8) == _brute(ids[keep], hashes[keep], q, 8)
+
+
+def test_many_adds_are_merged_into_the_tables(monkeypatch):
+    monkeypatch.setattr(dupindex, "_PENDING_LIMIT", 10)
+    rng = np.random.default_rng(11)
+    hashes = _planted_hashes(rng, 600)
+    index = HammingIndex()
+    for start in range(0, 600, 50):
+        index.add(np.arange(start, start + 50), hashes[start : start + 50])
+    assert len(index) == 600
+    assert index.remove(range(0, 600, 2)) == 300  # past a quarter removed: compacted
+    keep = np.arange(600) % 2 == 1
+    for q in hashes[:20].tolist():
+        assert index.search(q, 9) == _brute(np.arange(600)[keep], hashes[keep], q, 9)
 
 
 def test_a_saved_index_loads_with_the_same_answers(tmp_path):
