@@ -13,7 +13,8 @@ Index (``--sizes``): uniformly random 64-bit hashes with ids 0..n-1, plus 1000 p
 copy of a random stored hash with 1..k bits flipped, stored under its own id). For each size: build time, the
 index's arrays in MB and the process's RSS growth, then 1000 queries (the planted copies' originals) at k:
 p50/p99 latency and the recall of the planted copies (must be 100%). ``--faiss`` times faiss's IndexBinaryFlat
-(exhaustive range_search) and IndexBinaryMultiHash (nflip = k // nhash, exact) on the same data.
+(exhaustive range_search) and IndexBinaryMultiHash (nflip = k // nhash, exact) on the same data; it needs
+``pip install faiss-cpu`` (roomscan itself does not use faiss: at 10M hashes it missed the 10 ms p99 target).
 
 Figures (shared 2-core machine, other engineers' jobs running; numpy 2.4, faiss-cpu 1.15 on one thread; k = 8;
 "size" is the index's arrays for HammingIndex, only the stored codes for faiss):
