@@ -158,6 +158,15 @@ MALFORMED = [
         {"type": "rectanglelabels", "value": {"x": 1, "y": 1, "width": 1, "height": 1, "rectanglelabels": ["bed"]}}]}]}])},
      ["labelstudio.json", "task[0] result[0]", "original_width"]),
     ("labelstudio", {"labelstudio.json": json.dumps({"tasks": 1})}, ["labelstudio.json", "task[0]", "data"]),
+    ("labelstudio", {"labelstudio.json": json.dumps([LS_TASK]).replace('"original_width": 100', '"original_width": Infinity')},
+     ["labelstudio.json", "task[0] result[0]", "original_width", "finite"]),
+    ("labelstudio", {"labelstudio.json": json.dumps([LS_TASK]).replace('"original_width": 100', '"original_width": 1e400')},
+     ["labelstudio.json", "task[0] result[0]", "original_width", "finite"]),
+    ("labelstudio", {"labelstudio.json": json.dumps([{**LS_TASK, "annotations": [{"result": [
+        {**LS_TASK["annotations"][0]["result"][0], "value": {"x": 1, "y": 1, "width": 1, "height": 1, "rotation": "NaN",
+                                                             "rectanglelabels": ["bed"]}}]}]}])},
+     ["labelstudio.json", "task[0] result[0]", "rotation nan"]),
+    ("labelstudio", {"labelstudio.json": "[" + "1" * 5000 + "]"}, ["labelstudio.json", "not a JSON export"]),
     ("openimages", {**OI_CLASSES, "annotations-bbox.csv": "ImageID,LabelName\na,/m/03ssj5\n"},
      ["annotations-bbox.csv", "line 1", "missing column(s) XMin"]),
     ("openimages", {**OI_CLASSES, "annotations-bbox.csv": OI_HEAD + "a,x,/m/03ssj5,1,0.1,0.5,0.1,zz,0,0,0,0,0\n"},
@@ -189,6 +198,20 @@ def test_malformed_files_name_the_file_the_record_and_the_problem(name, files, e
     message = str(info.value)
     for fragment in expected:
         assert fragment in message, message
+
+
+def test_label_studio_export_that_is_not_text_is_a_clear_error(tmp_path, sample_photo):
+    (tmp_path / "photo.jpg").write_bytes(sample_photo((100, 80)))  # a photo passed where the export goes
+    with pytest.raises(DatasetError, match=r"photo\.jpg: not a UTF-8 text file"):
+        labelstudio.read(tmp_path / "photo.jpg")
+
+
+def test_label_studio_json_min_rows_with_a_list_id_still_join(tmp_path, sample_photo):
+    (tmp_path / "a.jpg").write_bytes(sample_photo((100, 80)))
+    row = {"image": "a.jpg", "id": [7], "label": [{"x": 10, "y": 10, "width": 20, "height": 20, "rectanglelabels": ["bed"],
+                                                 "original_width": 100, "original_height": 80}]}
+    (tmp_path / "export.json").write_text(json.dumps([row]))
+    assert len(labelstudio.read(tmp_path / "export.json").annotations[1]) == 1
 
 
 @pytest.mark.parametrize("name", list(DIR_FORMATS))

@@ -154,6 +154,8 @@ def _box(value: dict[str, Any], size: tuple[int, int], path: Path, where: str) -
         rotation = float(value.get("rotation", 0) or 0)
     except (KeyError, TypeError, ValueError) as exc:
         raise fail(path, where, f"value needs numeric x, y, width and height (percent), got {value!r}") from exc
+    if not math.isfinite(rotation):
+        raise fail(path, where, f"rotation {rotation} is not a finite number of degrees")
     W, H = size
     x1, y1, bw, bh = x / 100 * W, y / 100 * H, w / 100 * W, h / 100 * H
     if bw < 0 or bh < 0:
@@ -224,7 +226,9 @@ def _from_min(tasks: list[Any]) -> list[Any]:
                                    "original_width": v.get("original_width"), "original_height": v.get("original_height")})
         annotation = {"id": row.get("annotation_id"), "created_at": row.get("created_at"),
                       "updated_at": row.get("updated_at"), "result": result}
-        task = joined.setdefault(row.get("id", f"row {i}"), {"data": {"image": row["image"]}, "annotations": []})
+        key = row.get("id", f"row {i}")
+        key = key if isinstance(key, (int, str)) else repr(key)  # an id of any JSON type joins rows, never crashes
+        task = joined.setdefault(key, {"data": {"image": row["image"]}, "annotations": []})
         if "id" in row:
             task["id"] = row["id"]
         task["annotations"].append(annotation)
@@ -253,6 +257,10 @@ def read_tasks(
         raise DatasetError(f"{path}: file not found") from exc
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not a UTF-8 text file (is it the JSON export? byte {exc.start}: {exc.reason})") from exc
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits, nesting past the stack
+        raise DatasetError(f"{path}: not a JSON export roomscan can read ({exc})") from exc
     if isinstance(tasks, dict):
         tasks = [tasks]
     if not isinstance(tasks, list):
@@ -292,8 +300,8 @@ def read_tasks(
                 raise fail(path, rwhere, f"value.rectanglelabels must hold exactly one label, got {labels!r}")
             try:
                 size = (int(res["original_width"]), int(res["original_height"]))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise fail(path, rwhere, "original_width and original_height are missing or not numbers") from exc
+            except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: Infinity, 1e400
+                raise fail(path, rwhere, "original_width and original_height are missing or not finite numbers") from exc
             rects.append((rwhere, dict(value), labels[0]))  # type: ignore[arg-type]
         if size is None:
             data = task["data"]
