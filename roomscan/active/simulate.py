@@ -296,14 +296,26 @@ def _check_identity(out: Path, config: SimulationConfig) -> None:
     file = out / CONFIG_FILE
     identity = config.identity()
     if file.is_file():
-        saved = json.loads(file.read_text(encoding="utf-8")).get("identity")
+        try:
+            saved = json.loads(file.read_text(encoding="utf-8"))["identity"]
+            if not isinstance(saved, dict):
+                raise TypeError(f"identity is a {type(saved).__name__}, not an object")
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            # Not ours, or cut short: overwriting it could pair old results with new settings.
+            raise SimulationError(
+                f"{file}: unreadable simulation settings ({type(exc).__name__}: {exc}); the results beside it "
+                "cannot be matched to these settings: use another --out, or delete the directory to start over"
+            ) from exc
         if saved != identity:
             changed = sorted(k for k in set(saved or {}) | set(identity) if (saved or {}).get(k) != identity.get(k))
             raise SimulationError(
                 f"{out} holds a simulation with other settings ({', '.join(changed)} differ); its results cannot be "
                 "continued with these: use another --out, or delete the directory to start over"
             )
-    write_json_atomic(file, {"identity": identity, "config": config.to_dict()})
+    try:
+        write_json_atomic(file, {"identity": identity, "config": config.to_dict()})
+    except OSError as exc:
+        raise SimulationError(f"{out}: cannot write {CONFIG_FILE} ({exc.strerror}); choose a writable --out") from exc
 
 
 # -- one round ---------------------------------------------------------------------------------------------------
@@ -521,7 +533,11 @@ def simulate(
                    f"labels exceed the pool of {len(pool)} images; each run stops once the pool is empty")
         warnings.warn(message, BudgetWarning, stacklevel=2)
         log(f"warning: {message}")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, a read-only parent
+        raise SimulationError(f"{out}: cannot create the output directory ({exc.strerror}); choose another "
+                              "--out") from exc
     _check_identity(out, config)
     done = {row.key: row for row in read_results(out, log=log)}
     total = len(config.strategies) * config.seeds * config.rounds

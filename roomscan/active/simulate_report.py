@@ -93,6 +93,8 @@ class RoundResult:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RoundResult:
+        if not isinstance(raw, dict):
+            raise TypeError(f"expected an object, got {type(raw).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in raw.items() if k in names}
         values["labelled"] = tuple(int(i) for i in raw["labelled"])

@@ -203,3 +203,12 @@ def test_summary_reports_labels_to_target_and_the_saving_against_random(pool_dir
     _, random_ = summarize(never, config)
     assert random_.to_target == (40, None) and random_.to_target_mean is None and random_.reached == 1
 
+
+
+def test_a_results_line_of_the_wrong_shape_is_skipped_with_a_note(tmp_path):
+    good = RoundResult(strategy="random", seed=0, round=0, labels=4, map=0.1, map50=0.2, per_class={},
+                       labelled=(1, 2), selected=(3,), pool_left=5, short=False, labelled_boxes={}, seconds=1.0)
+    (tmp_path / "results.jsonl").write_text("[1, 2]\n5\n" + json.dumps(good.to_dict()) + "\n")
+    notes: list[str] = []
+    assert read_results(tmp_path, log=notes.append) == [good]
+    assert len(notes) == 2 and all("unreadable result line skipped" in n for n in notes)

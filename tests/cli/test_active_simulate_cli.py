@@ -84,3 +84,31 @@ def test_an_empty_pool_exits_2(env, capsys, setup, tmp_path):
     code, _, stderr = run(capsys, *_args(tmp_path / "empty", arch, recipe, tmp_path / "sim"))
     assert code == 2
     assert "annotations.json" in stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ("{not json", "unreadable simulation settings"),
+        ("[1, 2]", "unreadable simulation settings"),
+        ('{"identity": 5}', "unreadable simulation settings"),
+    ],
+)
+def test_an_unreadable_simulation_json_exits_2_and_is_kept(env, capsys, setup, tmp_path, settings, message):
+    pool, arch, recipe = setup
+    out = tmp_path / "sim"
+    out.mkdir()
+    (out / "simulation.json").write_text(settings)
+    code, _, stderr = run(capsys, *_args(pool, arch, recipe, out))
+    assert code == 2, stderr
+    assert message in " ".join(stderr.split())
+    assert (out / "simulation.json").read_text() == settings  # not overwritten: the results beside it stay paired
+
+
+def test_an_out_that_is_a_file_exits_2(env, capsys, setup, tmp_path):
+    pool, arch, recipe = setup
+    (tmp_path / "sim").write_text("mine")
+    code, _, stderr = run(capsys, *_args(pool, arch, recipe, tmp_path / "sim"))
+    assert code == 2, stderr
+    assert "cannot create the output directory" in " ".join(stderr.split())
+    assert (tmp_path / "sim").read_text() == "mine"
