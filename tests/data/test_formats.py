@@ -400,6 +400,17 @@ def test_label_studio_ground_truth_wins_over_latest_and_first(tmp_path, sample_p
         assert len(choice) == 1 and "ground_truth" in choice[0].reason and "annotation[3]" in choice[0].where
 
 
+@pytest.mark.parametrize("name", ["a%20b.jpg", "50% off.jpg", "a+b.jpg", "what?.jpg", "chambre été.jpg"])
+def test_label_studio_local_files_names_are_decoded_once(name, tmp_path, sample_photo):
+    from urllib.parse import quote
+
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / name).write_bytes(sample_photo((100, 80)))
+    # Label Studio's local-files storage writes ?d=<quote(relative path)>
+    for image in (f"/data/local-files/?d=photos/{quote(name)}", f"http://ls:8080/data/local-files/?d=photos/{quote(name)}"):
+        assert labelstudio.locate_image(image, tmp_path, tmp_path) == (f"photos/{name}", tmp_path / "photos" / name)
+
+
 @pytest.mark.parametrize("image", ["/data/upload/3/2e3f4a5b-hall.jpg", "s3://listing-photos/2024/hall.jpg",
                                    "/data/local-files/?d=mnt/photos/hall.jpg"])
 def test_label_studio_upload_and_s3_paths_map_to_the_image_root(image, tmp_path, sample_photo):

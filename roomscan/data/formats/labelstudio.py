@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import unquote, urlparse
 
 from roomscan.data.dataset import DatasetError, DetectionDataset, ImageRecord, Skipped, write_json_atomic
 from roomscan.data.formats._common import (
@@ -75,8 +75,11 @@ __all__ = [
 def _image_ref(value: str) -> str:
     """``data.image`` -> a relative path: the ``d=`` of local files, else the URL's path (uploads drop a prefix)."""
     parsed = urlparse(value)
-    if "d" in parse_qs(parsed.query):
-        return unquote(parse_qs(parsed.query)["d"][0])
+    # Label Studio percent-encodes ``d`` once (``quote``): decode it once, and keep "+" (parse_qs would decode
+    # twice, "a%2520b.jpg" -> "a b.jpg", and read "+" as a space).
+    for part in parsed.query.split("&"):
+        if part.startswith("d="):
+            return unquote(part[2:])
     return unquote(parsed.path) if parsed.scheme in ("http", "https", "s3", "gs") else unquote(value)
 
 
