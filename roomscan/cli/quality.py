@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -121,8 +121,16 @@ def quality(
 
 def _parse_since(text: str) -> datetime:
     try:
-        return datetime.fromisoformat(text.strip())  # Python 3.11 reads a trailing Z
+        moment = datetime.fromisoformat(text.strip())  # Python 3.11 reads a trailing Z
     except ValueError:
         raise RoomscanError(
             f"--since must be an ISO 8601 time like 2026-12-01T09:30Z, got {text!r}"
         ) from None
+    if moment.tzinfo is not None:
+        try:
+            moment.astimezone(UTC)  # the catalog compares in UTC
+        except OverflowError:
+            raise RoomscanError(
+                f"--since {text!r} is beyond the calendar once in UTC; give a time between years 1 and 9999"
+            ) from None
+    return moment

@@ -96,6 +96,8 @@ def test_an_empty_catalog_is_not_an_error(capsys, env, tmp_path):
         (["--model", "tiny"], "'tiny' matches 2 models"),
         (["--amenity", "helipad"], "helipad"),
         (["--since", "last week"], "--since must be an ISO 8601 time"),
+        (["--since", "0001-01-01T00:00+01:00"], "is beyond the calendar once in UTC"),
+        (["--since", "9999-12-31T23:59-01:00"], "is beyond the calendar once in UTC"),
     ],
 )
 def test_bad_options_say_what_to_do(capsys, db, taxonomy_file, args, message):
