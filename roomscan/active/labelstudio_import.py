@@ -382,6 +382,10 @@ def import_labelstudio(
             missing photo; the dataset is unchanged.
     """
     export, root = Path(export), Path(dataset_dir)
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"--into {root}: is a file, not a dataset folder; give the dataset's folder (or a new one)")
+    if images_root is not None and not Path(images_root).is_dir():
+        raise DatasetError(f"--images-root {images_root}: no such folder; give the folder that holds the export's photos")
     stamp = _stamp(root)
     dataset, is_new = _open_dataset(root, taxonomy)
     tax = dataset.taxonomy

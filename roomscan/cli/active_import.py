@@ -40,11 +40,16 @@ def import_cmd(
     Example: roomscan active import project-3.json --into data/rooms --map "Coffee machine=coffee-maker"
     """
     from roomscan.active.labelstudio_import import import_labelstudio, parse_label_map
+    from roomscan.data.dataset import DatasetError
 
-    report = import_labelstudio(
-        export, into, taxonomy=taxonomy, label_map=parse_label_map(label_map), images_root=images_root,
-        skip_unknown=skip_unknown, strict=strict, dry_run=dry_run,
-    )
+    try:
+        report = import_labelstudio(
+            export, into, taxonomy=taxonomy, label_map=parse_label_map(label_map), images_root=images_root,
+            skip_unknown=skip_unknown, strict=strict, dry_run=dry_run,
+        )
+    except OSError as exc:  # a read-only or full disk, an unreadable photo: the import undid what it had placed
+        raise DatasetError(f"could not import into {into}: {exc}; the dataset is as it was (check the folder's "
+                           f"permissions and free space, then run the import again)") from exc
     if json_out:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return

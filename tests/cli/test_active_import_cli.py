@@ -102,3 +102,30 @@ def test_not_a_dataset_says_how_to_start_one(export, tmp_path, capsys):
     assert code == 2 and "is this a roomscan dataset?" in err
     code, _, err = run(capsys, "active", "import", str(export), "--into", str(tmp_path / "new"))
     assert code == 2 and "pass --taxonomy" in err
+
+
+def test_into_a_file_or_a_missing_images_root_is_a_clear_error(export, tmp_path, capsys):
+    (tmp_path / "rooms.txt").write_text("not a dataset")
+    code, _, err = run(capsys, "active", "import", str(export), "--into", str(tmp_path / "rooms.txt"),
+                       "--taxonomy", str(tmp_path / "any.yaml"))
+    assert code == 2 and "is a file, not a dataset folder" in " ".join(err.split())
+    assert (tmp_path / "rooms.txt").read_text() == "not a dataset"
+    code, _, err = run(capsys, "active", "import", str(export), "--into", str(tmp_path / "new"),
+                       "--images-root", str(tmp_path / "nowhere"))
+    assert code == 2 and "--images-root" in err and "no such folder" in " ".join(err.split())
+
+
+def test_a_folder_it_cannot_write_is_a_clear_error_and_the_dataset_is_kept(dataset, export, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    before = _files(dataset)
+
+    def read_only(src, dst, **kwargs):  # as a read-only images/ answers (root ignores chmod, so simulate it)
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr(shutil, "copy2", read_only)
+    code, out, err = run(capsys, "active", "import", str(export), "--into", str(dataset), "--images-root",
+                         str(tmp_path / "photos"), "--skip-unknown")
+    err = " ".join(err.split())
+    assert code == 2 and "Permission denied" in err and "the dataset is as it was" in err and "Traceback" not in err
+    assert _files(dataset) == before
