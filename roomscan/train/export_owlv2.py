@@ -179,8 +179,12 @@ def export_owlv2(
     pixels = detector.preprocess(_sample_images((side, side))).cpu().numpy()
     expected = _torch_outputs(graph, pixels)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:  # a file where a folder should be, a read-only folder
+        raise ExportError(f"{out}: cannot write the export there ({exc.strerror}: {exc.filename}); choose "
+                          "another --out") from exc
     try:
         file = work / ONNX_FILE
         _say(progress, f"exporting OWLv2 to ONNX (opset {config.opset}, {side}x{side}, {len(detector.taxonomy)} "

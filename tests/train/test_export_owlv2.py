@@ -104,8 +104,10 @@ def _onnx(exported: Path, tmp_path: Path) -> Path:
         ("owl", {"taxonomy": "{tmp}/nope.yaml"}, TaxonomyError, "nope.yaml"),
         ("owl", {"out_dir": "{owl}"}, ExportError, "must differ from the model directory"),
         ("owl", {"out_dir": "{tmp}/precious"}, ExportError, "not an earlier ONNX export"),
+        ("owl", {"out_dir": "{tmp}/precious/thesis.txt/out"}, ExportError, "cannot write the export there"),
     ],
-    ids=["missing", "not-owlv2", "already-onnx", "off-grid-size", "no-taxonomy-file", "out-is-source", "precious"],
+    ids=["missing", "not-owlv2", "already-onnx", "off-grid-size", "no-taxonomy-file", "out-is-source", "precious",
+         "out-under-a-file"],
 )
 def test_bad_input_fails_clearly_and_writes_nothing(
     tiny_owlv2_dir, tiny_rtdetr_dir, exported, tmp_path, source, kwargs, error, message
