@@ -124,7 +124,7 @@ def test_a_folder_it_cannot_write_is_a_clear_error_and_the_dataset_is_kept(datas
         raise PermissionError(13, "Permission denied", str(dst))
 
     monkeypatch.setattr(shutil, "copy2", read_only)
-    code, out, err = run(capsys, "active", "import", str(export), "--into", str(dataset), "--images-root",
+    code, _, err = run(capsys, "active", "import", str(export), "--into", str(dataset), "--images-root",
                          str(tmp_path / "photos"), "--skip-unknown")
     err = " ".join(err.split())
     assert code == 2 and "Permission denied" in err and "the dataset is as it was" in err and "Traceback" not in err
