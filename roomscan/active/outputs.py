@@ -50,6 +50,7 @@ __all__ = [
     "LABELSTUDIO_TASKS",
     "RANKING_CSV",
     "RANKING_JSON",
+    "check_out_dir",
     "labelstudio_config",
     "labelstudio_tasks",
     "member_colours",
@@ -88,6 +89,23 @@ def member_colours(k: int) -> list[str]:
     ]
 
 
+def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir`` as a path, if it is (or can be made) a writable folder; checked before a long ranking.
+
+    Raises:
+        RankError: it, or the nearest existing folder above it, is a file or cannot be written.
+    """
+    from roomscan.active.pool import RankError
+
+    root = Path(out_dir)
+    existing = next(p for p in (root, *root.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise RankError(f"--out {root}: {existing} is a file, not a folder; give a folder for the batch's files")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RankError(f"--out {root}: cannot write in {existing} (permission denied); give a folder you can write")
+    return root
+
+
 def write_outputs(
     result: RankResult,
     out_dir: str | os.PathLike[str],
@@ -104,8 +122,9 @@ def write_outputs(
             photo cannot be read any more).
         thumb_size: the thumbnails' longest side in pixels.
     """
-    root = Path(out_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    from roomscan.active.pool import RankError
+
+    root = check_out_dir(out_dir)
     contents: dict[str, str] = {
         RANKING_CSV: ranking_csv(result),
         RANKING_JSON: json.dumps(ranking_json(result), indent=1),
@@ -115,12 +134,15 @@ def write_outputs(
     }
     temps: list[tuple[Path, Path]] = []
     try:
+        root.mkdir(parents=True, exist_ok=True)
         for name, text in contents.items():
             tmp = root / f".{name}.{os.getpid()}.tmp"
             tmp.write_text(text, encoding="utf-8")
             temps.append((tmp, root / name))
         for tmp, final in temps:
             os.replace(tmp, final)
+    except OSError as exc:  # disk full, a folder made read-only meanwhile: earlier batch files stay as they were
+        raise RankError(f"--out {root}: could not write the batch's files ({exc})") from exc
     finally:
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)

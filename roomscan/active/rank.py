@@ -201,6 +201,14 @@ def _as_pool(source: Any) -> PhotoPool:
     raise TypeError(f"source must be a folder, Services or a PhotoPool, not {type(source).__name__}")
 
 
+def _url_quoted(ref: str, image_prefix: str) -> str:
+    """``ref`` percent-encoded when ``image_prefix`` makes ``data.image`` a URL (``?d=``, ``https://``), as Label
+    Studio's local-files storage writes it: a name with ``%``, ``&``, ``#`` or a space would otherwise break it."""
+    from urllib.parse import quote
+
+    return quote(ref, safe="/") if "?" in image_prefix or "://" in image_prefix else ref
+
+
 def rank(
     committee: Committee,
     source: str | os.PathLike[str] | Services | PhotoPool,
@@ -250,8 +258,14 @@ def rank(
         )
     if isinstance(budget, bool) or int(budget) != budget or budget < 1:
         raise RankError(f"budget must be a whole number of photos >= 1, got {budget!r}")
+    if out_dir is not None:
+        from roomscan.active.outputs import check_out_dir
+
+        check_out_dir(out_dir)  # before the committee's long pass, not after it
     pool = _as_pool(source)
     taxonomy = committee.taxonomy
+    if class_counts is not None and not isinstance(class_counts, Mapping):
+        class_counts = dataset_class_counts(class_counts, taxonomy)  # a bad dataset fails before ranking too
 
     clusters: dict[str | int, Clusters] = {}
     sizes: dict[str | int, tuple[int, int]] = {}
@@ -344,7 +358,7 @@ def rank(
             rank=r,
             id=pid,
             label=by_id[pid].label,
-            ref=image_prefix + by_id[pid].ref,
+            ref=image_prefix + _url_quoted(by_id[pid].ref, image_prefix),
             width=sizes[pid][0],
             height=sizes[pid][1],
             score=float(value),

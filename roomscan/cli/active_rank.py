@@ -103,6 +103,7 @@ def rank_command(
     with labelstudio_config.xml to label the batch with the committee's boxes pre-drawn.
     """
     from roomscan.active.committee import Committee
+    from roomscan.active.outputs import check_out_dir
     from roomscan.active.rank import catalog_pool, folder_pool, rank
 
     if (images is None) == (not catalog):
@@ -122,6 +123,7 @@ def rank_command(
     try:
         # The pool first: an empty folder or catalog is reported before any model loads.
         pool = catalog_pool(services) if services is not None else folder_pool(images or Path("."))
+        check_out_dir(out)  # and an --out that cannot be written, before the models load
         specs: list[str | None] = list(models) or [None]  # None: $ROOMSCAN_MODEL, else the default model
         detectors = [load_detector(m, taxonomy, device, None, min_score) for m in specs]
         committee = Committee.build(detectors, mc_dropout=mc_dropout, tta=tta)

@@ -168,6 +168,59 @@ def test_output_files_exist_and_nothing_temporary_is_left(committee, photos, tmp
         assert member.name in sheet
 
 
+def test_an_out_dir_that_is_a_file_or_a_bad_class_counts_dataset_fail_before_ranking(committee, photos, tmp_path):
+    (tmp_path / "batch.txt").write_text("kept")
+    for out in (tmp_path / "batch.txt", tmp_path / "batch.txt" / "sub"):
+        with pytest.raises(RankError, match=r"batch\.txt is a file, not a folder"):
+            rank(_unusable(committee), photos, score="bald", budget=2, out_dir=out)
+    assert (tmp_path / "batch.txt").read_text() == "kept"
+    with pytest.raises(Exception, match="dataset directory not found"):
+        rank(_unusable(committee), photos, score="bald", budget=2, class_counts=tmp_path / "no-dataset")
+
+
+def test_a_failed_write_keeps_the_previous_batch_and_says_why(committee, photos, tmp_path, monkeypatch):
+    import os
+
+    out = tmp_path / "out"
+    rank(committee, photos, score="bald", budget=2, out_dir=out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    replace = os.replace
+
+    def disk_full(src, dst):
+        if str(dst).endswith(LABELSTUDIO_TASKS):
+            raise OSError(28, "No space left on device")
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(RankError, match="could not write the batch's files.*No space left"):
+        rank(committee, photos, score="bald", budget=2, out_dir=out)
+    assert {p.name for p in out.iterdir()} == set(before)  # no temporary file left behind
+
+
+def _unusable(committee: Committee) -> Committee:
+    """The committee, made to fail if it is asked to predict: errors must come before the long pass."""
+
+    class Refuse:
+        def __getattr__(self, name):
+            if name in ("predict", "embed"):
+                raise AssertionError("ranking started before the options were checked")
+            return getattr(committee, name)
+
+    return Refuse()  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("name", ["a%20b.jpg", "50% off & more #1.jpg", "chambre été?.jpg"])
+def test_labelstudio_urls_are_percent_encoded_and_read_back_to_the_file(name, committee, tmp_path):
+    folder = tmp_path / "rooms"
+    folder.mkdir()
+    make_image((96, 64), seed=1).save(folder / name, "JPEG")
+    for prefix in ("/data/local-files/?d=rooms/", "https://photos.example/rooms/"):
+        rank(committee, folder, score="bald", budget=1, out_dir=tmp_path / "out", image_prefix=prefix)
+        [task] = json.loads((tmp_path / "out" / LABELSTUDIO_TASKS).read_text())
+        assert not {" ", "#", "&"} & set(task["data"]["image"][len(prefix):])
+        assert labelstudio.locate_image(task["data"]["image"], tmp_path, tmp_path) == (f"rooms/{name}", folder / name)
+
+
 def test_labelstudio_tasks_follow_the_import_format_and_read_back(committee, photos, tmp_path):
     out = tmp_path / "out"
     result = rank(committee, photos, score="bald", budget=6, out_dir=out)

@@ -302,3 +302,11 @@ def test_rank_the_catalog_puts_a_host_rejected_photo_first(env, capsys, tiny_rtd
     first = json.loads(stdout)["photos"][0]
     assert first["photo"] == photo_ids[3] and first["known_error"]
     assert f"rejected {amenity} on listing {listings[1].id}" in first["why"]
+
+
+def test_an_out_that_is_a_file_exits_2_before_loading_a_model(env, capsys, folder, tmp_path):
+    (tmp_path / "batch.csv").write_text("kept")
+    code, _, stderr = run(capsys, "active", "rank", "-m", str(tmp_path / "no-such-model"), "--images", str(folder),
+                          "--budget", "2", "--out", str(tmp_path / "batch.csv"))
+    assert code == 2 and "is a file, not a folder" in " ".join(stderr.split()) and "Traceback" not in stderr
+    assert (tmp_path / "batch.csv").read_text() == "kept"
