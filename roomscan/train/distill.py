@@ -45,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -343,7 +344,7 @@ def _labelled(config: DistillConfig, teacher: Detector, services: Any, run: Path
         assert config.images is not None
         photos = folder_photos(config.images, recursive=config.recursive)
     log(f"labelling {len(photos)} photos with {key}")
-    prefix = f"/data/local-files/?d={(dataset_dir / 'images').resolve()}/" if config.review else "images/"
+    prefix = f"/data/local-files/?d={quote(str((dataset_dir / 'images').resolve()))}/" if config.review else "images/"
     dataset = label_with_teacher(teacher, photos, dataset_dir, nms_threshold=config.nms_threshold,
                                  batch=config.batch, image_prefix=prefix, log=log)
     summary = _label_summary(dataset_dir, resumed=False)

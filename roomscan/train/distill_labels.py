@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -139,7 +140,8 @@ def label_with_teacher(
 
     The teacher's boxes pass its per-amenity thresholds, then class-aware NMS at ``nms_threshold``. ``out`` gets
     the dataset (``images/``, ``annotations.json``, ``taxonomy.yaml``), ``labelstudio_tasks.json`` (one task per
-    photo, the teacher's boxes as predictions with their scores, ``data.image`` = ``image_prefix`` + file name) and
+    photo, the teacher's boxes as predictions with their scores, ``data.image`` = ``image_prefix`` + the file name,
+    percent-encoded) and
     ``teacher.json``. Everything is written to a temporary directory beside ``out`` and renamed at the end.
 
     Returns:
@@ -245,7 +247,10 @@ def _review_tasks(dataset: DetectionDataset, model_key: str, image_prefix: str) 
     from roomscan.data.formats.labelstudio import to_tasks
 
     tasks = to_tasks(dataset, image_prefix=image_prefix)
-    for task, (_, dets) in zip(tasks, dataset):
+    for task, (im, dets) in zip(tasks, dataset):
+        # Percent-encoded, as Label Studio's local-file serving and labelstudio.read decode it: a "#", "&", "+"
+        # or "%" in a photo's name would otherwise cut or change the name on the way back.
+        task["data"]["image"] = image_prefix + quote(im.file_name)
         result = task.pop("annotations")[0]["result"]
         for item, score in zip(result, dets.confidence if dets.confidence is not None else []):
             item["score"] = round(float(score), 4)

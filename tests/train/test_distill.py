@@ -292,3 +292,26 @@ def _jpeg(seed: int) -> bytes:
     buf = io.BytesIO()
     make_image((96, 64), seed=seed).save(buf, "JPEG")
     return buf.getvalue()
+
+
+@pytest.mark.parametrize("review", [False, True], ids=["images-prefix", "local-files"])
+def test_photo_names_with_url_characters_survive_the_label_studio_round_trip(tmp_path, review):
+    from urllib.parse import unquote, urlparse
+
+    names = ["a&b #1+50%.jpg", "a%20b.jpg", "é ü.jpg", "q?x=1.jpg"]
+    (tmp_path / "photos").mkdir()
+    for i, name in enumerate(names):
+        make_image((120, 64), seed=i).save(tmp_path / "photos" / name, "JPEG")
+    distill(_labels_only(tmp_path, review=review), teacher=FakeTeacher(), log=lambda s: None)
+    tasks_file = tmp_path / "run" / "dataset" / "labelstudio_tasks.json"
+    tasks = json.loads(tasks_file.read_text())
+    if review:  # what Label Studio's local-file serving opens: the d= parameter, decoded once
+        opened = {unquote(urlparse(t["data"]["image"]).query.partition("d=")[2]) for t in tasks}
+        assert opened == {str((tmp_path / "run" / "dataset" / "images" / n).resolve()) for n in names}
+    for task in tasks:
+        task["annotations"] = [{"id": task["id"], "result": task.pop("predictions")[0]["result"]}]
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+    again = distill(_labels_only(tmp_path, images=None, from_dataset=str(export)), teacher=FakeTeacher(),
+                    log=lambda s: None)
+    assert again.labels.photos == 4 and again.labels.boxes == 4
