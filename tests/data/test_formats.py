@@ -200,6 +200,16 @@ def test_malformed_files_name_the_file_the_record_and_the_problem(name, files, e
         assert fragment in message, message
 
 
+def test_label_studio_photo_under_another_data_key_is_found_and_none_is_a_clear_error(tmp_path, sample_photo):
+    (tmp_path / "a.jpg").write_bytes(sample_photo((100, 80)))
+    task = {**LS_TASK, "data": {"img": "/data/local-files/?d=a.jpg", "listing": "flat 7"}}  # <Image value="$img">
+    (tmp_path / "export.json").write_text(json.dumps([task]))
+    assert [im.file_name for im in labelstudio.read(tmp_path / "export.json").images] == ["a.jpg"]
+    (tmp_path / "export.json").write_text(json.dumps([{**LS_TASK, "data": {"listing": "flat 7"}}]))
+    with pytest.raises(DatasetError, match=r"task\[0\]: data.image is missing or empty \(data's keys: listing\)"):
+        labelstudio.read(tmp_path / "export.json")
+
+
 def test_label_studio_export_that_is_not_text_is_a_clear_error(tmp_path, sample_photo):
     (tmp_path / "photo.jpg").write_bytes(sample_photo((100, 80)))  # a photo passed where the export goes
     with pytest.raises(DatasetError, match=r"photo\.jpg: not a UTF-8 text file"):

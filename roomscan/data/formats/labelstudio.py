@@ -99,10 +99,22 @@ def _resolve_file(ref: str, json_dir: Path, images_dir: Path) -> tuple[str, Path
     return original, None
 
 
+def _task_image(data: dict[str, Any]) -> str | None:
+    """``data.image``; else, for a config whose ``<Image value="$img">`` names another key, the one string of
+    ``data`` that points at an image file (``None`` when there is no such string, or several)."""
+    from roomscan.detection.image import IMAGE_SUFFIXES
+
+    image = data.get("image")
+    if "image" in data:
+        return image if isinstance(image, str) and image else None
+    found = [v for v in data.values() if isinstance(v, str) and Path(_image_ref(v)).suffix.lower() in IMAGE_SUFFIXES]
+    return found[0] if len(found) == 1 else None
+
+
 def _found_only_beside_json(tasks: list[Any], json_dir: Path, root: Path) -> bool:
     """Whether some task's image exists relative to the export's folder but not under ``root``."""
     for task in tasks:
-        image = task.get("data", {}).get("image") if isinstance(task, dict) and isinstance(task.get("data"), dict) else None
+        image = _task_image(task["data"]) if isinstance(task, dict) and isinstance(task.get("data"), dict) else None
         if not isinstance(image, str) or not image:
             continue
         _, found = _resolve_file(_image_ref(image), json_dir, root)
@@ -280,9 +292,11 @@ def read_tasks(
         where = f"task[{i}]" + (f" (id {task.get('id')})" if isinstance(task, dict) and "id" in task else "")
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
             raise fail(path, where, "not a task object with a 'data' mapping")
-        image = task["data"].get("image")
-        if not isinstance(image, str) or not image:
-            raise fail(path, where, "data.image is missing")
+        image = _task_image(task["data"])
+        if image is None:
+            keys = ", ".join(map(str, task["data"])) or "none"
+            raise fail(path, where, f"data.image is missing or empty (data's keys: {keys}); give each task its photo "
+                                    "under data.image, as <Image name=\"image\" value=\"$image\"/> does")
         file_name, file_path = _resolve_file(_image_ref(image), json_dir, root)
         if file_name in seen_names:
             raise fail(path, where, f"image {file_name!r} appears in two tasks")
