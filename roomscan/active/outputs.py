@@ -137,7 +137,7 @@ def write_outputs(
         root.mkdir(parents=True, exist_ok=True)
         for name, text in contents.items():
             tmp = root / f".{name}.{os.getpid()}.tmp"
-            tmp.write_text(text, encoding="utf-8")
+            tmp.write_text(text, encoding="utf-8", errors="surrogateescape")  # non-UTF-8 file names: their bytes
             temps.append((tmp, root / name))
         for tmp, final in temps:
             os.replace(tmp, final)

@@ -201,12 +201,19 @@ def _as_pool(source: Any) -> PhotoPool:
     raise TypeError(f"source must be a folder, Services or a PhotoPool, not {type(source).__name__}")
 
 
+def _text_key(photo_id: str | int) -> str:
+    """The photo's id as UTF-8-encodable text (the random score hashes it): a file name that is not UTF-8
+    (surrogate escapes) gets ``\\xe9`` for its stray bytes; every other id is unchanged."""
+    return str(photo_id).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _url_quoted(ref: str, image_prefix: str) -> str:
     """``ref`` percent-encoded when ``image_prefix`` makes ``data.image`` a URL (``?d=``, ``https://``), as Label
     Studio's local-files storage writes it: a name with ``%``, ``&``, ``#`` or a space would otherwise break it."""
     from urllib.parse import quote
 
-    return quote(ref, safe="/") if "?" in image_prefix or "://" in image_prefix else ref
+    # surrogateescape: a file name that is not UTF-8 (a Windows zip's "caf\xe9.jpg") keeps its own bytes
+    return quote(ref, safe="/", errors="surrogateescape") if "?" in image_prefix or "://" in image_prefix else ref
 
 
 def rank(
@@ -288,7 +295,7 @@ def rank(
             vectors = committee.embed(images, batch_size=batch_size) if diversity else None
             for i, ((photo, image), members) in enumerate(zip(loaded, predictions, strict=True)):
                 clusters[photo.id] = match_members(
-                    members, iou_threshold=iou_threshold, class_names=taxonomy.slugs, key=str(photo.id)
+                    members, iou_threshold=iou_threshold, class_names=taxonomy.slugs, key=_text_key(photo.id)
                 )
                 sizes[photo.id] = image.size
                 if vectors is not None:
