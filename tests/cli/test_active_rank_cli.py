@@ -319,7 +319,7 @@ def test_a_file_name_that_is_not_utf8_is_ranked_and_written(env, capsys, tiny_rt
     with open(latin1, "wb") as f:
         f.write((folder / "room0.jpg").read_bytes())
     out = tmp_path / "batch"
-    code, stdout, stderr = run(capsys, "active", "rank", "-m", str(tiny_rtdetr_dir), "--tta", "--images", str(folder),
+    code, _, stderr = run(capsys, "active", "rank", "-m", str(tiny_rtdetr_dir), "--tta", "--images", str(folder),
                                "--score", "random", "--budget", "5", "--out", str(out), "--min-score", "0",
                                "--image-prefix", "/data/local-files/?d=rooms/", "--device", "cpu")
     assert code == 0, stderr
