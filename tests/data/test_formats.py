@@ -210,6 +210,17 @@ def test_label_studio_photo_under_another_data_key_is_found_and_none_is_a_clear_
         labelstudio.read(tmp_path / "export.json")
 
 
+def test_label_studio_rectangles_without_or_with_several_labels(tmp_path, sample_photo):
+    (tmp_path / "a.jpg").write_bytes(sample_photo((100, 80)))
+    region = LS_TASK["annotations"][0]["result"][0]
+    result = [{**region, "value": {**region["value"], "rectanglelabels": labels}}
+              for labels in ([], ["bed", "sofa-bed"], ["tv"])]
+    (tmp_path / "export.json").write_text(json.dumps([{"data": {"image": "a.jpg"}, "annotations": [{"result": result}]}]))
+    ds = labelstudio.read(tmp_path / "export.json")
+    assert sorted(ds.annotations[1].data["class_name"]) == ["bed", "sofa-bed", "tv"]
+    assert [s.kind for s in ds.skipped if s.kind == "box without a label"] == ["box without a label"]
+
+
 def test_label_studio_export_that_is_not_text_is_a_clear_error(tmp_path, sample_photo):
     (tmp_path / "photo.jpg").write_bytes(sample_photo((100, 80)))  # a photo passed where the export goes
     with pytest.raises(DatasetError, match=r"photo\.jpg: not a UTF-8 text file"):

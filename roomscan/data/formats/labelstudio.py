@@ -14,7 +14,8 @@ enclosing box. Which of a task's annotations count (``annotations=``):
 * ``all``: the boxes of every annotation not cancelled (several annotators' boxes side by side).
 
 Cancelled annotations and ``predictions`` (model output, not ground truth) are never used; ``choices``,
-``textarea`` and other non-box results (even sharing a region id with a rectangle) carry no box and are left out.
+``textarea`` and other non-box results (even sharing a region id with a rectangle) carry no box and are left out,
+as are rectangles with no label; a rectangle with several labels (``choice="multiple"``) gives one box per label.
 Every such choice is listed in ``DetectionDataset.skipped``. ``data.image`` (an upload path
 ``/data/upload/<project>/<8 hex>-<name>``, a ``?d=`` local-files path, an ``s3://``/``gs://``/``http`` URL or a
 relative path) is matched to a file by its relative path or, failing that, its base name under ``images_dir``
@@ -313,13 +314,17 @@ def read_tasks(
                 continue
             value = res.get("value")
             labels = value.get("rectanglelabels") if isinstance(value, dict) else None
-            if not isinstance(labels, list) or len(labels) != 1 or not isinstance(labels[0], str):
-                raise fail(path, rwhere, f"value.rectanglelabels must hold exactly one label, got {labels!r}")
+            if not isinstance(labels, list) or not all(isinstance(label, str) and label for label in labels):
+                raise fail(path, rwhere, f"value.rectanglelabels must be a list of label names, got {labels!r}")
+            if not labels:  # a region whose label was taken off in the editor
+                skipped.append(Skipped("box without a label", f"{path}: {rwhere}", "no label chosen; not used"))
+                continue
             try:
                 size = (int(res["original_width"]), int(res["original_height"]))
             except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: Infinity, 1e400
                 raise fail(path, rwhere, "original_width and original_height are missing or not finite numbers") from exc
-            rects.append((rwhere, dict(value), labels[0]))  # type: ignore[arg-type]
+            # <RectangleLabels choice="multiple">: one box per label chosen
+            rects.extend((rwhere, dict(value), label) for label in labels)  # type: ignore[arg-type]
         if size is None:
             data = task["data"]
             if isinstance(data.get("width"), int) and isinstance(data.get("height"), int):
