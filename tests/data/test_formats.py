@@ -461,6 +461,20 @@ def test_label_studio_json_min_rows_read_like_the_json_export(tmp_path, sample_p
     np.testing.assert_allclose(ds.annotations[1].xyxy, [[20, 20, 70, 70], [100, 20, 150, 70]], atol=1e-4)
 
 
+def test_label_studio_json_min_polygons_and_keypoints_are_counted_not_lost_with_the_boxes(tmp_path, sample_photo):
+    (tmp_path / "a.jpg").write_bytes(sample_photo((200, 100)))
+    box = {"x": 10, "y": 20, "width": 25, "height": 50, "original_width": 200, "original_height": 100}
+    poly = {"points": [[1, 1], [5, 1], [5, 5]], "polygonlabels": ["Bed"], "original_width": 200, "original_height": 100}
+    row = {"id": 1, "image": "a.jpg", "room": "kitchen",  # a Choices control: a plain value, not a region
+           "label": [{**box, "rectanglelabels": ["Oven"]}, poly],  # one control name for both tools
+           "point": [{"x": 5, "y": 5, "keypointlabels": ["Tv"], "original_width": 200, "original_height": 100}]}
+    (tmp_path / "export.json").write_text(json.dumps([row]))
+    ds = labelstudio.read(tmp_path / "export.json")
+    assert list(ds.annotations[1].data["class_name"]) == ["oven"]
+    assert sorted(s.reason.split(" result")[0] for s in ds.skipped if s.kind == "non-box result") == [
+        "a keypointlabels", "a polygonlabels"]
+
+
 def test_label_studio_read_tasks_keeps_labels_as_written_and_says_which_tasks_were_annotated(tmp_path, sample_photo):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.jpg").write_bytes(sample_photo((200, 100)))

@@ -235,11 +235,15 @@ def _from_min(tasks: list[Any]) -> list[Any]:
     for i, row in enumerate(tasks):
         result = []
         for key, value in row.items():
-            if isinstance(value, list) and value and all(isinstance(v, dict) and "rectanglelabels" in v for v in value):
-                for v in value:
+            if not (isinstance(value, list) and value and all(isinstance(v, dict) for v in value)):
+                continue
+            for v in value:
+                if "rectanglelabels" in v:
                     box = {k: v[k] for k in v if k not in ("original_width", "original_height")}
                     result.append({"type": "rectanglelabels", "from_name": key, "value": box,
                                    "original_width": v.get("original_width"), "original_height": v.get("original_height")})
+                elif kinds := [k for k in v if k.endswith("labels")]:  # polygons, keypoints...: counted as skipped
+                    result.append({"type": kinds[0], "from_name": key, "value": v})
         annotation = {"id": row.get("annotation_id"), "created_at": row.get("created_at"),
                       "updated_at": row.get("updated_at"), "result": result}
         key = row.get("id", f"row {i}")
