@@ -281,6 +281,12 @@ def distill(
         DistillError, DatasetError, TrainingError, ExportError, ModelUnavailableError: named, actionable problems.
     """
     run = Path(config.out)
+    if run.exists() and not run.is_dir():
+        raise DistillError(f"{run}: exists and is not a directory; pick another --out for the run directory")
+    eval_ds = None
+    if not config.stops_after_labels:  # mistakes in what comes after labelling, found before hours of it
+        _student_recipe(config, run)
+        eval_ds = DetectionDataset.load(config.eval_data) if config.eval_data else None
     teacher = teacher or load_teacher(config)
     dataset, labels = _labelled(config, teacher, services, run, log)
     if config.stops_after_labels:
@@ -302,8 +308,7 @@ def distill(
     agreement, _ = evaluate_detector(student, holdout_ds, batch_size=config.batch)
     log(f"student vs teacher on {len(holdout_ds)} held-out photos: AP50 {agreement.ap50:.3f}")
     human_teacher = human_student = None
-    if config.eval_data:
-        eval_ds = DetectionDataset.load(config.eval_data)
+    if eval_ds is not None:
         with _min_score(teacher, EVAL_MIN_SCORE):
             human_teacher, _ = evaluate_detector(teacher, eval_ds, batch_size=config.batch)
         human_student, _ = evaluate_detector(student, eval_ds, batch_size=config.batch)
@@ -330,12 +335,19 @@ def _labelled(config: DistillConfig, teacher: Detector, services: Any, run: Path
         if not info_file.is_file():
             raise DistillError(f"{dataset_dir}: exists but is not a complete labelling (no {TEACHER_FILE}); "
                                "remove it or pick another --out")
-        info = json.loads(info_file.read_text())
+        try:
+            info = json.loads(info_file.read_text(encoding="utf-8"))
+            if not isinstance(info, dict):
+                raise TypeError(f"a {type(info).__name__}, not an object")
+            summary = _label_summary(dataset_dir, resumed=True)
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+            raise DistillError(f"{info_file}: unreadable ({exc}); remove {dataset_dir} to label again, or pick "
+                               "another --out") from exc
         if info.get("teacher") != key:
             raise DistillError(f"{dataset_dir} was labelled by {info.get('teacher')}, not {key}: pick another --out, "
                                f"or train on it with --from-dataset {dataset_dir}")
         log(f"{dataset_dir} is complete (labelled by {key}): skipping labelling")
-        return DetectionDataset.load(dataset_dir), _label_summary(dataset_dir, resumed=True)
+        return DetectionDataset.load(dataset_dir), summary
     if config.catalog:
         if services is None:
             raise DistillError("--catalog needs the catalog: pass services (roomscan.services.Services.open)")
@@ -417,7 +429,6 @@ def _mkdir(path: Path) -> Path:
 def _train_student(config: DistillConfig, run: Path, log: Log) -> Path:
     """Train (or resume, or reuse a finished) student run at ``RUN/student``; returns its best model directory."""
     from roomscan.train import runs
-    from roomscan.train.config import load_config
     from roomscan.train.engine import fit
 
     run_dir = run / STUDENT_RUN
@@ -430,17 +441,25 @@ def _train_student(config: DistillConfig, run: Path, log: Log) -> Path:
         fit(resume=run_dir, log=log)
         return model_dir
     shutil.rmtree(run_dir, ignore_errors=True)  # a start that died before its first checkpoint
-    model = config.student if config.scratch else STUDENTS.get(config.student, config.student)
-    train_config = load_config(
-        config.train_config, data=str(run / SPLITS_DIR / "train"), model=model, scratch=config.scratch or None,
-        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, image_size=config.image_size,
-        seed=config.seed, device=config.device, out=str(run), name=STUDENT_RUN,
-    )
-    log(f"training the student ({model}{', from scratch' if config.scratch else ''}) for {train_config.epochs} epochs")
+    train_config = _student_recipe(config, run)
+    log(f"training the student ({train_config.model}{', from scratch' if config.scratch else ''}) for "
+        f"{train_config.epochs} epochs")
     fit(train_config, log=log)
     if not model_dir.is_dir():
         raise DistillError(f"{run_dir}: training finished without a model (see its metrics.jsonl)")
     return model_dir
+
+
+def _student_recipe(config: DistillConfig, run: Path) -> Any:
+    """The student's ``TrainConfig``: ``--train-config`` with the flags on top (a ``ConfigError`` names a mistake)."""
+    from roomscan.train.config import load_config
+
+    model = config.student if config.scratch else STUDENTS.get(config.student, config.student)
+    return load_config(
+        config.train_config, data=str(run / SPLITS_DIR / "train"), model=model, scratch=config.scratch or None,
+        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, image_size=config.image_size,
+        seed=config.seed, device=config.device, out=str(run), name=STUDENT_RUN,
+    )
 
 
 @contextmanager

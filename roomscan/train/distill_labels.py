@@ -156,8 +156,11 @@ def label_with_teacher(
     out = Path(out)
     if out.exists():
         raise DistillError(f"{out}: exists; labelling never writes over a dataset (remove it or pick another --out)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:  # a file where the run directory should be, a read-only folder
+        raise DistillError(f"{out.parent}: cannot write the dataset there ({exc.strerror}); pick another --out") from exc
     try:
         images_dir = work / "images"
         records: list[ImageRecord] = []

@@ -315,3 +315,41 @@ def test_photo_names_with_url_characters_survive_the_label_studio_round_trip(tmp
     again = distill(_labels_only(tmp_path, images=None, from_dataset=str(export)), teacher=FakeTeacher(),
                     log=lambda s: None)
     assert again.labels.photos == 4 and again.labels.boxes == 4
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda tmp: {"train_config": str(tmp / "missing.yaml")}, "config file not found"),
+        (lambda tmp: (tmp / "bad.yaml").write_text("{: [") and {"train_config": str(tmp / "bad.yaml")},
+         "not a readable YAML config"),
+        (lambda tmp: {"eval_data": str(tmp / "no-such-dataset")}, "dataset directory not found"),
+    ],
+    ids=["missing-train-config", "bad-train-config", "missing-eval-data"],
+)
+def test_mistakes_in_later_steps_are_named_before_the_teacher_labels_anything(tmp_path, spoil, message):
+    _photos(tmp_path / "photos", 2)
+    teacher = FakeTeacher()
+    config = _labels_only(tmp_path, labels_only=False, scratch=True, **spoil(tmp_path))
+    with pytest.raises(Exception, match=message):
+        distill(config, teacher=teacher, log=lambda s: None)
+    assert teacher.calls == 0 and not (tmp_path / "run" / "dataset").exists()
+
+
+@pytest.mark.parametrize("content", ["[1", "[1, 2]", '{"teacher": "fake"}'], ids=["cut", "list", "missing-keys"])
+def test_an_unreadable_teacher_json_is_named_and_the_dataset_kept(tmp_path, content):
+    _photos(tmp_path / "photos", 2)
+    distill(_labels_only(tmp_path), teacher=FakeTeacher(), log=lambda s: None)
+    info = tmp_path / "run" / "dataset" / "teacher.json"
+    info.write_text(content)
+    with pytest.raises(DistillError, match="teacher.json: unreadable"):
+        distill(_labels_only(tmp_path), teacher=FakeTeacher(), log=lambda s: None)
+    assert info.read_text() == content and len(DetectionDataset.load(tmp_path / "run" / "dataset")) == 2
+
+
+def test_a_run_directory_that_is_a_file_is_named(tmp_path):
+    _photos(tmp_path / "photos", 2)
+    (tmp_path / "run").write_text("notes")
+    with pytest.raises(DistillError, match="exists and is not a directory"):
+        distill(_labels_only(tmp_path), teacher=FakeTeacher(), log=lambda s: None)
+    assert (tmp_path / "run").read_text() == "notes"
