@@ -306,7 +306,7 @@ def read_tasks(
         if file_name in seen_names:
             raise fail(path, where, f"image {file_name!r} appears in two tasks")
         seen_names.add(file_name)
-        rects = []
+        rects: list[tuple[str, dict[str, Any], str]] = []
         size: tuple[int, int] | None = None
         picked = _pick_results(task, annotations, path, where, skipped)
         used = task.get("annotations", task.get("completions", []))
@@ -328,7 +328,7 @@ def read_tasks(
             except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: Infinity, 1e400
                 raise fail(path, rwhere, "original_width and original_height are missing or not finite numbers") from exc
             # <RectangleLabels choice="multiple">: one box per label chosen
-            rects.extend((rwhere, dict(value), label) for label in labels)  # type: ignore[arg-type]
+            rects.extend((rwhere, dict(value), label) for label in labels)
         if size is None:
             data = task["data"]
             if isinstance(data.get("width"), int) and isinstance(data.get("height"), int):
