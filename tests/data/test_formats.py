@@ -221,6 +221,17 @@ def test_label_studio_rectangles_without_or_with_several_labels(tmp_path, sample
     assert [s.kind for s in ds.skipped if s.kind == "box without a label"] == ["box without a label"]
 
 
+def test_label_studio_round_trip_keeps_a_file_named_with_a_percent_escape(tmp_path):
+    make_shapes_dataset(tmp_path / "ds", n_images=1, image_size=(64, 48), seed=2)
+    ds = DetectionDataset.load(tmp_path / "ds")
+    [im] = ds.images
+    (tmp_path / "ds" / "images" / im.file_name).rename(tmp_path / "ds" / "images" / "a%20b.jpg")
+    renamed = type(im)(im.id, "a%20b.jpg", im.width, im.height)
+    ds = DetectionDataset(ds.images_dir, ds.taxonomy, [renamed], {im.id: ds.annotations[im.id]})
+    back = labelstudio.read(labelstudio.write(ds, tmp_path / "ls"))
+    assert [i.file_name for i in back.images] == ["a%20b.jpg"] and len(back.annotations[1]) == len(ds.annotations[im.id])
+
+
 def test_label_studio_export_that_is_not_text_is_a_clear_error(tmp_path, sample_photo):
     (tmp_path / "photo.jpg").write_bytes(sample_photo((100, 80)))  # a photo passed where the export goes
     with pytest.raises(DatasetError, match=r"photo\.jpg: not a UTF-8 text file"):

@@ -100,6 +100,17 @@ def _resolve_file(ref: str, json_dir: Path, images_dir: Path) -> tuple[str, Path
     return original, None
 
 
+def _locate(image: str, json_dir: Path, images_dir: Path) -> tuple[str, Path | None]:
+    """:func:`_resolve_file` of the decoded ``data.image``; a plain path not found decoded is tried as written
+    (a file really named ``a%20b.jpg``, as :func:`to_tasks` writes it)."""
+    decoded = _resolve_file(_image_ref(image), json_dir, images_dir)
+    if decoded[1] is None and "://" not in image and "?" not in image and _image_ref(image) != image:
+        raw = _resolve_file(image, json_dir, images_dir)
+        if raw[1] is not None:
+            return raw
+    return decoded
+
+
 def _task_image(data: dict[str, Any]) -> str | None:
     """``data.image``; else, for a config whose ``<Image value="$img">`` names another key, the one string of
     ``data`` that points at an image file (``None`` when there is no such string, or several)."""
@@ -118,7 +129,7 @@ def _found_only_beside_json(tasks: list[Any], json_dir: Path, root: Path) -> boo
         image = _task_image(task["data"]) if isinstance(task, dict) and isinstance(task.get("data"), dict) else None
         if not isinstance(image, str) or not image:
             continue
-        _, found = _resolve_file(_image_ref(image), json_dir, root)
+        _, found = _locate(image, json_dir, root)
         if found is not None and not found.resolve().is_relative_to(root.resolve()):
             return True
     return False
@@ -223,7 +234,7 @@ class LabelStudioExport:
 def locate_image(image: str, json_dir: str | os.PathLike[str], images_dir: str | os.PathLike[str]) -> tuple[str, Path | None]:
     """``data.image`` -> ``(file name relative to images_dir, the file if found)``, as :func:`read` matches images:
     by relative path under ``images_dir`` or ``json_dir``, then by base name (without an upload prefix)."""
-    return _resolve_file(_image_ref(image), Path(json_dir), Path(images_dir))
+    return _locate(image, Path(json_dir), Path(images_dir))
 
 
 def _from_min(tasks: list[Any]) -> list[Any]:
@@ -302,7 +313,7 @@ def read_tasks(
             keys = ", ".join(map(str, task["data"])) or "none"
             raise fail(path, where, f"data.image is missing or empty (data's keys: {keys}); give each task its photo "
                                     "under data.image, as <Image name=\"image\" value=\"$image\"/> does")
-        file_name, file_path = _resolve_file(_image_ref(image), json_dir, root)
+        file_name, file_path = _locate(image, json_dir, root)
         if file_name in seen_names:
             raise fail(path, where, f"image {file_name!r} appears in two tasks")
         seen_names.add(file_name)
