@@ -77,7 +77,7 @@ def folder_pool(folder: str | os.PathLike[str]) -> PhotoPool:
     root = Path(folder)
     if not root.is_dir():
         raise RankError(f"{root}: no such folder; --images takes a folder of photos")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in _walk(root) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise RankError(
             f"{root}: no image files in it or its sub-folders (looked for {', '.join(IMAGE_SUFFIXES)}); "
@@ -92,6 +92,22 @@ def folder_pool(folder: str | os.PathLike[str]) -> PhotoPool:
         for p in files
     )
     return PhotoPool(photos, str(root))
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every file under ``root``, following linked sub-folders (``rglob`` skips them) but each real folder once,
+    so a link back up the tree cannot loop."""
+    seen: set[str] = set()
+    out: list[Path] = []
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders.sort()
+        out.extend(Path(folder) / name for name in names)
+    return out
 
 
 def catalog_pool(services: Services) -> PhotoPool:

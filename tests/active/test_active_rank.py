@@ -126,6 +126,18 @@ def test_an_empty_folder_is_a_clear_error(committee, tmp_path):
         rank(committee, tmp_path / "missing", score="bald", budget=3)
 
 
+def test_a_linked_sub_folder_is_ranked_and_a_link_loop_does_not_hang(committee, photos, tmp_path):
+    from roomscan.active.pool import folder_pool
+
+    elsewhere = tmp_path / "mnt" / "batch3"
+    elsewhere.mkdir(parents=True)
+    make_image((96, 64), seed=9).save(elsewhere / "loft.jpg", "JPEG")
+    (photos / "batch3").symlink_to(elsewhere, target_is_directory=True)
+    (photos / "kitchen" / "up").symlink_to(photos, target_is_directory=True)  # a loop back to the top
+    ids = [p.id for p in folder_pool(photos).photos]
+    assert "batch3/loft.jpg" in ids and len(ids) == 7 and len(set(ids)) == 7
+
+
 def test_unreadable_files_are_skipped_and_listed(committee, photos):
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
     (photos / "kitchen" / "empty.png").write_bytes(b"")
