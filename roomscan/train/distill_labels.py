@@ -151,7 +151,7 @@ def label_with_teacher(
         DistillError: ``out`` exists, no photo could be read, or the teacher found nothing on any photo.
     """
     from roomscan.detection.image import load_image
-    from roomscan.errors import ImageError
+    from roomscan.errors import ImageError, NotFoundError
 
     out = Path(out)
     if out.exists():
@@ -172,7 +172,7 @@ def label_with_teacher(
             for source in photos[start : start + batch]:
                 try:
                     image = load_image(source.path if source.path is not None else _read(source), name=source.name)
-                except ImageError as exc:
+                except (ImageError, NotFoundError) as exc:  # a photo gone from the store is skipped like a bad one
                     skipped.append(Skipped("unreadable image", source.name, str(exc)))
                     continue
                 loaded.append((source, image))

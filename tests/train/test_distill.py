@@ -353,3 +353,22 @@ def test_a_run_directory_that_is_a_file_is_named(tmp_path):
     with pytest.raises(DistillError, match="exists and is not a directory"):
         distill(_labels_only(tmp_path), teacher=FakeTeacher(), log=lambda s: None)
     assert (tmp_path / "run").read_text() == "notes"
+
+
+def test_a_catalog_photo_missing_from_the_store_is_skipped_like_an_unreadable_one(tmp_path):
+    import io
+
+    from roomscan.errors import NotFoundError
+    from roomscan.train.distill import PhotoSource, label_with_teacher
+
+    def gone() -> bytes:
+        raise NotFoundError("photo file abc is missing from the photo store at /store")
+
+    buffer = io.BytesIO()
+    make_image((96, 64), seed=0).save(buffer, "JPEG")
+    photos = [PhotoSource("a.jpg", "catalog photo 1", read=buffer.getvalue),
+              PhotoSource("b.jpg", "catalog photo 2", read=gone)]
+    dataset = label_with_teacher(FakeTeacher(), photos, tmp_path / "dataset", log=lambda s: None)
+    assert [im.file_name for im in dataset.images] == ["a.jpg"]
+    (skipped,) = [s for s in dataset.skipped if s.kind == "unreadable image"]
+    assert skipped.where == "catalog photo 2" and "missing from the photo store" in skipped.reason
