@@ -302,6 +302,15 @@ def test_two_tasks_for_one_photo_are_refused(dataset, tmp_path):
         import_labelstudio(_save(path, tasks), dataset)
 
 
+def test_an_unlabelled_duplicate_task_of_a_photo_is_left_out(dataset, tmp_path):
+    path, tasks = _export(dataset, tmp_path / "export")  # the project imported its photos twice
+    tasks.insert(0, {"id": 99, "data": {"image": tasks[0]["data"]["image"]}, "annotations": []})
+    tasks[1]["annotations"][0]["result"] = []  # the labelled twin: its boxes removed by the person
+    report = import_labelstudio(_save(path, tasks), dataset)
+    assert report.images_updated == ("00000.jpg",) and len(DetectionDataset.load(dataset).annotations[1]) == 0
+    assert any("duplicate task" in note for note in report.notes)
+
+
 def test_an_import_that_races_another_writer_stops_and_keeps_their_change(dataset, tmp_path, sample_photo, monkeypatch):
     export = _edited_export(dataset, tmp_path, sample_photo)
     copy = shutil.copy2

@@ -303,7 +303,6 @@ def read_tasks(
         root = json_dir  # some images sit beside the export, outside images/: their common root is the folder
     skipped: list[Skipped] = []
     out: list[TaskLabels] = []
-    seen_names: set[str] = set()
     for i, task in enumerate(tasks):
         where = f"task[{i}]" + (f" (id {task.get('id')})" if isinstance(task, dict) and "id" in task else "")
         if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
@@ -314,9 +313,6 @@ def read_tasks(
             raise fail(path, where, f"data.image is missing or empty (data's keys: {keys}); give each task its photo "
                                     "under data.image, as <Image name=\"image\" value=\"$image\"/> does")
         file_name, file_path = _locate(image, json_dir, root)
-        if file_name in seen_names:
-            raise fail(path, where, f"image {file_name!r} appears in two tasks")
-        seen_names.add(file_name)
         rects: list[tuple[str, dict[str, Any], str]] = []
         size: tuple[int, int] | None = None
         picked = _pick_results(task, annotations, path, where, skipped)
@@ -355,7 +351,29 @@ def read_tasks(
             if fitted is not None:
                 boxes.append((fitted, label, rwhere))
         out.append(TaskLabels(i, where, image, file_name, file_path, size, annotated, tuple(boxes)))
-    return LabelStudioExport(path, root, tuple(out), tuple(skipped))
+    kept = _one_task_per_image(out, path, skipped)
+    return LabelStudioExport(path, root, kept, tuple(skipped))
+
+
+def _one_task_per_image(tasks: list[TaskLabels], path: Path, skipped: list[Skipped]) -> tuple[TaskLabels, ...]:
+    """The tasks, an image's unlabelled duplicates left out (a project that imported its photos twice);
+    two labelled tasks of one image are an error: which one counts is not ours to guess."""
+    by_name: dict[str, list[TaskLabels]] = {}
+    for task in tasks:
+        by_name.setdefault(task.file_name, []).append(task)
+    kept: list[TaskLabels] = []
+    for task in tasks:
+        same = by_name[task.file_name]
+        labelled = [t for t in same if t.annotated]
+        if len(labelled) > 1:
+            raise fail(path, labelled[1].where, f"image {task.file_name!r} appears in two tasks, both labelled "
+                                                f"({labelled[0].where} too); delete one in Label Studio and export again")
+        if task is (labelled[0] if labelled else same[0]):
+            kept.append(task)
+        else:
+            skipped.append(Skipped("duplicate task", f"{path}: {task.where}",
+                                   f"an unlabelled second task of {task.file_name!r}; not used"))
+    return tuple(kept)
 
 
 def read(
