@@ -524,6 +524,9 @@ def simulate(
     dataset = _load_pool(config.data)
     pool, test_ids = split_pool(dataset, config.test_fraction, config.split_seed)
     test = _subset(dataset, test_ids)
+    if test.num_boxes == 0:  # every round would score mAP 0: hours of training for a flat, meaningless curve
+        raise SimulationError(f"the test split's {len(test_ids)} image(s) hold no boxes, so every strategy would "
+                              "score mAP 0; raise --test-fraction or add labelled photos to the pool")
     if config.initial > len(pool):
         raise SimulationError(f"initial {config.initial} exceeds the pool of {len(pool)} images (the test split "
                               f"holds {len(test_ids)}); lower --initial or --test-fraction")

@@ -9,6 +9,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from _models import build_tiny_rtdetr
 
@@ -212,3 +213,18 @@ def test_a_results_line_of_the_wrong_shape_is_skipped_with_a_note(tmp_path):
     notes: list[str] = []
     assert read_results(tmp_path, log=notes.append) == [good]
     assert len(notes) == 2 and all("unreadable result line skipped" in n for n in notes)
+
+
+def test_a_test_split_without_boxes_is_refused_before_training(tmp_path, pool_dir, arch_dir):
+    from roomscan.detection.core import make_detections
+
+    dataset = DetectionDataset.load(pool_dir)
+    _, test_ids = split_pool(dataset, 0.25)
+    annotations = dict(dataset.annotations)
+    for i in test_ids:  # the held-out photos are negatives only
+        annotations[i] = make_detections(np.zeros((0, 4)), [], [], [])
+    negatives = tmp_path / "pool"
+    DetectionDataset(dataset.images_dir, dataset.taxonomy, dataset.images, annotations).save(negatives)
+    with pytest.raises(SimulationError, match="hold no boxes.*--test-fraction"):
+        simulate(_config(negatives, arch_dir), tmp_path / "out", log=lambda m: None)
+    assert not (tmp_path / "out").exists()
