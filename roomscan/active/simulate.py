@@ -76,6 +76,9 @@ CURVES_FILE = "curves.png"
 CONFIG_FILE = "simulation.json"
 DIVERSITY = "diversity"
 METRICS = ("map", "map50")
+MAX_COMMITTEE = 256
+"""The largest committee: each member costs a prediction pass (or a training run) per pool image and round, so a
+larger one is a typo that would run for days."""
 
 # RESULTS_FILE, RoundResult, StrategySummary, labels_text, plot_curves, read_results and summarize live in
 # roomscan.active.simulate_report; re-exported so that imports from roomscan.active.simulate keep working.
@@ -120,12 +123,14 @@ class Committee:
 
     @classmethod
     def parse(cls, text: str) -> Committee:
-        """``"mc-dropout:8"`` or ``"ensemble:3"``; a size of at least 2."""
+        """``"mc-dropout:8"`` or ``"ensemble:3"``; a size from 2 to :data:`MAX_COMMITTEE`."""
         kind, _, size = text.strip().lower().partition(":")
-        if kind not in ("mc-dropout", "ensemble") or not size.isdigit() or int(size) < 2:
+        # isascii: "²" and "٣" are digits to str.isdigit but not to int().
+        if (kind not in ("mc-dropout", "ensemble") or not (size.isascii() and size.isdigit())
+                or not 2 <= int(size) <= MAX_COMMITTEE):
             raise SimulationError(
-                f"committee {text!r}: use mc-dropout:T (T >= 2 dropout passes of one model) or ensemble:K "
-                "(K >= 2 models trained with different seeds)"
+                f"committee {text!r}: use mc-dropout:T (2 <= T <= {MAX_COMMITTEE} dropout passes of one model) or "
+                f"ensemble:K (2 <= K <= {MAX_COMMITTEE} models trained with different seeds)"
             )
         return cls(kind, int(size))  # type: ignore[arg-type]
 
