@@ -30,7 +30,7 @@ def distill(
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Also take photos from sub-folders of --images."),
     taxonomy: Path | None = TaxonomyOpt,
     score_threshold: float | None = typer.Option(None, "--score-threshold", min=0.0, max=1.0, help="One minimum teacher score for every amenity instead of the taxonomy's thresholds."),
-    teacher_image_size: int | None = typer.Option(None, "--teacher-image-size", help="Teacher input size in pixels (default: its own; OWLv2 960)."),
+    teacher_image_size: int | None = typer.Option(None, "--teacher-image-size", min=32, max=4096, help="Teacher input size in pixels (default: its own; OWLv2 960)."),
     human_decisions: bool = typer.Option(False, "--human-decisions", help="With --catalog: drop the teacher's boxes of amenities a listing's host rejected."),
     labels_only: bool = typer.Option(False, "--labels-only", help="Stop after labelling: review RUN/dataset, then rerun with --from-dataset."),
     review: bool = typer.Option(False, "--review", help="Like --labels-only, with Label Studio tasks that load the images through Label Studio's local-file serving on this machine."),

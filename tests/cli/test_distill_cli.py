@@ -98,3 +98,16 @@ def test_an_empty_folder_is_a_clear_error(tmp_path, capsys, env, tiny_owlv2_dir,
                           "--images", str(tmp_path / "photos"), "--device", "cpu", "--out", str(tmp_path / "run"))
     assert code == 2
     assert "error:" in stderr and "no photos" in " ".join(stderr.split())
+
+
+@pytest.mark.parametrize("size", ["0", "160000"])
+def test_a_teacher_image_size_out_of_range_exits_2_before_loading(tmp_path, capsys, env, tiny_owlv2_dir,
+                                                                  taxonomy_file, size):
+    photos = _photos(tmp_path / "photos", 2)
+    code, _, stderr = run(capsys, "distill", "--teacher", str(tiny_owlv2_dir), "--taxonomy", str(taxonomy_file),
+                          "--images", str(photos), "--labels-only", "--device", "cpu", "--out",
+                          str(tmp_path / "run"), "--teacher-image-size", size)
+    assert code == 2
+    squashed = "".join(stderr.replace("│", "").split())  # the error box wraps anywhere
+    assert "--teacher-image-size" in squashed and ("to32" in squashed or "to4096" in squashed), stderr
+    assert not (tmp_path / "run").exists()
