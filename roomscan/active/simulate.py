@@ -293,6 +293,13 @@ def _load_pool(path: str) -> DetectionDataset:
         raise DatasetError(f"{path}: the dataset has no images; a simulation needs a fully labelled pool")
     if dataset.num_boxes == 0:
         raise DatasetError(f"{path}: the dataset has no boxes; a simulation needs a fully labelled pool")
+    # A stat per image now, rather than an error the round a strategy first picks the photo, hours in.
+    bad = [im.file_name for im in dataset.images
+           if not dataset.path(im).is_file() or dataset.path(im).stat().st_size == 0]
+    if bad:
+        raise DatasetError(f"{path}: {len(bad)} image file(s) missing or empty under {dataset.images_dir}: "
+                           f"{', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}; restore them or drop them "
+                           "from annotations.json")
     return dataset
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -230,4 +231,15 @@ def test_a_test_split_without_boxes_is_refused_before_training(tmp_path, pool_di
     DetectionDataset(dataset.images_dir, dataset.taxonomy, dataset.images, annotations).save(negatives)
     with pytest.raises(SimulationError, match="hold no boxes.*--test-fraction"):
         simulate(_config(negatives, arch_dir), tmp_path / "out", log=lambda m: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_or_empty_pool_images_are_named_before_training(tmp_path, pool_dir, arch_dir):
+    pool = tmp_path / "pool"
+    shutil.copytree(pool_dir, pool)
+    images = sorted((pool / "images").iterdir())
+    images[-1].unlink()
+    images[-2].write_bytes(b"")
+    with pytest.raises(DatasetError, match=rf"2 image file\(s\) missing or empty .*{images[-2].name}, {images[-1].name}"):
+        simulate(_config(pool, arch_dir), tmp_path / "out", log=lambda m: None)
     assert not (tmp_path / "out").exists()
