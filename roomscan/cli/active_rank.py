@@ -16,6 +16,12 @@ from roomscan.cli._console import console, err_console, progress
 from roomscan.cli.active import app
 
 
+def _shown(text: object) -> str:
+    """``text`` printable on a UTF-8 terminal: a file name that is not UTF-8 shows U+FFFD for its stray bytes
+    (printing the surrogate escapes Python decoded it with raises UnicodeEncodeError after the files are written)."""
+    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 @app.command("rank")
 def rank_command(
     models: list[str] = typer.Option(
@@ -151,7 +157,7 @@ def rank_command(
             services.close()
         for warning in caught or []:  # also when ranking failed: the skipped photos explain why
             err_console.print(
-                f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False, soft_wrap=True
+                f"[yellow]warning:[/] {escape(_shown(warning.message))}", highlight=False, soft_wrap=True
             )
 
     if as_json:
@@ -171,7 +177,7 @@ def rank_command(
     for photo in result.photos[:20]:
         table.add_row(
             str(photo.rank),
-            escape(str(photo.label)),
+            escape(_shown(photo.label)),
             f"{photo.score:.3f}",
             escape(photo.why),
             escape(", ".join(b.label for b in photo.consensus) or "-"),

@@ -312,17 +312,22 @@ def test_an_out_that_is_a_file_exits_2_before_loading_a_model(env, capsys, folde
     assert (tmp_path / "batch.csv").read_text() == "kept"
 
 
-def test_a_file_name_that_is_not_utf8_is_ranked_and_written(env, capsys, tiny_rtdetr_dir, folder, tmp_path):
+def test_a_file_name_that_is_not_utf8_is_ranked_and_written(env, capsys, tiny_rtdetr_dir, folder, tmp_path, monkeypatch):
     import os
+
+    from roomscan.cli._console import console
+
+    monkeypatch.setattr(console, "width", 400)  # the table shows whole paths
 
     latin1 = os.path.join(os.fsencode(folder), b"caf\xe9.jpg")  # a name from a Windows zip
     with open(latin1, "wb") as f:
         f.write((folder / "room0.jpg").read_bytes())
     out = tmp_path / "batch"
-    code, _, stderr = run(capsys, "active", "rank", "-m", str(tiny_rtdetr_dir), "--tta", "--images", str(folder),
+    code, stdout, stderr = run(capsys, "active", "rank", "-m", str(tiny_rtdetr_dir), "--tta", "--images", str(folder),
                                "--score", "random", "--budget", "5", "--out", str(out), "--min-score", "0",
                                "--image-prefix", "/data/local-files/?d=rooms/", "--device", "cpu")
     assert code == 0, stderr
     tasks = json.loads((out / "labelstudio_tasks.json").read_text())
     assert "/data/local-files/?d=rooms/caf%E9.jpg" in {t["data"]["image"] for t in tasks}
     assert b"caf\xe9.jpg" in (out / "ranking.csv").read_bytes()  # the file's own bytes
+    assert "\ufffd" in stdout and "\udce9" not in stdout  # a UTF-8 terminal can print the table
