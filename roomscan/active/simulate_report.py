@@ -99,6 +99,15 @@ class RoundResult:
         values = {k: v for k, v in raw.items() if k in names}
         values["labelled"] = tuple(int(i) for i in raw["labelled"])
         values["selected"] = tuple(int(i) for i in raw["selected"])
+        # The figures the summary computes with: a hand-edited "map": "0.5" must not crash it later.
+        if not isinstance(raw["strategy"], str):
+            raise TypeError(f"strategy is a {type(raw['strategy']).__name__}, not a string")
+        for name in ("seed", "round", "labels"):
+            if type(raw[name]) is not int:
+                raise TypeError(f"{name} is {raw[name]!r}, not an integer")
+        for name in ("map", "map50"):
+            if type(raw[name]) not in (int, float):
+                raise TypeError(f"{name} is {raw[name]!r}, not a number")
         return cls(**values)
 
 

@@ -213,10 +213,12 @@ def test_summary_reports_labels_to_target_and_the_saving_against_random(pool_dir
 def test_a_results_line_of_the_wrong_shape_is_skipped_with_a_note(tmp_path):
     good = RoundResult(strategy="random", seed=0, round=0, labels=4, map=0.1, map50=0.2, per_class={},
                        labelled=(1, 2), selected=(3,), pool_left=5, short=False, labelled_boxes={}, seconds=1.0)
-    (tmp_path / "results.jsonl").write_text("[1, 2]\n5\n" + json.dumps(good.to_dict()) + "\n")
+    edited = [{**good.to_dict(), "map": "0.5"}, {**good.to_dict(), "seed": None}, {**good.to_dict(), "round": 1.5}]
+    lines = ["[1, 2]", "5", *map(json.dumps, edited), json.dumps(good.to_dict())]
+    (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n")
     notes: list[str] = []
     assert read_results(tmp_path, log=notes.append) == [good]
-    assert len(notes) == 2 and all("unreadable result line skipped" in n for n in notes)
+    assert len(notes) == 5 and all("unreadable result line skipped" in n for n in notes)
 
 
 def test_a_test_split_without_boxes_is_refused_before_training(tmp_path, pool_dir, arch_dir):
