@@ -20,6 +20,7 @@ A run directory::
       student/                 the training run (student/model: the best epoch)
       student-onnx/            the ONNX export (ONNX Runtime serves it)
       report.json              :class:`DistillReport`
+      student_labels.json      the fingerprint of the labels the student trained on (other labels: retrain)
 
 Photos on which the teacher finds nothing stay in the dataset as negatives (counted); unreadable photos are
 skipped and listed. The dataset is written to a temporary directory and renamed into place, so ``RUN/dataset``
@@ -50,7 +51,7 @@ from urllib.parse import quote
 import numpy as np
 
 from roomscan.backends import Detector
-from roomscan.data.dataset import DetectionDataset
+from roomscan.data.dataset import DetectionDataset, write_json_atomic
 from roomscan.train.distill_labels import (
     TASKS_FILE,
     TEACHER_FILE,
@@ -67,6 +68,7 @@ SPLITS_DIR = "splits"
 STUDENT_RUN = "student"
 ONNX_DIR = "student-onnx"
 REPORT_FILE = "report.json"
+STUDENT_LABELS_FILE = "student_labels.json"  # the training split's fingerprint the student was trained on
 EVAL_MIN_SCORE = 0.001  # detections kept for AP: all but the noise, as `roomscan evaluate` does
 
 # Short student names -> the hub checkpoints the training code fine-tunes (with --scratch: the architecture only).
@@ -295,7 +297,7 @@ def distill(
         return report
     train_ds, holdout_ds = _split(dataset, run / SPLITS_DIR, config.holdout, config.seed)
     log(f"split: {len(train_ds)} photos to train the student, {len(holdout_ds)} held out")
-    student_dir = _train_student(config, run, log)
+    student_dir = _train_student(config, run, train_ds.fingerprint(), log)
     from roomscan.train.export import ExportConfig, export_onnx
 
     log("exporting the student to ONNX" + (" (int8)" if config.int8 else ""))
@@ -426,13 +428,24 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-def _train_student(config: DistillConfig, run: Path, log: Log) -> Path:
-    """Train (or resume, or reuse a finished) student run at ``RUN/student``; returns its best model directory."""
+def _train_student(config: DistillConfig, run: Path, labels: str, log: Log) -> Path:
+    """Train (or resume, or reuse a finished) student run at ``RUN/student``; returns its best model directory.
+
+    ``labels`` is the training split's fingerprint: a student of other labels (a rerun with reviewed ones) is
+    trained again, never reused or resumed."""
     from roomscan.train import runs
     from roomscan.train.engine import fit
 
     run_dir = run / STUDENT_RUN
     model_dir = run_dir / runs.MODEL_DIR
+    marker = run / STUDENT_LABELS_FILE
+    try:
+        trained_on = json.loads(marker.read_text(encoding="utf-8"))["train_fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        trained_on = None  # a run from before the marker: its student is taken as it is
+    if run_dir.exists() and trained_on is not None and trained_on != labels:
+        log(f"{run_dir} was trained on other labels: training the student again")
+        shutil.rmtree(run_dir)
     if (run_dir / runs.INFO_FILE).is_file() and runs.read_run(run_dir).status == "finished" and model_dir.is_dir():
         log(f"{run_dir} has finished training: reusing its model")
         return model_dir
@@ -442,6 +455,7 @@ def _train_student(config: DistillConfig, run: Path, log: Log) -> Path:
         return model_dir
     shutil.rmtree(run_dir, ignore_errors=True)  # a start that died before its first checkpoint
     train_config = _student_recipe(config, run)
+    write_json_atomic(marker, {"train_fingerprint": labels})
     log(f"training the student ({train_config.model}{', from scratch' if config.scratch else ''}) for "
         f"{train_config.epochs} epochs")
     fit(train_config, log=log)

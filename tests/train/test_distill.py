@@ -372,3 +372,43 @@ def test_a_catalog_photo_missing_from_the_store_is_skipped_like_an_unreadable_on
     assert [im.file_name for im in dataset.images] == ["a.jpg"]
     (skipped,) = [s for s in dataset.skipped if s.kind == "unreadable image"]
     assert skipped.where == "catalog photo 2" and "missing from the photo store" in skipped.reason
+
+
+def test_a_rerun_on_other_labels_trains_the_student_again_instead_of_reusing_it(tmp_path, monkeypatch):
+    from roomscan.detection.core import make_detections
+    from roomscan.train import engine, runs
+
+    trained: list[str] = []
+
+    def fake_fit(config=None, *, resume=None, log=print):  # the student "trains" in no time
+        run_dir = tmp_path / "run" / "student"
+        (run_dir / runs.MODEL_DIR).mkdir(parents=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump({"data": config.data}))
+        runs.update_info(run_dir, status="finished")
+        trained.append(DetectionDataset.load(config.data).fingerprint())
+
+    monkeypatch.setattr(engine, "fit", fake_fit)
+    _photos(tmp_path / "photos", 4, size=(120, 64))
+    distill(_labels_only(tmp_path), teacher=FakeTeacher(), log=lambda s: None)
+    dataset_dir = tmp_path / "run" / "dataset"
+    lines: list[str] = []
+
+    def student(source, log):
+        with pytest.raises(Exception):  # noqa: B017  # stops after training: the export is not under test
+            distill(_labels_only(tmp_path, images=None, from_dataset=str(source), labels_only=False, scratch=True),
+                    teacher=FakeTeacher(), log=log)
+
+    student(dataset_dir, lines.append)
+    student(dataset_dir, lines.append)  # the same labels: reused
+    assert len(trained) == 1 and any("reusing its model" in line for line in lines)
+    reviewed = tmp_path / "reviewed"  # a reviewer drew one more box
+    ds = DetectionDataset.load(dataset_dir)
+    first = ds.images[0].id
+    extra = make_detections(np.vstack([ds.annotations[first].xyxy, [[50, 30, 90, 60]]]),
+                            [1.0] * (len(ds.annotations[first]) + 1), [0] * (len(ds.annotations[first]) + 1),
+                            ["bed"] * (len(ds.annotations[first]) + 1))
+    DetectionDataset(ds.images_dir, ds.taxonomy, ds.images, {**ds.annotations, first: extra}).save(reviewed)
+    lines.clear()
+    student(reviewed, lines.append)
+    assert any("trained on other labels" in line for line in lines)
+    assert len(trained) == 2 and trained[1] != trained[0]
