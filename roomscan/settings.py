@@ -61,6 +61,8 @@ class Settings:
         api_key: secret for write endpoints (``X-API-Key``). ``ROOMSCAN_API_KEY``.
         model: detector name, hub id or local directory. ``ROOMSCAN_MODEL``, default ``owlv2``.
         taxonomy: taxonomy YAML path, or ``None`` for the default. ``ROOMSCAN_TAXONOMY``.
+        room_types: room-type YAML path (the rooms a photo is typed as, their prompts and amenity evidence), or
+            ``None`` for the default (``roomscan/data/rooms.yaml``). ``ROOMSCAN_ROOM_TYPES``.
         device: ``cpu``, ``cuda`` or ``auto``. ``ROOMSCAN_DEVICE``.
         max_upload_bytes: largest accepted photo upload, per file. ``ROOMSCAN_MAX_UPLOAD_MB`` (default 20).
         max_files_per_upload: most files in one upload request.
@@ -95,6 +97,7 @@ class Settings:
     api_key: str | None = None
     model: str = "owlv2"
     taxonomy: str | None = None
+    room_types: str | None = None
     device: str = "auto"
     max_upload_bytes: int = 20 * 1024 * 1024
     max_files_per_upload: int = 20
@@ -135,6 +138,7 @@ class Settings:
             api_key=env.get("ROOMSCAN_API_KEY") or None,
             model=env.get("ROOMSCAN_MODEL") or "owlv2",
             taxonomy=env.get("ROOMSCAN_TAXONOMY") or None,
+            room_types=env.get("ROOMSCAN_ROOM_TYPES") or None,
             device=env.get("ROOMSCAN_DEVICE") or "auto",
             max_upload_bytes=_megabytes(env, "ROOMSCAN_MAX_UPLOAD_MB", 20),
             max_request_bytes=_megabytes(env, "ROOMSCAN_MAX_REQUEST_MB", 100),
