@@ -49,10 +49,14 @@ class RawOutput:
         boxes: ``[q, 4]`` float32, ``x1, y1, x2, y2`` in that image's pixels (may stick out of the image).
         probs: ``[q, n_model_classes]`` float32 in ``[0, 1]``, each query's probability for each of the
             model's classes, in the model's class order (softmax models: without the no-object column).
+        image_embedding: ``[d]`` float32, the whole photo in the model's text-embedding space (backends with a
+            text tower, see :attr:`Detector.has_text_embeddings`), or ``None``. :meth:`Detector.predict` puts it
+            in the detections' ``metadata["image_embedding"]``, where room typing reads it.
     """
 
     boxes: np.ndarray
     probs: np.ndarray
+    image_embedding: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -61,6 +65,11 @@ class RawOutput:
             raise ValueError(f"probs must be [{len(boxes)}, n_model_classes], got shape {probs.shape}")
         object.__setattr__(self, "boxes", boxes)
         object.__setattr__(self, "probs", probs)
+        if self.image_embedding is not None:
+            embedding = np.asarray(self.image_embedding, dtype=np.float32)
+            if embedding.ndim != 1 or not embedding.size:
+                raise ValueError(f"image_embedding must be one vector [d], got shape {embedding.shape}")
+            object.__setattr__(self, "image_embedding", embedding)
 
 
 class Detector(ABC):
@@ -117,6 +126,10 @@ class Detector(ABC):
     nms_threshold: float | None = None
     max_detections: int = DEFAULT_MAX_DETECTIONS
 
+    #: True when the backend embeds text (:meth:`text_embeddings`) and puts each photo's embedding in the same
+    #: space into its detections' ``metadata["image_embedding"]`` (open-vocabulary backends such as OWLv2).
+    has_text_embeddings: bool = False
+
     @abstractmethod
     def _forward(self, batch: Sequence[Image.Image]) -> list[RawOutput]:
         """The model's boxes and class probabilities for each RGB image of ``batch``, in order."""
@@ -148,7 +161,7 @@ class Detector(ABC):
         rows, class_ids, class_probs = candidates(
             raw.probs, self.class_map, len(self.taxonomy), one_box_per_query=self.one_box_per_query
         )
-        return finalize(
+        dets = finalize(
             raw.boxes[rows],
             class_probs[np.arange(len(rows)), class_ids],
             class_ids,
@@ -159,6 +172,19 @@ class Detector(ABC):
             model_key=self.info.key,
             nms_threshold=self.nms_threshold,
             max_detections=self.max_detections,
+        )
+        if raw.image_embedding is not None:
+            dets.metadata["image_embedding"] = raw.image_embedding
+        return dets
+
+    def text_embeddings(self, prompts: Sequence[str]) -> np.ndarray:
+        """Unit-norm embeddings ``[n, d]`` of text prompts, in the space of ``metadata["image_embedding"]``.
+
+        Raises:
+            NotImplementedError: the backend has no text tower (:attr:`has_text_embeddings` is false).
+        """
+        raise NotImplementedError(
+            f"the {self.info.backend} backend has no text embeddings: room types come from the amenities found"
         )
 
     def embed(self, images: Sequence[Image.Image], *, batch_size: int = 4) -> np.ndarray:

@@ -60,6 +60,7 @@ class Owlv2Detector(Detector):
     backend = "owlv2"
     probability_kind = "sigmoid"
     one_box_per_query = True  # a patch is one box, scored with its best amenity
+    has_text_embeddings = True  # the class head's image-class embeddings, pooled, score room types
 
     def __init__(
         self,
@@ -106,6 +107,7 @@ class Owlv2Detector(Detector):
         self._mean = np.asarray(image_processor.image_mean, dtype=np.float32)
         self._std = np.asarray(image_processor.image_std, dtype=np.float32)
 
+        self._tokenizer = processor.tokenizer
         prompts = [p for amenity in self.taxonomy for p in amenity.prompts]
         with torch.inference_mode():
             self._query_embeds = self._embed_prompts(processor.tokenizer, prompts)  # [n_prompts, d_text]
@@ -138,6 +140,17 @@ class Owlv2Detector(Detector):
         embeds = self.model.owlv2.get_text_features(**tokens).pooler_output
         return embeds / torch.linalg.norm(embeds, ord=2, dim=-1, keepdim=True)
 
+    def text_embeddings(self, prompts: Sequence[str]) -> np.ndarray:
+        """Unit-norm text embeddings ``[n, d]`` from OWLv2's text tower: the space of the amenity queries and of
+        ``metadata["image_embedding"]`` (room types embed their prompts with this once)."""
+        import torch
+
+        prompts = [str(p) for p in prompts]
+        if not prompts:
+            return np.zeros((0, int(self._query_embeds.shape[-1])), dtype=np.float32)
+        with torch.inference_mode():
+            return self._embed_prompts(self._tokenizer, prompts).float().cpu().numpy()
+
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Pixel values ``[b, 3, S, S]``: each image scaled so its long side is ``S``, padded bottom/right, normalised.
 
@@ -162,31 +175,52 @@ class Owlv2Detector(Detector):
     def raw_outputs(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt logits ``[b, n_patches, n_prompts]`` and boxes ``[b, n_patches, 4]`` (cx, cy, w, h in ``[0, 1]``
         of the padded square), from the vision tower and the cached text embeddings."""
+        logits, boxes, _ = self._heads(pixel_values)
+        return logits, boxes
+
+    def _heads(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`raw_outputs` plus the class head's unit-norm image-class embeddings ``[b, n_patches, d_text]``
+        (each patch in the text space, computed by the class head anyway)."""
         feature_map, _ = self.model.image_embedder(
             pixel_values=pixel_values, interpolate_pos_encoding=self._interpolate
         )  # [b, h, w, d]
         b, h, w, d = feature_map.shape
         image_feats = feature_map.reshape(b, h * w, d)
         queries = self._query_embeds.unsqueeze(0).expand(b, -1, -1)  # [b, n_prompts, d_text]
-        logits, _ = self.model.class_predictor(image_feats, queries)
+        logits, class_embeds = self.model.class_predictor(image_feats, queries)
         boxes = self.model.box_predictor(image_feats, feature_map, interpolate_pos_encoding=self._interpolate)
-        return logits, boxes
+        return logits, boxes, class_embeds
+
+    def _photo_grid(self, image: Image.Image, grid_rows: int, grid_cols: int) -> tuple[int, int]:
+        """Rows and columns of the patch grid that cover ``image`` (the rest is the padding that squares it)."""
+        patch = int(self.model.config.vision_config.patch_size)
+        scale = self.image_size / max(image.size)
+        rows = max(1, min(grid_rows, -(-round(image.height * scale) // patch)))
+        cols = max(1, min(grid_cols, -(-round(image.width * scale) // patch)))
+        return rows, cols
 
     def _forward(self, batch: Sequence[Image.Image]) -> list[RawOutput]:
-        """Per patch: its box in image pixels and each amenity's probability, the sigmoid of its best prompt."""
+        """Per patch: its box in image pixels and each amenity's probability, the sigmoid of its best prompt; per
+        image: the mean image-class embedding of the patches covering the photo (its text-space embedding)."""
         import torch
 
         with torch.inference_mode():
-            logits, boxes = self.raw_outputs(self.preprocess(batch))
+            logits, boxes, class_embeds = self._heads(self.preprocess(batch))
             pad = torch.full_like(logits[..., :1], float("-inf"))
             padded = torch.cat([logits, pad], dim=-1)  # [b, n_patches, n_prompts + 1]
             probs = padded[..., self._prompt_index].amax(dim=-1).sigmoid()  # [b, n_patches, n_classes]
             cx, cy, bw, bh = boxes.unbind(-1)
             xyxy = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1)
+        side = int(round(class_embeds.shape[1] ** 0.5))
+        grid = class_embeds.float().cpu().numpy().reshape(len(batch), side, side, -1)
+        pooled = []
+        for i, image in enumerate(batch):
+            rows, cols = self._photo_grid(image, side, side)
+            pooled.append(grid[i, :rows, :cols].mean(axis=(0, 1)))
         # Boxes are relative to the padded square, whose side is the image's long side.
         return [
-            RawOutput(bx * max(image.size), p)
-            for image, bx, p in zip(batch, xyxy.cpu().numpy(), probs.cpu().numpy())
+            RawOutput(bx * max(image.size), p, image_embedding=e)
+            for image, bx, p, e in zip(batch, xyxy.cpu().numpy(), probs.cpu().numpy(), pooled)
         ]
 
     def _embed(self, batch: Sequence[Image.Image]) -> np.ndarray:
@@ -194,7 +228,6 @@ class Owlv2Detector(Detector):
         (not the padding that squares it): ``[b, d]``."""
         import torch
 
-        patch = int(self.model.config.vision_config.patch_size)
         with torch.inference_mode():
             feature_map, _ = self.model.image_embedder(
                 pixel_values=self.preprocess(batch), interpolate_pos_encoding=self._interpolate
@@ -202,9 +235,7 @@ class Owlv2Detector(Detector):
         grid = feature_map.float().cpu().numpy()
         out = np.empty((len(batch), grid.shape[-1]), dtype=np.float32)
         for i, image in enumerate(batch):
-            scale = self.image_size / max(image.size)
-            rows = max(1, min(grid.shape[1], -(-round(image.height * scale) // patch)))
-            cols = max(1, min(grid.shape[2], -(-round(image.width * scale) // patch)))
+            rows, cols = self._photo_grid(image, grid.shape[1], grid.shape[2])
             out[i] = grid[i, :rows, :cols].mean(axis=(0, 1))
         return out
 

@@ -106,7 +106,12 @@ class TestDetectorContract:
         detector = build(backend, score_threshold=0.0)
         dets = detector.predict_one(make_image())
         assert isinstance(detector.info, ModelInfo)
-        assert dets.metadata == {"image_size": (96, 64), "model": detector.info.key}
+        assert {k: v for k, v in dets.metadata.items() if k != "image_embedding"} == {
+            "image_size": (96, 64),
+            "model": detector.info.key,
+        }
+        # Backends with a text tower add the photo's text-space embedding (room types read it); others do not.
+        assert ("image_embedding" in dets.metadata) == detector.has_text_embeddings
         assert detector.info.taxonomy == tiny_taxonomy().fingerprint()
 
     def test_another_input_size_works_and_changes_the_key(self, build, backend):
