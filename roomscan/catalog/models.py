@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from enum import StrEnum
 
 from sqlalchemy import (
+    JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -318,3 +320,61 @@ class ListingAmenity(Base):
         ),
         CheckConstraint(_one_of("status", AMENITY_STATUSES), name="ck_listing_amenities_status"),
     )
+
+
+class PhotoInsight(Base):
+    """What a photo's pixels say, whatever the model (0009): its quality (``insights.quality.PhotoQuality``) and
+    its five perceptual hashes (``insights.phash.photo_hashes``), stored signed (``hash - 2**64`` above
+    ``2**63 - 1``) since databases have no unsigned 64-bit integer. ``version`` is the analysis that wrote the
+    row (``catalog.insights.ANALYSIS_VERSION``): ``roomscan photos analyse`` redoes older ones."""
+
+    __tablename__ = "photo_insights"
+
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    quality: Mapped[dict] = mapped_column(JSON)
+    quality_score: Mapped[float] = mapped_column(Float)
+    hash0: Mapped[int] = mapped_column(BigInteger)
+    hash1: Mapped[int] = mapped_column(BigInteger)
+    hash2: Mapped[int] = mapped_column(BigInteger)
+    hash3: Mapped[int] = mapped_column(BigInteger)
+    hash4: Mapped[int] = mapped_column(BigInteger)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    # The duplicate index catches up on the rows written since it last looked.
+    __table_args__ = (Index("ix_photo_insights_computed_at", "computed_at"),)
+
+
+class PhotoRoom(Base):
+    """A photo's room type under one model (0009): the best room, its probability and every room's score
+    (``insights.rooms.RoomScores.to_dict()``)."""
+
+    __tablename__ = "photo_rooms"
+
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    room: Mapped[str] = mapped_column(String(64))
+    probability: Mapped[float] = mapped_column(Float)
+    scores: Mapped[dict] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_photo_rooms_room", "model_id", "room", "photo_id"),)
+
+
+class ListingRoom(Base):
+    """A listing's roll-up of the room types its photos show, under one model: what search by room reads (0009).
+
+    Kept with ``listing_amenities`` by the same refresh, under the same rule: an unpublished listing has none.
+    ``photo_count``: its photos whose best room this is; ``score``: the best of their probabilities.
+    """
+
+    __tablename__ = "listing_rooms"
+
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id", ondelete="CASCADE"), primary_key=True)
+    room: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"), nullable=True)
+    photo_count: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+
+    # Search walks one room's listings in id order, or probes (room, listing_id) for a listing.
+    __table_args__ = (Index("ix_listing_rooms_search", "room", "listing_id"),)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from roomscan.backends import ModelInfo
-from roomscan.catalog import jobs
+from roomscan.catalog import insights, jobs
 from roomscan.catalog.models import (
     DECISIONS,
     AmenityDecision,
@@ -284,6 +284,9 @@ def add_photo(
     photo = session.scalar(select(Photo).where(Photo.sha256 == loaded.sha256))
     new_photo = photo is None
     if photo is None:
+        # Quality and perceptual hashes from the image already decoded, before this transaction writes (SQLite
+        # holds its one write lock from the first write); a photo the analysis fails on is stored without them.
+        analysis = insights.analyse_image(loaded.image, name=filename or loaded.name)
         photo = Photo(
             sha256=loaded.sha256,
             format=loaded.format,
@@ -297,6 +300,8 @@ def add_photo(
         except IntegrityError:  # a concurrent upload of the same bytes won
             photo = session.scalars(select(Photo).where(Photo.sha256 == loaded.sha256)).one()
             new_photo = False
+        if new_photo and analysis is not None:
+            insights.save_photo_analysis(session, photo.id, analysis)
 
     attached = session.get(ListingPhoto, (listing.id, photo.id))
     if attached is None:
@@ -384,8 +389,9 @@ def listing_amenities(session: Session, listing: Listing, model_id: int, taxonom
 
 
 def refresh_listing_amenities(session: Session, listing: Listing, model_id: int, taxonomy: Taxonomy) -> ListingAmenities:
-    """Recompute the searchable roll-up rows of a listing, holding the listing's row lock. An unpublished
-    listing keeps none, so search (which reads only these rows) never finds it.
+    """Recompute the searchable roll-up rows of a listing (``listing_amenities``, and ``listing_rooms`` from its
+    photos' room types), holding the listing's row lock. An unpublished listing keeps none, so search (which
+    reads only these rows) never finds it.
 
     The lock (``SELECT ... FOR UPDATE``; SQLite serialises writers anyway) keeps two writers refreshing the
     same listing from interleaving their deletes and inserts.
@@ -408,6 +414,7 @@ def refresh_listing_amenities(session: Session, listing: Listing, model_id: int,
         for a in (summary.amenities if listing.published else ())
     )
     session.flush()
+    insights.refresh_listing_rooms(session, listing, model_id)
     return summary
 
 

@@ -73,6 +73,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any
@@ -237,6 +238,35 @@ class PhotoQuality:
         out["ok"] = self.ok
         out["issues"] = [issue.to_dict() for issue in self.issues]
         return out
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> PhotoQuality:
+        """Inverse of :meth:`to_dict` (measures keep ``to_dict``'s rounding; ``megapixels`` and ``ok`` are
+        derived again).
+
+        Raises:
+            ValueError: a field missing or of the wrong kind, or an unknown issue code or severity.
+        """
+        try:
+            issues = tuple(
+                QualityIssue(IssueCode(i["code"]), Severity(i["severity"]), str(i["message"]))
+                for i in doc.get("issues", ())
+            )
+            tilt = doc["tilt_degrees"]
+            return cls(
+                width=int(doc["width"]),
+                height=int(doc["height"]),
+                brightness=float(doc["brightness"]),
+                dark_share=float(doc["dark_share"]),
+                clipped_share=float(doc["clipped_share"]),
+                contrast=float(doc["contrast"]),
+                sharpness=float(doc["sharpness"]),
+                tilt_degrees=None if tilt is None else float(tilt),
+                score=float(doc["score"]),
+                issues=issues,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a PhotoQuality document ({type(exc).__name__}: {exc})") from exc
 
 
 def assess_photo(image: Image.Image, *, thresholds: QualityThresholds = QualityThresholds()) -> PhotoQuality:

@@ -355,3 +355,20 @@ def test_a_12_megapixel_photo_gets_the_verdict_of_its_small_copy(photos: dict[st
     print(f"\n12 MP photo assessed in {(time.perf_counter() - start) * 1000:.0f} ms")
     assert quality.issues == ()
     assert quality.megapixels == 12.0
+
+
+@pytest.mark.parametrize("name", ["dark", "clean"])
+def test_from_dict_reads_back_what_to_dict_wrote(photos: dict[str, Image.Image], name: str) -> None:
+    # The catalog stores to_dict() as JSON and reads it back with from_dict.
+    quality = assess_photo(photos[name])
+    again = PhotoQuality.from_dict(json.loads(json.dumps(quality.to_dict())))
+    assert again.to_dict() == quality.to_dict()
+    assert (again.ok, again.problem_codes, again.issues) == (quality.ok, quality.problem_codes, quality.issues)
+
+
+@pytest.mark.parametrize(
+    "doc", [{}, {"width": 10}, {**dict.fromkeys(["width", "height"], 1), "issues": [{"code": "nope"}]}]
+)
+def test_from_dict_refuses_a_document_that_is_not_a_quality(doc: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="not a PhotoQuality document"):
+        PhotoQuality.from_dict(doc)
