@@ -29,6 +29,7 @@ from roomscan.taxonomy import Taxonomy
 if TYPE_CHECKING:
     from roomscan.backends import Detector, ResolvedModel
     from roomscan.catalog.models import Model
+    from roomscan.insights.classify import RoomClassifier
     from roomscan.worker import DetectionWorker
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class Services:
     _worker: DetectionWorker | None = None
     _threads: list[tuple[threading.Thread, threading.Event]] = field(default_factory=list)
     _taxonomy: Taxonomy | None = None
+    _rooms: RoomClassifier | None = None
 
     @classmethod
     def open(cls, settings: Settings | None = None) -> Services:
@@ -157,7 +159,23 @@ class Services:
         from roomscan.worker import DetectionWorker
 
         detector, model_id = self._need_model()
+        options.setdefault("rooms", self.room_classifier)
         return DetectionWorker(self.sessions, self.photos, detector, model_id, detector.taxonomy, **options)
+
+    @property
+    def room_classifier(self) -> RoomClassifier:
+        """Scores photos' room types (``settings.room_types``) from the detections of the model in use; made once
+        per model (it embeds the room prompts with the detector's text tower, where it has one).
+
+        Raises:
+            RoomTypesError: the room types file is missing or malformed.
+        """
+        from roomscan.insights.classify import RoomClassifier
+
+        detector, _ = self._need_model()
+        if self._rooms is None or self._rooms.detector is not detector:
+            self._rooms = RoomClassifier(detector, self.settings.room_types)
+        return self._rooms
 
     @property
     def worker(self) -> DetectionWorker:
