@@ -15,18 +15,24 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from roomscan.backends import Detector
-from roomscan.catalog import store
+from roomscan.catalog import insights, store
 from roomscan.catalog.jobs import Claim, JobQueue, lease_holder
 from roomscan.catalog.models import Listing, ListingPhoto, Photo, PhotoJob
 from roomscan.catalog.photos import PhotoStore
 from roomscan.detection.image import load_image
 from roomscan.errors import RoomscanError
 from roomscan.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from roomscan.detection.core import Detections
+    from roomscan.insights.classify import RoomClassifier
+    from roomscan.insights.rooms import RoomScores
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,9 @@ class DetectionWorker:
         max_attempts: a job that fails this many times is marked ``failed`` with its error.
         on_settle: called with ``("done", job created_at)``, ``("failed", None)`` or ``("retried", None)`` for each
             job this worker settles (metrics: ``roomscan.metrics.Metrics.observe_job``).
+        rooms: scores each photo's room type from its detections (``insights.classify.RoomClassifier``, built
+            for ``detector``); stored with the detections. A photo whose room scoring fails keeps its detections
+            (the failure is logged, no room is stored).
     """
 
     def __init__(
@@ -72,6 +81,7 @@ class DetectionWorker:
         lease: timedelta = timedelta(minutes=1),
         max_attempts: int = 3,
         on_settle: Callable[[str, datetime | None], None] | None = None,
+        rooms: RoomClassifier | None = None,
     ) -> None:
         self.sessions = sessions
         self.photos = photos
@@ -85,6 +95,7 @@ class DetectionWorker:
         # back once it answers again, so they do not wait out their lease under a holder that is alive.
         self._abandoned: list[Claim] = []
         self.on_settle = on_settle
+        self.rooms = rooms
 
     @property
     def lease(self) -> timedelta:
@@ -176,8 +187,20 @@ class DetectionWorker:
                 self._fail(claim, f"{type(exc).__name__}: {exc}", final=claim.attempt >= self.max_attempts)
         return len(claims)
 
-    def _complete(self, claim: Claim, dets) -> None:  # type: ignore[no-untyped-def]
-        """Store the detections and mark the job done in one transaction, if the job is still ours."""
+    def _room_scores(self, claim: Claim, dets: Detections) -> RoomScores | None:
+        if self.rooms is None:
+            return None
+        try:
+            return self.rooms.scores(dets)
+        except Exception:  # the detections are worth keeping without a room type
+            log.exception("scoring the room type of photo %s failed; its detections are stored without one",
+                          claim.photo_id)
+            return None
+
+    def _complete(self, claim: Claim, dets: Detections) -> None:
+        """Store the detections (and room scores) and mark the job done in one transaction, if the job is still
+        ours."""
+        room = self._room_scores(claim, dets)  # before the transaction: no lock held while it computes
         with self.sessions() as session, session.begin():
             if not self.queue.complete(session, claim):
                 return
@@ -185,6 +208,9 @@ class DetectionWorker:
             if self.on_settle is not None:
                 created = session.scalar(select(PhotoJob.created_at).where(PhotoJob.id == claim.job_id))
             store.save_detections(session, claim.photo_id, self.model_id, dets)
+            if room is not None:
+                # Before the roll-ups below, which read it into listing_rooms.
+                insights.save_room_scores(session, claim.photo_id, self.model_id, room)
             listing_ids = session.scalars(
                 select(ListingPhoto.listing_id)
                 .where(ListingPhoto.photo_id == claim.photo_id)
