@@ -25,6 +25,11 @@ which it merges; PostgreSQL: a join of the ranges, which it merge-joins), and on
 are probed for the other amenities. The choice is a cost estimate from the same samples (``_merge_count``);
 a walk that reads few rows is always kept, so common searches run as before.
 
+A ``room`` (a room type slug) keeps listings with at least one photo whose best room type is that room, from the
+``listing_rooms`` roll-up (``ix_listing_rooms_search (room, listing_id)``): with amenities, one more ``EXISTS``
+probe on ``(room, listing_id)`` per walked listing; alone, a walk of that room's range in id order. Like
+``listing_amenities``, it holds no rows for unpublished listings.
+
 "Seen" is read from ``status`` (``confirmed`` or ``discovered``), which the roll-up keeps in step with ``seen``
 and which the index holds, so walks and probes never touch the table rows.
 """
@@ -55,7 +60,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import Alias
 
-from roomscan.catalog.models import Listing, ListingAmenity
+from roomscan.catalog.models import Listing, ListingAmenity, ListingRoom
 
 __all__ = [
     "MAX_AMENITIES",
@@ -79,6 +84,7 @@ _PROBE_COST = {"sqlite": 4.0, "postgresql": 10.0}
 _MERGE_MIN_ROWS = 1000
 
 _amenities = ListingAmenity.__table__
+_rooms = ListingRoom.__table__
 _listings = Listing.__table__
 class _IndexedBy(Alias):
     """An alias of ``listing_amenities`` that SQLite reads through the index ``index`` (``INDEXED BY``).
@@ -126,10 +132,13 @@ class SearchQuery:
         confirmed_only: matched amenities must be ``confirmed`` (claimed by the host and seen in a photo).
         limit: page size, 1..100.
         after: keyset cursor: only listings with id greater than this (``SearchPage.next_cursor``).
+        room: a room type slug: the listing must have a photo whose best room type is this one (combinable with
+            amenities, or alone). Check it against the room types first (``RoomTypes[slug]`` names the valid
+            ones): an unknown room matches nothing.
 
     Raises:
-        ValueError: no amenity given, more than 30, an empty or non-string slug, ``min_score`` outside [0, 1],
-            ``limit`` outside 1..100, or a negative cursor.
+        ValueError: no amenity and no room given, more than 30 amenities, an empty or non-string slug,
+            ``min_score`` outside [0, 1], ``limit`` outside 1..100, or a negative cursor.
 
     Example:
         >>> SearchQuery(all_of=["bed", "jacuzzi"], limit=10).all_of
@@ -142,6 +151,7 @@ class SearchQuery:
     confirmed_only: bool = False
     limit: int = 20
     after: int | None = None
+    room: str | None = None
 
     def __post_init__(self) -> None:
         all_of = _slugs("all_of", self.all_of)
@@ -149,8 +159,10 @@ class SearchQuery:
         object.__setattr__(self, "all_of", all_of)
         object.__setattr__(self, "any_of", any_of)
         count = len(set(all_of) | set(any_of))
-        if count == 0:
-            raise ValueError("search needs at least one amenity in all_of or any_of")
+        if self.room is not None and (not isinstance(self.room, str) or not self.room):
+            raise ValueError(f"room must be a room type slug (e.g. bathroom) or None, got {self.room!r}")
+        if count == 0 and self.room is None:
+            raise ValueError("search needs at least one amenity in all_of or any_of, or a room")
         if count > MAX_AMENITIES:
             raise ValueError(f"search takes at most {MAX_AMENITIES} amenities, got {count}")
         if isinstance(self.min_score, bool) or not isinstance(self.min_score, int | float):
@@ -184,11 +196,13 @@ class SearchHit:
         title: its title.
         amenities: matched amenity slug -> best score, in query order (every ``all_of`` amenity, and the
             ``any_of`` amenities the listing shows).
+        room_score: with a ``room`` in the query, the best probability among the listing's photos of that room.
     """
 
     listing_id: int
     title: str
     amenities: dict[str, float]
+    room_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -268,11 +282,15 @@ class _Shape(NamedTuple):
     min_score: bool
     confirmed_only: bool
     limit: int
+    room: bool = False
 
     @classmethod
     def of(cls, session: Session, query: SearchQuery) -> _Shape:
         dialect = session.get_bind().dialect.name
-        return cls(dialect, query.after is not None, query.min_score > 0, query.confirmed_only, query.limit)
+        return cls(
+            dialect, query.after is not None, query.min_score > 0, query.confirmed_only, query.limit,
+            query.room is not None,
+        )
 
 
 def _qualifies(table: Any, shape: _Shape) -> list[ColumnElement[bool]]:
@@ -306,6 +324,7 @@ def _walk(shape: _Shape, probes: int, any_probes: int, prefix: str = "") -> Sele
     ``{prefix}p<i>`` amenity and, when any, at least one ``{prefix}q<i>`` amenity; at most ``limit + 1``."""
     driver = _alias(shape, f"{prefix}d")
     conditions = _range(driver, f"{prefix}d", shape) + _probes(driver, probes, any_probes, shape, prefix)
+    conditions += _room_probe(driver, shape)
     return (
         select(driver.c.listing_id).where(*conditions).order_by(driver.c.listing_id).limit(_page_limit(shape))
     )
@@ -337,7 +356,7 @@ def _merge(shape: _Shape, merged: int, probes: int, any_probes: int) -> Select |
     seen = shape._replace(min_score=False, confirmed_only=False)
     recheck = seen != shape
     ranges = [_alias(seen, f"m{i}") for i in range(merged)]
-    filtered = probes or any_probes or recheck
+    filtered = probes or any_probes or recheck or shape.room
     if shape.dialect == "sqlite":
         # SQLite merges a compound SELECT that has an ORDER BY ("MERGE (INTERSECT)" in its plan); without one
         # it builds a temporary b-tree of each range.
@@ -368,7 +387,7 @@ def _merge(shape: _Shape, merged: int, probes: int, any_probes: int) -> Select |
     checks = [_probe(ids, [f"m{i}"], shape, f"c{i}") for i in range(merged)] if recheck else []
     return (
         select(ids.c.listing_id)
-        .where(*checks, *_probes(ids, probes, any_probes, shape))
+        .where(*checks, *_probes(ids, probes, any_probes, shape), *_room_probe(ids, shape))
         .order_by(ids.c.listing_id)
         .limit(_page_limit(shape))
     )
@@ -393,6 +412,29 @@ def _probe(
     if shape.dialect == "postgresql":
         subquery = subquery.offset(literal_column("0"))
     return subquery.exists()
+
+
+def _room_probe(driver: Any, shape: _Shape) -> list[ColumnElement[bool]]:
+    """With a room in the query: EXISTS its ``listing_rooms`` row for the driver's listing (one descent of
+    ``(room, listing_id)``); ``OFFSET 0`` on PostgreSQL as in ``_probe``."""
+    if not shape.room:
+        return []
+    room = _rooms.alias("r")
+    subquery: Select[Any] = select(literal_column("1")).where(
+        room.c.listing_id == driver.c.listing_id, room.c.room == bindparam("room", type_=String)
+    )
+    if shape.dialect == "postgresql":
+        subquery = subquery.offset(literal_column("0"))
+    return [subquery.exists()]
+
+
+@functools.lru_cache(maxsize=64)
+def _room_walk(shape: _Shape) -> Select:
+    """A search by room alone: the room's range of ``ix_listing_rooms_search`` in id order from the cursor."""
+    conditions = [_rooms.c.room == bindparam("room", type_=String)]
+    if shape.after:
+        conditions.append(_rooms.c.listing_id > bindparam("after", type_=Integer))
+    return select(_rooms.c.listing_id).where(*conditions).order_by(_rooms.c.listing_id).limit(_page_limit(shape))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -442,6 +484,10 @@ def _ids_statement(session: Session, query: SearchQuery) -> tuple[Select | Compo
         params["after"] = query.after
     if shape.min_score:
         params["min_score"] = query.min_score
+    if shape.room:
+        params["room"] = query.room
+        if not query.amenities:
+            return _room_walk(shape), params
     all_of = list(query.all_of)
     # An any_of amenity that all_of already requires satisfies the any_of condition by itself.
     any_of = [] if set(query.any_of) & set(all_of) else list(query.any_of)
@@ -530,21 +576,31 @@ def _fetch_hits(session: Session, query: SearchQuery, ids: list[int]) -> list[Se
     if not ids:
         return []
     slugs = query.amenities
-    params: dict[str, Any] = {"ids": ids, "slugs": list(slugs)}
-    if query.min_score > 0:
-        params["min_score"] = query.min_score
-    rows = session.execute(_details(_Shape.of(session, query)), params).all()
-    order = {slug: i for i, slug in enumerate(slugs)}
     titles: dict[int, str] = {}
     matched: dict[int, list[tuple[str, float]]] = {listing_id: [] for listing_id in ids}
-    for listing_id, title, amenity, score in rows:
-        titles[listing_id] = title
-        matched[listing_id].append((amenity, score))
+    if slugs:
+        params: dict[str, Any] = {"ids": ids, "slugs": list(slugs)}
+        if query.min_score > 0:
+            params["min_score"] = query.min_score
+        for listing_id, title, amenity, score in session.execute(_details(_Shape.of(session, query)), params):
+            titles[listing_id] = title
+            matched[listing_id].append((amenity, score))
+    else:
+        titles = dict(session.execute(select(_listings.c.id, _listings.c.title).where(_listings.c.id.in_(ids))).all())
+    room_scores: dict[int, float] = {}
+    if query.room is not None:
+        room_scores = dict(
+            session.execute(
+                select(_rooms.c.listing_id, _rooms.c.score).where(_rooms.c.listing_id.in_(ids), _rooms.c.room == query.room)
+            ).all()
+        )
+    order = {slug: i for i, slug in enumerate(slugs)}
     return [
         SearchHit(
             listing_id=listing_id,
             title=titles[listing_id],
             amenities=dict(sorted(matched[listing_id], key=lambda pair: order[pair[0]])),
+            room_score=room_scores.get(listing_id),
         )
         for listing_id in ids
         if listing_id in titles  # deleted between the two queries
