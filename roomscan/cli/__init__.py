@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from roomscan import __version__
 from roomscan.cli import active, audit, bulk, catalog_cmds, detect, export, listings, models, receipts, serve, users
-from roomscan.cli import quality
+from roomscan.cli import quality, rooms
 from roomscan.cli import sweep as sweep_cmds
 from roomscan.cli import train as train_cmds
 from roomscan.cli._console import err_console
@@ -78,6 +78,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(receipts.app, name="receipt")
 app.command("train")(train_cmds.train)
 app.command("evaluate")(train_cmds.evaluate)
+app.command("evaluate-rooms")(rooms.evaluate_rooms_command)
 app.add_typer(train_cmds.runs_app, name="runs")
 app.add_typer(sweep_cmds.app, name="sweep")
 app.add_typer(active.app, name="active")
