@@ -28,7 +28,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -220,30 +220,38 @@ def visible_listings(principal: Principal | None) -> ColumnElement[bool] | None:
     return or_(Listing.published.is_(True), Listing.owner_id == principal.user_id)
 
 
-def require_see_photo(session: Session, principal: Principal | None, photo_id: int) -> None:
+def require_see_photo(session: Session, principal: Principal | None, photo_id: int) -> bool:
     """Raise ``NotFoundError`` (worded as for a missing photo) when every listing showing the photo is hidden
-    from ``principal``. A photo on at least one listing it may see is visible."""
-    if principal is not None and principal.is_admin:
-        return
-    on = select(ListingPhoto.listing_id).where(ListingPhoto.photo_id == photo_id)
-    if session.scalar(select(on.exists())) and not session.scalar(
-        select(ListingPhoto.listing_id)
-        .join(Listing, Listing.id == ListingPhoto.listing_id)
-        .where(ListingPhoto.photo_id == photo_id, visible_listings(principal))  # type: ignore[arg-type]
-        .limit(1)
-    ):
+    from ``principal``; a photo on at least one listing it may see is visible. Returns whether the photo is public
+    (as :func:`photo_is_public`: caches may keep it). One query.
+
+    Example:
+        >>> cache = "public" if require_see_photo(session, viewer, photo_id) else "private"  # doctest: +SKIP
+    """
+    visible, public = _photo_reach(session, principal, photo_id)
+    if not visible:
         raise NotFoundError(store.missing_photo(photo_id))
+    return public
 
 
 def photo_is_public(session: Session, photo_id: int) -> bool:
     """Whether anyone may see the photo (it is on a published listing, or on none): caches may keep it."""
-    on = select(ListingPhoto.listing_id).where(ListingPhoto.photo_id == photo_id)
-    if not session.scalar(select(on.exists())):
-        return True
-    return session.scalar(
-        select(ListingPhoto.listing_id).join(Listing, Listing.id == ListingPhoto.listing_id)
-        .where(ListingPhoto.photo_id == photo_id, Listing.published.is_(True)).limit(1)
-    ) is not None
+    return _photo_reach(session, None, photo_id)[1]
+
+
+def _photo_reach(session: Session, principal: Principal | None, photo_id: int) -> tuple[bool, bool]:
+    """``(visible to principal, public)`` in one query. A photo on no listing is both; an admin sees every
+    photo."""
+    on = (select(ListingPhoto.listing_id).join(Listing, Listing.id == ListingPhoto.listing_id)
+          .where(ListingPhoto.photo_id == photo_id))
+    seen = visible_listings(principal)
+    on_any, on_published, on_seen = session.execute(select(
+        select(ListingPhoto.listing_id).where(ListingPhoto.photo_id == photo_id).exists(),
+        on.where(Listing.published.is_(True)).exists(),
+        on.where(seen).exists() if seen is not None else true(),
+    )).one()
+    public = not on_any or bool(on_published)
+    return public or bool(on_seen), public
 
 
 def require_change(principal: Principal, listing: Listing) -> None:

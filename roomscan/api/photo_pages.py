@@ -26,7 +26,7 @@ from roomscan.api.schemas import CatalogId
 from roomscan.api.sessions import page_can_change, page_viewer
 from roomscan.api.uploads import read_uploads, safe_filename
 from roomscan.api.web import STATIC_DIR, redirect, render
-from roomscan.auth import can_see, photo_is_public, require_see_photo
+from roomscan.auth import can_see, require_see_photo
 from roomscan.catalog import store
 from roomscan.catalog.models import Listing
 from roomscan.catalog.photos import PhotoStore
@@ -257,11 +257,11 @@ def thumbnail(
             status.HTTP_404_NOT_FOUND, f"thumbnail sizes are {', '.join(map(str, THUMB_SIZES))}"
         )
     photo = store.get_photo(session, photo_id)
-    require_see_photo(session, page_viewer(request), photo_id)
+    # Shared caches may keep what anyone may see; a photo only on unpublished listings stays in the browser.
+    public = require_see_photo(session, page_viewer(request), photo_id)
+    cache = _IMMUTABLE if public else _IMMUTABLE.replace("public", "private")
     data = _resized(services.photos, photo.sha256, size)
     etag = f'"{photo.sha256[:32]}-{size}"'
-    # Shared caches may keep what anyone may see; a photo only on unpublished listings stays in the browser.
-    cache = _IMMUTABLE if photo_is_public(session, photo_id) else _IMMUTABLE.replace("public", "private")
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": cache, "ETag": etag})
 
 

@@ -4,10 +4,14 @@ them. Publishing puts a listing back."""
 
 from __future__ import annotations
 
-from api_helpers import HEADERS, jpeg, set_detections, upload
+import pytest
+from api_helpers import API_KEY, HEADERS, jpeg, set_detections, upload
 from page_helpers import sign_in
+from sqlalchemy import event
 
+from roomscan import auth
 from roomscan.catalog import store
+from roomscan.errors import NotFoundError
 
 
 def _h(key: str) -> dict[str, str]:
@@ -104,6 +108,51 @@ def test_a_photo_shared_with_a_published_listing_stays_visible(client, services,
     hidden_photo = r.json()["photos"][0]["photo_id"]
     r = client.get(f"/api/v1/photos/{hidden_photo}/image", headers=_h(hosts["a"]))
     assert r.status_code == 200 and r.headers["cache-control"].startswith("private")
+
+
+@pytest.mark.parametrize("published", [False, True])
+def test_photo_bytes_reach_only_who_may_see_them_and_shared_caches_keep_only_public_ones(
+    client, services, hosts, published
+):
+    listing_id, photo_id = _hidden_listing(client, services, hosts["a"])
+    if published:
+        r = client.patch(f"/api/v1/listings/{listing_id}", json={"published": True}, headers=_h(hosts["a"]))
+        assert r.status_code == 200, r.text
+    for viewer, key in (("guest", None), ("other host", hosts["b"]), ("owner", hosts["a"]), ("admin", API_KEY)):
+        sees = published or viewer in ("owner", "admin")
+        client.post("/signout")
+        client.headers.pop("X-CSRF-Token", None)
+        if key:
+            sign_in(client, key)
+        for r in (client.get(f"/api/v1/photos/{photo_id}/image", headers=_h(key) if key else {}),
+                  client.get(f"/photos/{photo_id}/160.jpg")):
+            assert r.status_code == (200 if sees else 404), (viewer, r.url, r.text)
+            if sees:
+                scope = r.headers["cache-control"].split(",")[0]
+                assert scope == ("public" if published else "private"), (viewer, r.url)
+                assert "immutable" in r.headers["cache-control"]
+            else:
+                assert "does not exist" in r.text
+
+
+def test_whether_one_may_see_a_photo_and_whether_caches_may_keep_it_is_one_query(client, services, hosts):
+    _, photo_id = _hidden_listing(client, services, hosts["a"])
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    with services.sessions() as session:
+        owner, other = (auth.authenticate(session, hosts[k]) for k in ("a", "b"))
+        engine = session.get_bind()
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            assert auth.require_see_photo(session, owner, photo_id) is False  # visible to her, not public
+            assert len(statements) == 1, statements
+            with pytest.raises(NotFoundError, match="does not exist"):
+                auth.require_see_photo(session, other, photo_id)
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 def test_a_bad_key_on_a_read_is_401_not_a_guest_read(client, services):

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from roomscan.api.deps import PrincipalDep, ServicesDep, SessionDep, ViewerDep, editable_listing
+from roomscan.api.routes.insights import quality_out, room_out, room_types
 from roomscan.api.schemas import (
     DELETE,
     READ,
@@ -23,8 +24,9 @@ from roomscan.api.schemas import (
     PhotosAccepted,
 )
 from roomscan.api.uploads import RawUpload, decode_upload, read_uploads
-from roomscan.auth import Principal, check_photo_quota, photo_is_public, require_see_photo
+from roomscan.auth import Principal, check_photo_quota, require_see_photo
 from roomscan.catalog import store
+from roomscan.catalog.insights import photo_quality, photo_rooms
 from roomscan.catalog.models import Listing, Photo, PhotoJob
 from roomscan.detection.core import detections_to_records
 from roomscan.detection.draw import annotate
@@ -167,8 +169,8 @@ def remove_photo(
 
 @router.get("/photos/{photo_id}", response_model=PhotoOut, responses=READ)
 def get_photo(photo_id: CatalogId, services: ServicesDep, session: SessionDep, viewer: ViewerDep) -> PhotoOut:
-    """A photo's size, processing state and detections under the served model (404 when it is only on listings
-    hidden from the caller)."""
+    """A photo's size, processing state, detections and room type under the served model, and its quality (404
+    when it is only on listings hidden from the caller)."""
     photo = visible_photo(viewer, session, photo_id)
     job = session.scalar(
         select(PhotoJob).where(PhotoJob.photo_id == photo_id, PhotoJob.model_id == services.model_id)
@@ -184,15 +186,17 @@ def get_photo(photo_id: CatalogId, services: ServicesDep, session: SessionDep, v
         job_state=job.state if job else None,
         error=job.error if job else None,
         detections=[DetectionOut(label=r["label"], score=r["score"], box=r["box"]) for r in detections_to_records(dets)],
+        room=room_out(photo_rooms(session, [photo_id], services.model_id).get(photo_id), room_types(services)),
+        quality=quality_out(photo_quality(session, [photo_id]).get(photo_id)),
     )
 
 
 @router.get("/photos/{photo_id}/image", response_class=Response, responses={**_IMAGE, **READ})
 def get_photo_image(photo_id: CatalogId, services: ServicesDep, session: SessionDep, viewer: ViewerDep) -> Response:
     """The photo exactly as uploaded."""
-    photo = visible_photo(viewer, session, photo_id)
+    photo = store.get_photo(session, photo_id)
     # Shared caches may keep what anyone may see; a photo only on unpublished listings stays in the browser.
-    cache = "public" if photo_is_public(session, photo_id) else "private"
+    cache = "public" if require_see_photo(session, viewer, photo_id) else "private"
     return Response(
         services.photos.get(photo.sha256),
         media_type=_MEDIA.get(photo.format, "application/octet-stream"),
