@@ -306,6 +306,21 @@ def quantize_int8(
     return "static"
 
 
+def _quantize_in_place(file: Path, calibration: np.ndarray | None) -> str:
+    """Replace the ONNX graph ``file`` by its int8 quantisation (:func:`quantize_int8`); returns the method.
+
+    Raises:
+        ExportError: ONNX Runtime cannot quantise the graph (``file`` is left as it was).
+    """
+    quantized = file.with_name("model.int8.onnx")
+    try:
+        method = quantize_int8(file, quantized, calibration)
+    except Exception as exc:  # onnxruntime.quantization raises plain exceptions on unsupported graphs
+        raise ExportError(f"int8 quantisation failed: {exc}") from exc
+    quantized.replace(file)
+    return method
+
+
 def _calibration_pixels(processor: Any, files: Sequence[Path]) -> np.ndarray:
     from roomscan.detection.image import load_image
 
@@ -404,12 +419,7 @@ def export_onnx(
             _say(progress, "quantising to int8" + (" (calibrating)" if config.calibration else ""))
             calib = _calibration_pixels(processor, config.calibration) if config.calibration else None
             fp32 = _ort_outputs(file, pixels)
-            quantized = work / "model.int8.onnx"
-            try:
-                method = quantize_int8(file, quantized, calib)
-            except Exception as exc:  # onnxruntime.quantization raises plain exceptions on unsupported graphs
-                raise ExportError(f"int8 quantisation failed: {exc}") from exc
-            quantized.replace(file)
+            method = _quantize_in_place(file, calib)
             checks["int8_vs_fp32"] = _diffs(_ort_outputs(file, pixels), fp32)
         processor.save_pretrained(str(work))
         model.config.save_pretrained(str(work))

@@ -41,10 +41,10 @@ from roomscan.train.export import (
     ExportResult,
     _export_graph,
     _ort_outputs,
+    _quantize_in_place,
     _replace_dir,
     _sample_images,
     _say,
-    quantize_int8,
 )
 
 __all__ = ["amenity_spans", "export_owlv2", "is_owlv2"]
@@ -202,12 +202,7 @@ def export_owlv2(
         if config.int8:
             _say(progress, "quantising to int8" + (" (calibrating)" if config.calibration else ""))
             calib = detector.preprocess(_photos(config.calibration)).cpu().numpy() if config.calibration else None
-            quantized = work / "model.int8.onnx"
-            try:
-                method = quantize_int8(file, quantized, calib)
-            except Exception as exc:  # onnxruntime.quantization raises plain exceptions on unsupported graphs
-                raise ExportError(f"int8 quantisation failed: {exc}") from exc
-            quantized.replace(file)
+            method = _quantize_in_place(file, calib)
             int8 = _ort_outputs(file, pixels)
             checks["int8_vs_torch"] = _diffs(int8, expected)
             checks["int8_vs_fp32"] = _diffs(int8, fp32)

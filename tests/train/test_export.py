@@ -47,6 +47,21 @@ def test_a_second_export_replaces_the_first(exported, tiny_rtdetr_dir, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["again"]  # no work directories left behind
 
 
+def test_a_graph_onnx_runtime_cannot_quantise_fails_clearly_and_writes_nothing(
+    tiny_rtdetr_dir, tmp_path, monkeypatch
+):
+    import roomscan.train.export as export
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("Unsupported op: ConvInteger")  # onnxruntime.quantization raises plain exceptions
+
+    monkeypatch.setattr(export, "quantize_int8", refuse)
+    out = tmp_path / "exports"
+    with pytest.raises(ExportError, match=r"^int8 quantisation failed: Unsupported op: ConvInteger$"):
+        export_onnx(tiny_rtdetr_dir, out / "int8", ExportConfig(int8=True))
+    assert list(out.iterdir()) == []  # no half-written export, no work directory
+
+
 def _without_taxonomy(src: Path, tmp_path: Path) -> Path:
     bare = tmp_path / "bare"
     shutil.copytree(src, bare)

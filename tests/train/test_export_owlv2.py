@@ -86,6 +86,20 @@ def test_a_failed_parity_gate_writes_nothing(tiny_owlv2_dir, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_graph_onnx_runtime_cannot_quantise_fails_clearly_and_writes_nothing(
+    tiny_owlv2_dir, tmp_path, monkeypatch
+):
+    import roomscan.train.export as export
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("Unsupported op: ConvInteger")  # onnxruntime.quantization raises plain exceptions
+
+    monkeypatch.setattr(export, "quantize_int8", refuse)
+    with pytest.raises(ExportError, match=r"^int8 quantisation failed: Unsupported op: ConvInteger$"):
+        export_owlv2(tiny_owlv2_dir, tmp_path / "out", ExportConfig(int8=True), taxonomy=tiny_taxonomy())
+    assert list(tmp_path.iterdir()) == []
+
+
 def _rtdetr(tiny_rtdetr_dir: Path, tmp_path: Path) -> Path:
     return tiny_rtdetr_dir
 
