@@ -168,6 +168,49 @@ class DetectionOut(BaseModel):
     box: list[float]
 
 
+class RoomOut(BaseModel):
+    """A photo's room type under the served model: a probability per room type."""
+
+    best: str = Field(description="the most probable room type's slug", examples=["bathroom"])
+    name: str = Field(description="its display name", examples=["Bathroom"])
+    probability: float = Field(description="the best room type's probability, 0-1")
+    margin: float = Field(description="best minus second-best probability: near 0 means unsure")
+    source: str = Field(
+        description="what the scores come from: `embedding+amenities` (zero-shot and the amenities found) or "
+        "`amenities`", examples=["embedding+amenities"]
+    )
+    scores: dict[str, float] = Field(description="room type slug -> probability, summing to 1")
+
+
+class QualityIssueOut(BaseModel):
+    code: str = Field(
+        description="low_resolution | too_dark | overexposed | low_contrast | blurry | tilted", examples=["too_dark"]
+    )
+    severity: str = Field(description="warning (worth fixing) | problem (do not lead with this photo)")
+    message: str = Field(
+        description="the plain reason and what to do",
+        examples=["too dark: brightness 18/255 (aim for at least 60), 93% near-black: turn on the lights or open "
+                  "the curtains"],
+    )
+
+
+class QualityOut(BaseModel):
+    """How good a photo is to show (measured on its pixels when it was stored)."""
+
+    score: float = Field(description="0-100, higher is a better cover photo")
+    ok: bool = Field(description="true when no issue is a problem (warnings allowed): the photo may lead a listing")
+    issues: list[QualityIssueOut] = Field(description="problems first, then warnings")
+    width: int
+    height: int
+    megapixels: float
+    brightness: float = Field(description="mean luminance, 0-255")
+    dark_share: float = Field(description="share of near-black pixels, 0-1")
+    clipped_share: float = Field(description="share of blown-out white pixels, 0-1")
+    contrast: float = Field(description="standard deviation of luminance, 0-255")
+    sharpness: float = Field(description="variance of the Laplacian of a 512 px grey copy")
+    tilt_degrees: float | None = Field(description="camera roll in degrees; null when the photo has too few verticals")
+
+
 class PhotoOut(BaseModel):
     id: CatalogId
     sha256: str
@@ -178,12 +221,112 @@ class PhotoOut(BaseModel):
     job_state: str | None
     error: str | None = None
     detections: list[DetectionOut]
+    room: RoomOut | None = Field(default=None, description="its room type; null until the model has seen it")
+    quality: QualityOut | None = Field(
+        default=None, description="its quality; null for a photo stored before quality was measured "
+        "(`roomscan photos analyse` measures those)"
+    )
+
+
+class DuplicateOut(BaseModel):
+    """Another listing that shows the same picture (the same bytes, or a near-copy: resized, re-encoded,
+    slightly cropped)."""
+
+    photo_id: CatalogId = Field(description="the photo on the other listing (this photo's own id for the same bytes)")
+    listing_id: CatalogId
+    listing_title: str
+    distance: int = Field(description="bits between the perceptual hashes: 0 identical, up to max_distance")
+    api_url: str = Field(examples=["/api/v1/listings/12"], description="the other listing in this API")
+    page_url: str = Field(examples=["/listings/12"], description="the other listing's web page")
+
+
+class PhotoInsightsOut(BaseModel):
+    photo_id: CatalogId
+    position: int = Field(description="its place in the listing's own order")
+    filename: str | None
+    room: RoomOut | None = Field(description="null until the model has seen the photo")
+    quality: QualityOut | None = Field(description="null for a photo stored before quality was measured")
+    duplicates: list[DuplicateOut] = Field(
+        description="other listings showing the same picture that the caller may see, nearest first"
+    )
+    hidden_duplicates: int | None = Field(
+        description="how many more listings show it that the caller may not see (never linked); null for a guest "
+        "without a key, who is told nothing about listings it may not see"
+    )
+
+
+class TourStopOut(BaseModel):
+    photo_id: CatalogId
+    room: str = Field(description="the room type slug the photo is grouped under")
+    quality: float = Field(description="its quality score, 0-100")
+    problems: list[str] = Field(description="quality problem codes (not warnings)")
+
+
+class CompletenessNoteOut(BaseModel):
+    code: str = Field(description="missing-room | bedrooms-unshown | claim-unshown | no-photos")
+    message: str = Field(examples=["no bathroom photo", "claims a swimming pool but no outdoor photo"])
+    room: str | None = None
+    amenity: str | None = None
+
+
+class TourOut(BaseModel):
+    """The suggested photo order: grouped by room (exterior or living room first), the cover photo leading."""
+
+    order: list[CatalogId] = Field(description="photo ids in the suggested order")
+    cover: CatalogId | None = Field(description="the suggested cover photo")
+    stops: list[TourStopOut]
+    notes: list[CompletenessNoteOut] = Field(description="what the photos leave out")
+
+
+class ListingInsightsOut(BaseModel):
+    listing_id: CatalogId
+    model: str = Field(description="the model whose room types are shown")
+    max_distance: int = Field(description="bits within which two photos count as the same picture")
+    photos: list[PhotoInsightsOut] = Field(description="in the listing's order")
+    tour: TourOut | None = Field(description="null until at least one photo has a room type and a quality")
+    left_out_of_tour: list[CatalogId] = Field(
+        description="photos the tour could not place yet (no room type or quality yet)"
+    )
+
+
+class ClusterListingOut(BaseModel):
+    listing_id: CatalogId
+    title: str
+    api_url: str = Field(examples=["/api/v1/listings/12"])
+    page_url: str = Field(examples=["/listings/12"])
+
+
+class ClusterPhotoOut(BaseModel):
+    photo_id: CatalogId
+    listings: list[ClusterListingOut] = Field(description="the listings showing it that the caller may see")
+
+
+class DuplicateClusterOut(BaseModel):
+    """Photos that are the same picture, on two or more listings."""
+
+    photos: list[ClusterPhotoOut] = Field(description="by id; only photos on a listing the caller may see")
+    listing_ids: list[CatalogId] = Field(description="the listings the caller may see, ascending")
+    hidden_listings: int | None = Field(
+        description="how many more listings show these photos that the caller may not see; null for a guest "
+        "without a key"
+    )
+
+
+class DuplicateClustersOut(BaseModel):
+    max_distance: int
+    clusters: list[DuplicateClusterOut] = Field(description="ordered by their first photo id")
+    next_after: CatalogId | None = Field(
+        description="pass as `after` to get the next page; null on the last page"
+    )
 
 
 class SearchHitOut(BaseModel):
     listing_id: CatalogId
     title: str
     amenities: dict[str, float]
+    room_score: float | None = Field(
+        default=None, description="with `room`: the best probability of that room among the listing's photos"
+    )
 
 
 class SearchOut(BaseModel):
