@@ -24,7 +24,7 @@ from roomscan.api import metrics as api_metrics
 from roomscan.api.auditing import AuditLog
 from roomscan.api.overload import InflightLimit, install_database_handlers
 from roomscan.api.ratelimit import RateLimit, RateLimits
-from roomscan.api.routes import audit, health, listings, photos, quality, receipts, search
+from roomscan.api.routes import audit, health, insights, listings, photos, quality, receipts, search
 from roomscan.api.sessions import SecureCookies
 from roomscan.api.uploads import BodySizeLimit
 from roomscan.backends import Detector
@@ -109,7 +109,8 @@ def create_app(
     app.add_middleware(api_metrics.RequestTelemetry, metrics=metrics, access_log=settings.log_format == "json")
     app.state.metrics = metrics
 
-    for router in (listings.router, photos.router, search.router, receipts.router, audit.router):
+    # insights before photos: /photos/duplicates is not a /photos/{photo_id}.
+    for router in (listings.router, insights.router, photos.router, search.router, receipts.router, audit.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(quality.router, prefix=API_PREFIX)
     app.include_router(health.router)
