@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from roomscan.api.deps import PrincipalDep, ServicesDep, SessionDep, ViewerDep, editable_listing
+from roomscan.api.routes.insights import quality_out, room_out, room_types
 from roomscan.api.schemas import (
     DELETE,
     READ,
@@ -25,6 +26,7 @@ from roomscan.api.schemas import (
 from roomscan.api.uploads import RawUpload, decode_upload, read_uploads
 from roomscan.auth import Principal, check_photo_quota, require_see_photo
 from roomscan.catalog import store
+from roomscan.catalog.insights import photo_quality, photo_rooms
 from roomscan.catalog.models import Listing, Photo, PhotoJob
 from roomscan.detection.core import detections_to_records
 from roomscan.detection.draw import annotate
@@ -167,8 +169,8 @@ def remove_photo(
 
 @router.get("/photos/{photo_id}", response_model=PhotoOut, responses=READ)
 def get_photo(photo_id: CatalogId, services: ServicesDep, session: SessionDep, viewer: ViewerDep) -> PhotoOut:
-    """A photo's size, processing state and detections under the served model (404 when it is only on listings
-    hidden from the caller)."""
+    """A photo's size, processing state, detections and room type under the served model, and its quality (404
+    when it is only on listings hidden from the caller)."""
     photo = visible_photo(viewer, session, photo_id)
     job = session.scalar(
         select(PhotoJob).where(PhotoJob.photo_id == photo_id, PhotoJob.model_id == services.model_id)
@@ -184,6 +186,8 @@ def get_photo(photo_id: CatalogId, services: ServicesDep, session: SessionDep, v
         job_state=job.state if job else None,
         error=job.error if job else None,
         detections=[DetectionOut(label=r["label"], score=r["score"], box=r["box"]) for r in detections_to_records(dets)],
+        room=room_out(photo_rooms(session, [photo_id], services.model_id).get(photo_id), room_types(services)),
+        quality=quality_out(photo_quality(session, [photo_id]).get(photo_id)),
     )
 
 
