@@ -127,15 +127,24 @@ def search(
     confirmed_only: bool = typer.Option(False, "--confirmed-only", help="Only amenities the host claims and a photo shows, or the host confirmed."),
     limit: int = typer.Option(20, min=1, max=100, help="Listings per page."),
     after: int | None = typer.Option(None, "--after", help="Cursor printed by the previous page."),
+    room: str | None = typer.Option(
+        None, "--room", help="A photo of the listing shows this room type (bathroom, kitchen...; ROOMSCAN_ROOM_TYPES "
+        "names your own list). Alone or with amenities.",
+    ),
     taxonomy: Path | None = TaxonomyOpt,
     as_json: bool = JsonOpt,
     db: str | None = DbOpt,
 ) -> None:
-    """Find listings by amenity: `roomscan search --amenity swimming-pool --amenity jacuzzi`."""
+    """Find listings by amenity and room type: `roomscan search --amenity swimming-pool --amenity jacuzzi`,
+    `roomscan search --room bathroom`."""
     from roomscan.catalog.search import SearchQuery, search_listings
+    from roomscan.insights.rooms import load_room_types
+    from roomscan.settings import Settings
 
-    if not amenity and not any_amenity:
-        raise RoomscanError("give at least one --amenity (or --any); e.g. --amenity swimming-pool")
+    if not amenity and not any_amenity and room is None:
+        raise RoomscanError("give at least one --amenity (or --any, or --room); e.g. --amenity swimming-pool")
+    if room is not None:
+        room = load_room_types(Settings.from_env().room_types)[room].slug  # an unknown one lists the valid ones
     tax = load_taxonomy(taxonomy)
     try:
         query = SearchQuery(
@@ -145,6 +154,7 @@ def search(
             confirmed_only=confirmed_only,
             limit=limit,
             after=after,
+            room=room,
         )
     except ValueError as exc:
         raise RoomscanError(str(exc)) from exc
@@ -152,17 +162,19 @@ def search(
         page = search_listings(session, query)
     if as_json:
         console.print_json(json.dumps({
-            "hits": [{"listing_id": h.listing_id, "title": h.title, "amenities": h.amenities} for h in page.hits],
+            "hits": [{"listing_id": h.listing_id, "title": h.title, "amenities": h.amenities,
+                      **({"room": room, "room_score": h.room_score} if room else {})} for h in page.hits],
             "next_cursor": page.next_cursor,
         }))
         return
     if not page.hits:
         err_console.print("no listing matches" + (" after that cursor" if after is not None else ""))
         return
-    table = Table("listing", "title", "matched amenities")
+    table = Table("listing", "title", "matched amenities", *([f"{room} photo"] if room else []))
     for h in page.hits:
         matched = ", ".join(f"{tax[k].name if k in tax else k} {v:.2f}" for k, v in h.amenities.items())
-        table.add_row(str(h.listing_id), escape(h.title), escape(matched))
+        shown = [f"{h.room_score:.2f}" if h.room_score is not None else ""] if room else []
+        table.add_row(str(h.listing_id), escape(h.title), escape(matched), *shown)
     console.print(table)
     if page.next_cursor is not None:
         err_console.print(f"more results: --after {page.next_cursor}")

@@ -92,11 +92,16 @@ def listings_show(
     as_json: bool = JsonOpt,
     db: str | None = DbOpt,
 ) -> None:
-    """A listing's amenities (confirmed / unverified / discovered / rejected) with the photos that show them."""
-    from roomscan.catalog import store
+    """A listing's amenities (confirmed / unverified / discovered / rejected) with the photos that show them, and
+    its photos: room type, quality problems, other listings showing the same picture, the suggested photo order
+    and cover, and what the photos leave out."""
+    from roomscan.catalog import insights, store
+    from roomscan.cli.photos import operator
+    from roomscan.insights.rooms import load_room_types
 
     tax = load_taxonomy(taxonomy)
     services = open_catalog(db)
+    rooms = load_room_types(services.settings.room_types)
     sessions = services.sessions
     with sessions() as session:
         listing = store.get_listing(session, listing_id)
@@ -105,6 +110,8 @@ def listings_show(
         summary = store.listing_amenities(session, listing, model_id, tax)
         state = store.listing_processing_state(session, listing, model_id)
         names = {lp.photo_id: lp.filename or f"photo {lp.photo_id}" for lp in listing.photos}
+        found = insights.listing_insights(session, listing, model.id if model else None, viewer=operator(),
+                                          room_types=rooms, taxonomy=tax)
     # A claim is not "unverified" while the photos that may show it are still being detected.
     pending = state.state == "processing"
     if as_json:
@@ -122,6 +129,7 @@ def listings_show(
                                "score": e.score} for e in a.evidence]}
                 for a in summary.amenities
             ],
+            **{key: value for key, value in found.to_dict().items() if key not in ("listing_id", "model_id")},
         }))
         return
     hidden = ", [bold]unpublished[/]: not in search" if not listing.published else ""
@@ -135,6 +143,37 @@ def listings_show(
         label = f"[{_STYLE.get(status, 'dim')}]{status}[/]" + (" (host)" if a.decision else "")
         table.add_row(escape(a.name), label, f"{a.score:.2f}", str(a.photo_count), ev)
     console.print(table)
+    _print_photo_insights(found, names)
+
+
+def _print_photo_insights(found, names: dict[int, str]) -> None:  # type: ignore[no-untyped-def]
+    """Each photo's room, quality and duplicates, then the suggested tour and completeness notes."""
+    if not found.photos:
+        return
+    table = Table("photo", "room", "quality", "problems", "also on listings")
+    for p in found.photos:
+        room = f"{p.room.best} {p.room.scores[p.room.best]:.2f}" if p.room else "[dim]not typed yet[/]"
+        if p.quality is None:
+            quality, problems = "[dim]not analysed[/]", "[dim]`roomscan photos analyse`[/]"
+        else:
+            quality = f"{p.quality.score:.0f}/100"
+            problems = "; ".join(escape(i.message) for i in p.quality.issues) or "[green]none[/]"
+        also = ", ".join(dict.fromkeys(str(d.listing_id) for d in p.duplicates))
+        if p.hidden_duplicates:
+            also += (", " if also else "") + f"{p.hidden_duplicates} not shown"
+        table.add_row(escape(names.get(p.photo_id, str(p.photo_id))), room, quality, problems,
+                      f"[red]{also}[/]" if also else "")
+    console.print(table)
+    if found.tour is None:
+        console.print("[dim]suggested tour: once the photos are detected and analysed[/]")
+        return
+    cover = names.get(found.tour.cover, str(found.tour.cover))
+    order = ", ".join(escape(names.get(s.photo_id, str(s.photo_id))) for s in found.tour.stops)
+    console.print(f"suggested cover: {escape(cover)}; order: {order}", highlight=False)
+    if found.left_out:
+        console.print(f"[dim]not in the tour yet: {', '.join(escape(names.get(i, str(i))) for i in found.left_out)}[/]")
+    for note in found.tour.notes:
+        console.print(f"[yellow]note:[/] {escape(note.message)}", highlight=False)
 
 
 @listings_app.command("edit")

@@ -1,0 +1,105 @@
+"""``roomscan photos ...``: the catalog's photos across listings: analyse the ones stored before their quality and
+perceptual hashes were computed, and list the same picture used by several listings. (A listing's own photos
+are ``roomscan listings photos ...``.)"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from roomscan.cli._catalog import open_catalog
+from roomscan.cli._common import DbOpt, JsonOpt
+from roomscan.cli._console import console, err_console, progress
+from roomscan.insights.phash import DEFAULT_MAX_DISTANCE
+
+app = typer.Typer(help="Photos across listings: quality and duplicate analysis.", no_args_is_help=True)
+
+MaxDistanceOpt = typer.Option(
+    DEFAULT_MAX_DISTANCE, "--max-distance", "-k", min=0, max=32,
+    help="Bits within which two photos' perceptual hashes make them the same picture (resized, re-encoded or "
+    "cropped by up to 5% stays within 8; distinct generated rooms lie 12 or more apart).",
+)
+
+
+def operator():  # type: ignore[no-untyped-def]
+    """Who the command line reads as: the operator, who sees every listing (unpublished ones too)."""
+    from roomscan.auth import Principal
+    from roomscan.catalog.models import Role
+
+    return Principal(0, "operator", Role.ADMIN, None)
+
+
+@app.command("analyse")
+def analyse(
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Analyse at most this many photos, then stop."),
+    db: str | None = DbOpt,
+) -> None:
+    """Compute the quality checks and perceptual hashes of photos stored before roomscan computed them on upload.
+
+    Resumable: it saves every 50 photos, so stop it at any time (Ctrl-C) and run it again to go on. Photos whose
+    file is missing or unreadable are named and tried again next time.
+    """
+    from roomscan.catalog.insights import analyse_missing, missing_analysis_count
+
+    services = open_catalog(db)
+    with services.sessions() as session:
+        missing = missing_analysis_count(session)
+        if missing == 0:
+            err_console.print("nothing to do: every stored photo is analysed")
+            return
+        total = min(missing, limit) if limit else missing
+        with progress() as bar:
+            task = bar.add_task("Analysing", total=total)
+            stats = analyse_missing(session, services.photos, limit, lambda n: bar.advance(task, n),
+                                    max_pixels=services.settings.max_pixels)
+    left = missing - stats.analysed
+    err_console.print(f"analysed {stats.analysed} photo(s), {stats.failed} failed"
+                      + (f"; {left} still to analyse" if left else ""), highlight=False)
+    for error in (stats.errors or [])[:20]:
+        err_console.print(f"[yellow]skipped[/] {escape(error)}")
+    if stats.failed > 20:
+        err_console.print(f"... and {stats.failed - 20} more", highlight=False)
+    if stats.failed:
+        raise typer.Exit(1)
+
+
+@app.command("duplicates")
+def duplicates(
+    max_distance: int = MaxDistanceOpt,
+    as_json: bool = JsonOpt,
+    db: str | None = DbOpt,
+) -> None:
+    """List pictures used by more than one listing (the same photo, or a near-copy), with their listings.
+
+    A near-copy is the photo resized, re-encoded or cropped slightly (by up to 5%). Photos stored before hashes were computed are left out until `roomscan photos analyse` has run.
+    """
+    from roomscan.catalog.insights import duplicate_clusters, missing_analysis_count
+
+    services = open_catalog(db)
+    with services.sessions() as session:
+        clusters = duplicate_clusters(session, max_distance=max_distance, viewer=operator())
+        missing = missing_analysis_count(session)
+    if as_json:
+        console.print_json(json.dumps({
+            "max_distance": max_distance,
+            "clusters": [c.to_dict() for c in clusters],
+            "unanalysed_photos": missing,
+        }))
+        return
+    if missing:
+        err_console.print(f"{missing} photo(s) have no hashes yet and are left out: run `roomscan photos analyse`",
+                          highlight=False)
+    if not clusters:
+        err_console.print(f"no picture is on more than one listing (max distance {max_distance} bits)",
+                          highlight=False)
+        return
+    table = Table("cluster", "photo", "on listings")
+    for number, cluster in enumerate(clusters, start=1):
+        for i, photo in enumerate(cluster.photos):
+            listings = ", ".join(f"{ref.listing_id} ({escape(ref.title)})" for ref in photo.listings)
+            table.add_row(str(number) if i == 0 else "", str(photo.photo_id), listings or "[dim]none[/]")
+    console.print(table)
+    err_console.print(f"{len(clusters)} picture(s) on more than one listing", highlight=False)
