@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from roomscan import __version__
 from roomscan.cli import active, audit, bulk, catalog_cmds, detect, export, listings, models, receipts, serve, users
+from roomscan.cli import photos as photos_cmds
 from roomscan.cli import quality, rooms
 from roomscan.cli import sweep as sweep_cmds
 from roomscan.cli import train as train_cmds
@@ -64,6 +65,7 @@ app = typer.Typer(
 )
 app.command("detect")(detect.detect)
 app.add_typer(listings.listings_app, name="listings")
+app.add_typer(photos_cmds.app, name="photos")
 app.add_typer(users.users_app, name="users")
 app.command("search")(catalog_cmds.search)
 app.command("audit")(audit.audit)
