@@ -89,7 +89,7 @@ def _read_labels_csv(data: Path, rooms: RoomTypes) -> list[LabelledPhoto]:
         raise LabelsError(f"{path}: not UTF-8 text; save it as UTF-8 CSV with the header file,room") from None
     except OSError as exc:
         raise LabelsError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    reader = csv.reader(text.splitlines())
+    reader = csv.reader(text.splitlines(), strict=True)
     out: list[LabelledPhoto] = []
     seen: dict[Path, tuple[str, int]] = {}
     header_seen = False
@@ -156,37 +156,45 @@ def read_labelled_folder(data: Path, rooms: RoomTypes) -> list[LabelledPhoto]:
             f"--data {data} {what}; give a folder with one sub-folder per room type (DIR/bathroom/1.jpg) "
             f"or a {LABELS_FILE} (file,room)"
         )
+    labels = data / LABELS_FILE
+    from_csv = _read_labels_csv(data, rooms) if labels.is_file() else []
+    in_csv = {p.path.resolve(): p for p in from_csv}
     folders = sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
-    unknown = [p.name for p in folders if p.name not in rooms.slugs]
-    if unknown:
-        raise LabelsError(
-            f"{data}: sub-folder(s) {', '.join(map(repr, unknown))} are not room types; name each sub-folder "
-            f"after a room type: {_valid(rooms)} (or pass --room-types with your own)"
-        )
     photos: list[LabelledPhoto] = []
+    unknown: list[str] = []
+    unlabelled: list[Path] = []
     for folder in folders:
         found, others = _photos_in(folder)
-        photos.extend(LabelledPhoto(p, folder.name, f"folder {folder.name}/") for p in found)
+        if folder.name in rooms.slugs:
+            for path in found:
+                listed = in_csv.get(path.resolve())
+                if listed is not None and listed.room != folder.name:
+                    raise LabelsError(
+                        f"{labels} ({listed.where}): {path.name!r} is labelled {listed.room!r} but sits in the "
+                        f"{folder.name}/ folder; keep one label per photo"
+                    )
+                photos.append(LabelledPhoto(path, folder.name, f"folder {folder.name}/"))
+            if not found:
+                note_skipped(folder, "no photos in this room folder")
+        elif found and not any(p.resolve() in in_csv for p in found):
+            unknown.append(folder.name)  # a misspelt room folder, most likely
+        else:
+            unlabelled.extend(p for p in found if p.resolve() not in in_csv)
         if others:
             kinds = ", ".join(sorted({p.suffix.lower() or "(no extension)" for p in others}))
             note_skipped(folder, f"{len(others)} file(s) that are not photos ({kinds})")
-        if not found:
-            note_skipped(folder, "no photos in this room folder")
-    labels = data / LABELS_FILE
-    if labels.is_file():
-        by_path = {p.path.resolve(): p for p in photos}
-        for item in _read_labels_csv(data, rooms):
-            known = by_path.get(item.path.resolve())
-            if known is None:
-                photos.append(item)
-            elif known.room != item.room:
-                raise LabelsError(
-                    f"{labels} ({item.where}): {item.path.name!r} is labelled {item.room!r} but sits in the "
-                    f"{known.room}/ folder; keep one label per photo"
-                )
-    listed = {p.path.resolve() for p in photos}
-    loose = [p for p in sorted(data.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    unlabelled = [p for p in loose if p.resolve() not in listed]
+    if unknown:
+        raise LabelsError(
+            f"{data}: sub-folder(s) {', '.join(map(repr, unknown))} are not room types and {LABELS_FILE} labels "
+            f"none of their photos; name each room folder after a room type: {_valid(rooms)} "
+            "(or pass --room-types with your own)"
+        )
+    in_folders = {p.path.resolve() for p in photos}
+    photos.extend(p for p in from_csv if p.path.resolve() not in in_folders)
+    unlabelled.extend(
+        p for p in sorted(data.iterdir())
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and p.resolve() not in in_csv
+    )
     if unlabelled:
         note_skipped(
             data, f"{len(unlabelled)} photo(s) with no label (not in a room folder nor in {LABELS_FILE})"
