@@ -1,0 +1,50 @@
+"""Generated listing photos whose insights are known: a room scene, a dark one, a near-copy of one; and a listing
+made of them through the API, analysed by the worker (room scores come from the tiny detector)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+
+def room_scene(seed: int, size: tuple[int, int] = (320, 240), light: float = 1.0) -> Image.Image:
+    """A generated room: wall over floor, furniture blocks, a little noise; ``light`` scales the brightness."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    wall, floor = rng.integers(120, 240, 3), rng.integers(40, 160, 3)
+    horizon = int(h * rng.uniform(0.55, 0.75))
+    arr = np.where(np.arange(h)[:, None, None] < horizon, wall, floor)
+    arr = np.broadcast_to(arr, (h, w, 3)) + rng.normal(0, 6, (h, w, 3))
+    image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x0, y0 = int(rng.integers(0, w - 30)), int(rng.integers(h // 5, h - 20))
+        box = [x0, y0, x0 + int(rng.integers(20, w // 2)), y0 + int(rng.integers(15, h // 2))]
+        draw.rectangle(box, fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    image = image.filter(ImageFilter.GaussianBlur(1))
+    if light != 1.0:
+        image = Image.fromarray(np.clip(np.asarray(image, np.float32) * light, 0, 255).astype(np.uint8))
+    return image
+
+
+def jpeg_of(image: Image.Image, quality: int = 92) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def room_jpeg(seed: int, **options) -> bytes:  # type: ignore[no-untyped-def]
+    return jpeg_of(room_scene(seed, **options))
+
+
+def dark_jpeg(seed: int = 50) -> bytes:
+    """A room shot with the lights off: brightness well under 30/255 (a ``too_dark`` problem)."""
+    return jpeg_of(room_scene(seed, light=0.12))
+
+
+def near_copy(seed: int) -> bytes:
+    """What a copier uploads: ``room_jpeg(seed)``'s picture resized to 3/4 and re-encoded at JPEG quality 60."""
+    image = room_scene(seed)
+    return jpeg_of(image.resize((image.width * 3 // 4, image.height * 3 // 4)), 60)
