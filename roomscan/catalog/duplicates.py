@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -159,7 +159,9 @@ def _catalog_index(session: Session) -> _CatalogIndex:
     return entry
 
 
-def _search(session: Session, queries: dict[int, Sequence[int]], max_distance: int) -> dict[int, list[Match]]:
+def _search(
+    session: Session, queries: Mapping[int, Sequence[int]], max_distance: int
+) -> dict[int, list[Match]]:
     """Matches (ids of existing photos) of each query photo's hashes, the photo itself included when present."""
     if isinstance(max_distance, bool) or not isinstance(max_distance, int) or not 0 <= max_distance <= 32:
         raise ValueError(f"max_distance must be a whole number of bits from 0 to 32, got {max_distance!r}")
@@ -196,6 +198,8 @@ def find_duplicates(
                 "computed (run `roomscan photos analyse`)"
             )
         return [m for m in _search(session, {photo: hashes}, max_distance)[photo] if m.id != photo]
+    if isinstance(photo, bool):
+        raise ValueError(f"give a photo id or its hashes, got {photo!r}")  # noqa: TRY004 - one error for bad input
     hashes = tuple(check_hash(h, "photo hash") for h in photo)
     if not hashes:
         raise ValueError("give a photo id or at least one of its hashes")

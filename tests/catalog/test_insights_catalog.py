@@ -318,3 +318,17 @@ def test_a_catalog_of_0008_upgrades_and_the_backfill_fills_its_photos(catalog_ur
             assert insights.find_duplicates(session, 3) == []
     finally:
         engine.dispose()
+
+
+def test_a_large_photo_and_its_small_copy_match(env) -> None:  # type: ignore[no-untyped-def]
+    # Photos above HASH_LONG_SIDE are hashed from a shrunk copy; a half-size JPEG 60 copy still matches.
+    Session, photos, taxonomy, model_id = env
+    original = room_photo(90, (2000, 1500))
+    with Session() as session:
+        a, b = store.create_listing(session, "A"), store.create_listing(session, "B")
+        own = _add(session, photos, a, jpeg(original), model_id, taxonomy)
+        copy = _add(session, photos, b, jpeg(original.resize((1000, 750)), 60), model_id, taxonomy)
+        _add(session, photos, b, jpeg(room_photo(91, (2000, 1500))), model_id, taxonomy)
+        session.commit()
+        assert [m.id for m in insights.find_duplicates(session, own)] == [copy]
+        assert [m.id for m in insights.find_duplicates(session, insights.catalog_hashes(original))] == [own, copy]
