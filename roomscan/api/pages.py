@@ -1,7 +1,8 @@
 """The web page: server-rendered HTML (Jinja2), no front-end build step.
 
 Hosts create, edit and delete listings and confirm or reject what the model reported; everyone sees the amenity
-checklist with a link to the photo that shows each amenity; guests search by amenity. Photos (upload, photo view,
+checklist with a link to the photo that shows each amenity, each photo's room type, quality warnings and the other
+listings showing the same picture, and the suggested photo tour; guests search by amenity and room. Photos (upload, photo view,
 thumbnails) are in ``photo_pages.py``. Writes need a signed-in session and its CSRF token (``sessions.py``; ``/signin``
 and ``/signout`` are here); a write that succeeds redirects (303), one that fails shows the form again with what
 was typed.
@@ -9,6 +10,7 @@ was typed.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 from typing import Annotated, Any
@@ -18,6 +20,8 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from roomscan.api.deps import ServicesDep, SessionDep, check_api_key
+from roomscan.api.routes.insights import read_insights, room_name, room_types
+from roomscan.api.routes.search import resolve_room
 from roomscan.api.schemas import CatalogId, Cursor, Text
 from roomscan.api.sessions import (
     end_session,
@@ -31,9 +35,11 @@ from roomscan.api.sessions import (
 from roomscan.api.web import query_url, redirect, render
 from roomscan.auth import Principal, require_see, visible_listings
 from roomscan.catalog import store
+from roomscan.catalog.insights import photo_rooms
 from roomscan.catalog.models import Listing
 from roomscan.catalog.search import SearchQuery, search_listings
 from roomscan.errors import TaxonomyError
+from roomscan.insights.phash import DEFAULT_MAX_DISTANCE
 from roomscan.listing import Decision, Evidence
 from roomscan.services import Services
 
@@ -276,7 +282,8 @@ def listing_error(
 def listing_context(
     services: Services, session: Session, listing_id: int, viewer: Principal | None
 ) -> dict[str, Any]:
-    """What ``listing.html`` shows: the listing, its amenity roll-up with evidence, and processing state.
+    """What ``listing.html`` shows: the listing, its amenity roll-up with evidence, processing state, and each
+    photo's insights (room type, quality, duplicates on listings ``viewer`` may see) with the suggested tour.
 
     Raises:
         NotFoundError: no such listing, or one hidden from ``viewer`` (unpublished and not theirs).
@@ -285,7 +292,17 @@ def listing_context(
     require_see(viewer, listing)
     summary = store.listing_amenities(session, listing, services.model_id, services.taxonomy)
     state = store.listing_processing_state(session, listing, services.model_id)
-    return {"listing": listing, "summary": summary, "state": state}
+    found = read_insights(services, session, listing, viewer, DEFAULT_MAX_DISTANCE)
+    return {
+        "listing": listing,
+        "summary": summary,
+        "state": state,
+        "insights": found,
+        "photo_insights": {p.photo_id: p for p in found.photos},
+        "room_name": functools.partial(room_name, room_types(services)),
+        # A guest is told nothing about listings it may not see, not even how many share a photo.
+        "show_hidden": viewer is not None,
+    }
 
 
 @router.get("/search", response_class=HTMLResponse)
@@ -295,15 +312,18 @@ def search_page(
     session: SessionDep,
     amenity: Annotated[list[Text], Query(description="all of these")] = [],  # noqa: B006
     any_: Annotated[list[Text], Query(alias="any", description="at least one of these")] = [],  # noqa: B006
+    room: Annotated[Text, Query(max_length=100, description="a room type slug; empty: any room")] = "",
     min_score: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
     confirmed_only: bool = False,
     after: Annotated[Cursor | None, Query()] = None,
 ) -> HTMLResponse:
     page, error, evidence = None, None, {}
+    room_photos: dict[int, int | None] = {}
     all_of: list[str] = []
     any_of: list[str] = []
-    if amenity or any_:
+    if amenity or any_ or room:
         try:
+            room_slug = resolve_room(services, room or None)
             all_of = [services.taxonomy.resolve(a).slug for a in amenity]
             any_of = [services.taxonomy.resolve(a).slug for a in any_]
             page = search_listings(
@@ -314,8 +334,11 @@ def search_page(
                     min_score=min_score,
                     confirmed_only=confirmed_only,
                     after=after,
+                    room=room_slug,
                 ),
             )
+        except HTTPException as exc:  # an unknown room
+            error = str(exc.detail)
         except (TaxonomyError, ValueError) as exc:
             error = str(exc)
         else:
@@ -323,12 +346,17 @@ def search_page(
                 hit.listing_id: _best_evidence(services, session, hit.listing_id, hit.amenities)
                 for hit in page.hits
             }
+            if room_slug is not None:
+                room_photos = {hit.listing_id: _room_photo(services, session, hit.listing_id, room_slug)
+                               for hit in page.hits}
     params = {
         "amenity": all_of,
         "any": any_of,
+        "room": room or None,
         "min_score": min_score or None,
         "confirmed_only": confirmed_only,
     }
+    rooms = room_types(services)
     return render(
         request,
         "search.html",
@@ -337,9 +365,13 @@ def search_page(
         page=page,
         all_of=set(all_of),
         any_of=set(any_of),
+        rooms=rooms,
+        room=room,
+        room_name=functools.partial(room_name, rooms),
         min_score=min_score,
         confirmed_only=confirmed_only,
         evidence=evidence,
+        room_photos=room_photos,
         next_url=query_url("/search", **params, after=page.next_cursor)
         if page and page.next_cursor
         else None,
@@ -356,6 +388,17 @@ def _best_evidence(
     summary = store.listing_amenities(session, listing, services.model_id, services.taxonomy)
     candidates = [(a.slug, a.evidence[0]) for a in summary.amenities if a.slug in matched and a.evidence]
     return max(candidates, key=lambda c: c[1].score, default=None)
+
+
+def _room_photo(services: Services, session: Session, listing_id: int, room: str) -> int | None:
+    """The listing's photo most likely of ``room`` (among those whose best room type it is): a room search
+    hit's thumbnail."""
+    listing = session.get(Listing, listing_id)
+    if listing is None or services.model_id is None:
+        return None
+    scores = photo_rooms(session, [lp.photo_id for lp in listing.photos], services.model_id)
+    of_room = [(s.scores[room], photo_id) for photo_id, s in scores.items() if s.best == room]
+    return max(of_room)[1] if of_room else None
 
 
 def _failure(exc: Exception) -> tuple[int, str]:

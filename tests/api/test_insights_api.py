@@ -7,55 +7,22 @@ through the API and analysed by the worker on the tiny detector, as in productio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
-from api_helpers import HEADERS, upload
-from insight_photos import dark_jpeg, near_copy, room_jpeg
+from api_helpers import HEADERS
+from insight_photos import Catalog, build_catalog, key_headers
 
 from roomscan.insights.rooms import default_room_types
 
 ROOM_SLUGS = set(default_room_types().slugs)
-
-
-def _h(key: str | None) -> dict[str, str]:
-    return {"X-API-Key": key} if key else {}
-
-
-def _listing(client, key: str, title: str, files, published: bool = True):  # type: ignore[no-untyped-def]
-    """A listing of ``key``'s account with ``files`` uploaded: ``(listing_id, photo_ids)``."""
-    body = {"title": title, "claimed_amenities": ["bed"], "published": published}
-    r = client.post("/api/v1/listings", json=body, headers=_h(key))
-    assert r.status_code == 201, r.text
-    listing_id = r.json()["id"]
-    r = upload(client, listing_id, *files, headers=_h(key))
-    assert r.status_code == 202, r.text
-    return listing_id, [p["photo_id"] for p in r.json()["photos"]]
-
-
-@dataclass
-class Catalog:
-    sea: int  # host a's published listing: a living room, a dark room, a bedroom
-    living: int
-    dark: int
-    bedroom: int
-    copy: int  # host b's published listing with a near-copy of the living room
-    copied: int
-    draft: int  # host b's unpublished listing with a near-copy of the bedroom
-    drafted: int
-    keys: dict[str, str]
+_h = key_headers
 
 
 @pytest.fixture
 def catalog(client, services, hosts) -> Catalog:  # type: ignore[no-untyped-def]
-    sea, (living, dark, bedroom) = _listing(
-        client, hosts["a"], "Sea flat",
-        [("living.jpg", room_jpeg(1)), ("dark.jpg", dark_jpeg()), ("bedroom.jpg", room_jpeg(2))],
-    )
-    copy, (copied,) = _listing(client, hosts["b"], "Copy flat", [("mine.jpg", near_copy(1))])
-    draft, (drafted,) = _listing(client, hosts["b"], "Secret draft", [("also.jpg", near_copy(2))], published=False)
-    assert services.worker.run_until_idle().done == 5
-    return Catalog(sea, living, dark, bedroom, copy, copied, draft, drafted, hosts)
+    def settle(listing_ids: list[int]) -> None:
+        assert services.worker.run_until_idle().done == 5
+
+    return build_catalog(client, hosts, settle)
 
 
 def _insights(client, listing_id: int, key: str | None = None, **params):  # type: ignore[no-untyped-def]
