@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from roomscan.api.deps import ServicesDep, SessionDep
 from roomscan.api.pages import listing_error
+from roomscan.api.routes.insights import room_name, room_types
 from roomscan.api.routes.photos import attach_upload, listing_released
 from roomscan.api.schemas import CatalogId
 from roomscan.api.sessions import page_can_change, page_viewer
@@ -28,6 +29,7 @@ from roomscan.api.uploads import read_uploads, safe_filename
 from roomscan.api.web import STATIC_DIR, redirect, render
 from roomscan.auth import can_see, require_see_photo
 from roomscan.catalog import store
+from roomscan.catalog.insights import photo_quality, photo_rooms
 from roomscan.catalog.models import Listing
 from roomscan.catalog.photos import PhotoStore
 from roomscan.detection.core import labels_of
@@ -193,7 +195,8 @@ def photo_view(
     listing: Annotated[CatalogId | None, Query()] = None,
     amenity: str | None = None,
 ) -> HTMLResponse:
-    """One photo, large, with every box and label drawn over it; ``amenity`` highlights its best box."""
+    """One photo, large, with every box and label drawn over it (``amenity`` highlights its best box), its room
+    type scores and its quality."""
     viewer = page_viewer(request)
     photo = store.get_photo(session, photo_id)
     require_see_photo(session, viewer, photo_id)  # 404 when it is only on listings hidden from the reader
@@ -227,6 +230,7 @@ def photo_view(
                 "label_right": _percent(x1, photo.width) > 60,  # keep the caption inside the frame
             }
         )
+    rooms = room_types(services)
     return render(
         request,
         "photo.html",
@@ -235,6 +239,9 @@ def photo_view(
         boxes=boxes,
         highlight=highlight,
         highlight_name=taxonomy.resolve(highlight).name if highlight else None,
+        room=photo_rooms(session, [photo_id], services.model_id).get(photo_id),
+        quality=photo_quality(session, [photo_id]).get(photo_id),
+        room_name=functools.partial(room_name, rooms),
     )
 
 
