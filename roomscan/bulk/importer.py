@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from roomscan.bulk._ray import quiet_ray_data, ray_session
 from roomscan.catalog import store
+from roomscan.catalog.insights import PhotoAnalysis
 from roomscan.catalog.models import Listing, ListingPhoto
 from roomscan.errors import RoomscanError
 from roomscan.settings import Settings
@@ -80,6 +81,8 @@ class _CheckedPhoto:
     height: int
     data: bytes
     name: str
+    analysis: str
+    """``PhotoAnalysis.to_json()`` from the task that decoded it, or "" when the analysis failed."""
 
 
 # -- reading the file --------------------------------------------------------------------------------------------
@@ -171,16 +174,21 @@ def _read_source(source: str, photo_root: str) -> bytes | str:
 
 
 def _fetch(batch: dict[str, np.ndarray], photo_root: str, max_pixels: int) -> dict[str, np.ndarray]:
+    from roomscan.catalog.insights import analyse_image
     from roomscan.detection.image import load_image
 
-    out: dict[str, list[Any]] = {k: [] for k in ("sha256", "format", "width", "height", "data", "error")}
+    keys = ("sha256", "format", "width", "height", "data", "analysis", "error")
+    out: dict[str, list[Any]] = {k: [] for k in keys}
     for source in batch["source"]:
         try:
             loaded = load_image(_read_source(str(source), photo_root), name=str(source), max_pixels=max_pixels)
         except RoomscanError as exc:
-            values: tuple[Any, ...] = ("", "", 0, 0, b"", str(exc))
+            values: tuple[Any, ...] = ("", "", 0, 0, b"", "", str(exc))
         else:
-            values = (loaded.sha256, loaded.format, loaded.width, loaded.height, loaded.data, "")
+            # Quality and perceptual hashes here, where the pixels are (store.add_photo stores them).
+            analysis = analyse_image(loaded.image, name=str(source))
+            values = (loaded.sha256, loaded.format, loaded.width, loaded.height, loaded.data,
+                      analysis.to_json() if analysis is not None else "", "")
         for key, value in zip(out, values, strict=True):
             out[key].append(value)
     result = {k: np.asarray(v, dtype=object) for k, v in out.items()}
@@ -330,9 +338,12 @@ def _attach_photos(services: Any, tasks: list[dict[str, Any]], root: str, taxono
                 if listing is None:  # deleted meanwhile
                     continue
                 photo = _CheckedPhoto(str(batch["sha256"][i]), str(batch["format"][i]), int(batch["width"][i]),
-                                      int(batch["height"][i]), bytes(batch["data"][i]), source)
+                                      int(batch["height"][i]), bytes(batch["data"][i]), source,
+                                      str(batch["analysis"][i]))
+                analysis = PhotoAnalysis.from_json(photo.analysis) if photo.analysis else None
                 added = store.add_photo(session, services.photos, listing, cast("LoadedImage", photo),
-                                        model_id=model_id, taxonomy=taxonomy, filename=source[:_FILENAME_MAX])
+                                        model_id=model_id, taxonomy=taxonomy, filename=source[:_FILENAME_MAX],
+                                        analysis=analysis, analyse=False)
                 if added.newly_attached:
                     stats.photos_added += 1
                 else:

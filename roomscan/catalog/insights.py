@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -84,6 +85,15 @@ class PhotoAnalysis(NamedTuple):
 
     quality: PhotoQuality
     hashes: tuple[int, ...]
+
+    def to_json(self) -> str:
+        """As text, to carry from where a photo was decoded (a Ray task of ``roomscan import``) to ``add_photo``."""
+        return json.dumps({"quality": self.quality.to_dict(), "hashes": [str(h) for h in self.hashes]})
+
+    @classmethod
+    def from_json(cls, text: str) -> PhotoAnalysis:
+        doc = json.loads(text)
+        return cls(PhotoQuality.from_dict(doc["quality"]), tuple(int(h) for h in doc["hashes"]))
 
 
 HASH_LONG_SIDE = 1024

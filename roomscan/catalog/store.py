@@ -272,8 +272,14 @@ def add_photo(
     model_id: int,
     taxonomy: Taxonomy,
     filename: str | None = None,
+    analysis: insights.PhotoAnalysis | None = None,
+    analyse: bool = True,
 ) -> AddedPhoto:
     """Store a decoded photo by content hash, attach it to ``listing``, queue detection by ``model_id``.
+
+    A new photo is stored with its quality and perceptual hashes (``photo_insights``): ``analysis`` when the
+    caller computed it where the photo was decoded, else computed from ``loaded.image`` unless ``analyse`` is
+    false (a caller without the pixels whose analysis failed: ``roomscan photos analyse`` does it later).
 
     The one way a photo joins a listing (CLI, API and page): when the photo's detections are already stored
     (another listing had it), the listing's roll-up is refreshed here, so search finds it at once; otherwise
@@ -286,7 +292,8 @@ def add_photo(
     if photo is None:
         # Quality and perceptual hashes from the image already decoded, before this transaction writes (SQLite
         # holds its one write lock from the first write); a photo the analysis fails on is stored without them.
-        analysis = insights.analyse_image(loaded.image, name=filename or loaded.name)
+        if analysis is None and analyse:
+            analysis = insights.analyse_image(loaded.image, name=filename or loaded.name)
         photo = Photo(
             sha256=loaded.sha256,
             format=loaded.format,
