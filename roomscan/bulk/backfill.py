@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from roomscan.bulk._ray import quiet_ray_data, ray_session
 from roomscan.bulk.selection import listing_filter
-from roomscan.catalog import jobs, store
+from roomscan.catalog import insights, jobs, store
 from roomscan.catalog.jobs import Claim, JobQueue
 from roomscan.catalog.models import JobState, Listing, ListingPhoto, Photo, PhotoJob
 from roomscan.detection.core import make_detections
@@ -131,11 +131,13 @@ class _DetectActor:
 
     def __init__(self, settings: Settings, options: dict[str, Any], model_id: int, lease_s: float,
                  max_attempts: int) -> None:
+        from roomscan.insights.classify import RoomClassifier
         from roomscan.services import Services, load_detector
 
         self.settings = settings
         self.services = Services.open(settings)
         self.detector = load_detector(settings, **options)
+        self.rooms = RoomClassifier(self.detector, settings.room_types)
         self.queue = JobQueue(self.services.sessions, model_id, lease=timedelta(seconds=lease_s),
                               max_attempts=max_attempts)
 
@@ -171,7 +173,7 @@ class _DetectActor:
                         outcome[job_id] = (RETRY, f"{type(exc).__name__}: {exc}", "")
                 if results is not None:
                     for job_id, dets in zip(ready, results, strict=True):
-                        outcome[job_id] = (DONE, "", _pack(dets))
+                        outcome[job_id] = (DONE, "", _pack(dets, self._room_scores(job_id, dets)))
         return {
             "job_id": np.asarray(job_ids, dtype=np.int64),
             "photo_id": np.asarray(batch["photo_id"], dtype=np.int64),
@@ -183,7 +185,16 @@ class _DetectActor:
         }
 
 
-def _pack(dets: Any) -> str:
+    def _room_scores(self, job_id: int, dets: Any) -> dict[str, Any] | None:
+        """The photo's room scores (``RoomScores.to_dict()``), or None when scoring fails: the detections stand."""
+        try:
+            return self.rooms.scores(dets).to_dict()
+        except Exception:
+            log.exception("scoring the room type of job %s failed; its detections are stored without one", job_id)
+            return None
+
+
+def _pack(dets: Any, rooms: dict[str, Any] | None = None) -> str:
     from roomscan.detection.core import labels_of
 
     return json.dumps({
@@ -191,7 +202,15 @@ def _pack(dets: Any) -> str:
         "confidence": np.asarray(dets.confidence if dets.confidence is not None else [], dtype=float).tolist(),
         "class_id": np.asarray(dets.class_id if dets.class_id is not None else [], dtype=int).tolist(),
         "labels": labels_of(dets),
+        "rooms": rooms,
     })
+
+
+def _unpack_rooms(text: str) -> Any:
+    from roomscan.insights.rooms import RoomScores
+
+    rooms = json.loads(text).get("rooms")
+    return None if rooms is None else RoomScores.from_dict(rooms)
 
 
 def _unpack(text: str) -> Any:
@@ -220,6 +239,8 @@ class _Writer:
                     continue
                 if self.queue.complete(session, Claim(int(job_id), int(photo_id), int(attempt))):
                     store.save_detections(session, int(photo_id), self.queue.model_id, _unpack(str(packed)))
+                    if (rooms := _unpack_rooms(str(packed))) is not None:  # before the roll-ups, which read them
+                        insights.save_room_scores(session, int(photo_id), self.queue.model_id, rooms)
                     done_photos.append(int(photo_id))
                 else:
                     self.stats.skipped += 1  # the lease ran out and another worker took it over
