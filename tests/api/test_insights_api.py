@@ -163,6 +163,21 @@ def test_duplicate_clusters_show_each_caller_only_what_it_may_see(client, catalo
     assert "Secret draft" not in client.get("/api/v1/photos/duplicates").text
 
 
+def test_a_listing_unpublished_leaves_the_guests_clusters_at_once(client, catalog):
+    assert len(_clusters(client)["clusters"]) == 1  # the answer is now reused for a while...
+    for key in (catalog.keys["a"], HEADERS["X-API-Key"]):
+        assert any(catalog.copy in c["listing_ids"] for c in _clusters(client, key)["clusters"])
+    r = client.patch(f"/api/v1/listings/{catalog.copy}", json={"published": False}, headers=_h(catalog.keys["b"]))
+    assert r.status_code == 200, r.text
+    assert _clusters(client)["clusters"] == []  # ...but never past who may see what
+    assert "Copy flat" not in client.get("/api/v1/photos/duplicates").text
+    host = _clusters(client, catalog.keys["a"])["clusters"]
+    assert all(catalog.copy not in c["listing_ids"] for c in host)
+    r = client.patch(f"/api/v1/listings/{catalog.sea}", json={"title": "Sea flat, renamed"},
+                     headers=_h(catalog.keys["a"]))
+    assert "Sea flat, renamed" in client.get("/api/v1/photos/duplicates", headers=HEADERS).text
+
+
 def test_duplicate_clusters_page_with_next_after(client, catalog):
     first = _clusters(client, HEADERS["X-API-Key"], limit=1)
     assert len(first["clusters"]) == 1 and first["next_after"] == first["clusters"][0]["photos"][0]["photo_id"]

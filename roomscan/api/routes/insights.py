@@ -13,9 +13,12 @@ Example:
 from __future__ import annotations
 
 import functools
+import threading
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from roomscan.api.deps import ServicesDep, SessionDep, ViewerDep, visible_listing
@@ -38,7 +41,7 @@ from roomscan.api.schemas import (
     TourOut,
     TourStopOut,
 )
-from roomscan.auth import Principal
+from roomscan.auth import Principal, can_see
 from roomscan.catalog import insights
 from roomscan.catalog.models import Listing
 from roomscan.insights.phash import DEFAULT_MAX_DISTANCE
@@ -176,6 +179,27 @@ def listing_insights(
     )
 
 
+CLUSTERS_TTL = 30.0
+"""Seconds a caller's duplicate clusters are reused: finding them walks the whole catalog's index."""
+_cluster_cache: dict[tuple[str, int, object], tuple[float, list[insights.DuplicateCluster]]] = {}
+_cluster_lock = threading.Lock()
+
+
+def _clusters(session: Session, max_distance: int, viewer: Principal | None) -> list[insights.DuplicateCluster]:
+    """``catalog.insights.duplicate_clusters``, reused for :data:`CLUSTERS_TTL` seconds per catalog, distance and
+    who may see what; one computation at a time (requests arriving meanwhile wait for it and share it)."""
+    who: object = None if viewer is None else "admin" if viewer.is_admin else viewer.user_id
+    key = (session.get_bind().engine.url.render_as_string(hide_password=True), max_distance, who)
+    with _cluster_lock:
+        now = time.monotonic()
+        for stale in [k for k, (at, _) in _cluster_cache.items() if now - at > CLUSTERS_TTL]:
+            del _cluster_cache[stale]
+        if key not in _cluster_cache:
+            found = insights.duplicate_clusters(session, max_distance=max_distance, viewer=viewer)
+            _cluster_cache[key] = (time.monotonic(), found)
+        return _cluster_cache[key][1]
+
+
 @router.get("/photos/duplicates", response_model=DuplicateClustersOut, responses=LISTINGS)
 def duplicates(
     session: SessionDep,
@@ -190,14 +214,26 @@ def duplicates(
     their photos; a host is told how many more listings (which it may not see) share the picture, a guest without
     a key only sees groups of two or more published listings. Ordered by each group's first photo id; page with
     ``after=next_after``.
+
+    The groups are found across the whole catalog (about 0.2 ms per stored photo), so an answer is kept for
+    30 s per caller and ``max_distance``: a photo stored meanwhile shows up in at most that long.
     """
+    found = _clusters(session, max_distance, viewer)
+    # The groups may be up to CLUSTERS_TTL old: who may see each listing, and its title, are read now (a listing
+    # unpublished since is not shown to those who may no longer see it).
+    wanted = sorted({ref.listing_id for c in found for p in c.photos for ref in p.listings})
+    current: dict[int, Listing] = {}
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start:start + 1000]
+        current.update((x.id, x) for x in session.scalars(select(Listing).where(Listing.id.in_(chunk))))
+    seen = {i for i, x in current.items() if can_see(viewer, x)}
+    admin = viewer is not None and viewer.is_admin
     clusters = []
-    for cluster in insights.duplicate_clusters(session, max_distance=max_distance, viewer=viewer):
-        shown = [p for p in cluster.photos if p.listings or (viewer is not None and viewer.is_admin)]
-        if viewer is None and len(cluster.listing_ids) < 2:
+    for cluster in found:
+        listing_ids = sorted({ref.listing_id for p in cluster.photos for ref in p.listings} & seen)
+        if len(listing_ids) < (2 if viewer is None else 1):
             continue  # a guest learns nothing about listings it may not see, not even that they exist
-        if not shown:
-            continue
+        photos = [(p, [ref for ref in p.listings if ref.listing_id in seen]) for p in cluster.photos]
         clusters.append(
             DuplicateClusterOut(
                 photos=[
@@ -205,14 +241,17 @@ def duplicates(
                         photo_id=p.photo_id,
                         listings=[
                             ClusterListingOut(
-                                listing_id=ref.listing_id, title=ref.title, **listing_urls(ref.listing_id)
+                                listing_id=ref.listing_id,
+                                title=current[ref.listing_id].title,
+                                **listing_urls(ref.listing_id),
                             )
-                            for ref in p.listings
+                            for ref in refs
                         ],
                     )
-                    for p in shown
+                    for p, refs in photos
+                    if refs or admin
                 ],
-                listing_ids=list(cluster.listing_ids),
+                listing_ids=listing_ids,
                 hidden_listings=None if viewer is None else cluster.hidden_listings,
             )
         )
