@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -43,6 +44,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from roomscan.radioactive._adam import Adam
 from roomscan.radioactive.augment import apply_augment, sample_params, to_network_input
 from roomscan.radioactive.config import AugmentConfig, NetworkConfig
 from roomscan.radioactive.errors import RadioactiveError
@@ -345,9 +347,8 @@ def train_marking_network(
     head = nn.Linear(config.feature_dim, n_classes)
     x = images_to_tensor(images, config.image_size)  # [n, 3, S, S]
     params = list(network.parameters()) + list(head.parameters())
-    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=1e-4)
-    steps_per_epoch = (len(x) + batch_size - 1) // batch_size
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
+    optimizer = Adam(params, lr=lr, weight_decay=1e-4)
+    total_steps, step = epochs * ((len(x) + batch_size - 1) // batch_size), 0
     losses, accuracies = [], []
     for epoch in range(1, epochs + 1):
         network.train()
@@ -366,8 +367,9 @@ def train_marking_network(
             loss = F.cross_entropy(logits, y[idx])
             optimizer.zero_grad()
             loss.backward()
+            optimizer.lr = lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))  # cosine schedule
             optimizer.step()
-            schedule.step()
+            step += 1
             total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == y[idx]).sum())
             seen += len(idx)
