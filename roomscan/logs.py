@@ -92,6 +92,19 @@ def setup_logging(log_format: str, *, level: int = logging.INFO, stream: IO[str]
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False
+    _route_transformers_logs()
+
+
+def _route_transformers_logs() -> None:
+    """transformers writes its warnings (a tokenizer truncating a room prompt...) through its own handler as
+    plain ``[transformers] ...`` lines: send them through the root's JSON handler instead. Imports transformers
+    (about 1 s), so only in JSON mode, and only where it is installed."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_default_handler()
+    hf_logging.enable_propagation()
 
 
 def announcer(log_format: str, console: Any, logger: str) -> Callable[..., None]:
