@@ -88,9 +88,19 @@ class _Source:
     path: Path
     output: Path
     name: str
-    data: bytes
     sha256: str
     format: str
+    data: bytes = b""  # read again per chunk, so a large folder is never all in memory
+
+    def read(self) -> bytes:
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise RadioactiveError(f"{self.path}: cannot be read any more ({exc.strerror or exc})") from None
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise RadioactiveError(f"{self.path}: changed while marking; run again once it is stable")
+        self.data = data
+        return data
 
 
 def estimate_jpeg_quality(quantization: Mapping[int, Sequence[int]]) -> int:
@@ -165,7 +175,7 @@ def mark_files(
     skipped: list[SkippedFile] = []
     for start in range(0, len(sources), _CHUNK):
         chunk = sources[start : start + _CHUNK]
-        decoded = [_decode(s.data) for s in chunk]  # (upright image, exif orientation)
+        decoded = [_decode(s.read()) for s in chunk]  # (upright image, exif orientation)
         upright_rgb = [im.convert("RGB") for im, _ in decoded]
         marked = mark_images(
             upright_rgb, [classes[start + i] for i in range(len(chunk))], carriers, network,
@@ -179,6 +189,7 @@ def mark_files(
                 written.append(outcome)
             else:
                 skipped.append(outcome)
+            src.data = b""
         if on_progress is not None:
             on_progress(min(start + _CHUNK, len(sources)), len(sources))
     return MarkFilesResult(tuple(written), tuple(skipped))
@@ -223,7 +234,7 @@ def _plan(
         if problem:
             problems.append(f"{f}: {problem}")
             continue
-        sources.append(_Source(f, target, name, loaded.data, loaded.sha256, loaded.format))
+        sources.append(_Source(f, target, name, loaded.sha256, loaded.format))
     if problems:
         shown = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
