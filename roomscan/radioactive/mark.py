@@ -184,15 +184,18 @@ def mark_images(
     generator = torch.Generator().manual_seed(seed)
     u_t = torch.tensor(u, dtype=torch.float32)
 
-    by_size: dict[tuple[int, int], list[int]] = {}
     rgb = [im.convert("RGB") for im in images]
+    by_size: dict[tuple[int, int], list[int]] = {}
     for i, im in enumerate(rgb):
         by_size.setdefault(im.size, []).append(i)
+    batches = [idxs[s : s + batch_size] for idxs in by_size.values() for s in range(0, len(idxs), batch_size)]
     results: list[MarkedImage | None] = [None] * len(images)
     done = 0
-    for idxs in by_size.values():
-        for start in range(0, len(idxs), batch_size):
-            chunk = idxs[start : start + batch_size]
+    was_training = bool(getattr(network, "training", False))
+    if isinstance(network, torch.nn.Module):
+        network.eval()  # batch-norm statistics must neither change nor depend on the batch
+    try:
+        for chunk in batches:
             originals = [np.asarray(rgb[i], dtype=np.uint8) for i in chunk]
             marked = _mark_batch(
                 originals, u_t[[rows[i] for i in chunk]], network, aug, generator,
@@ -203,6 +206,9 @@ def mark_images(
             done += len(chunk)
             if on_progress is not None:
                 on_progress(done, len(images))
+    finally:
+        if was_training and isinstance(network, torch.nn.Module):
+            network.train()
     return [r for r in results if r is not None]
 
 
@@ -241,8 +247,8 @@ def _mark_batch(
         along = (shift * u).sum(1)  # [b]
         across = shift - along[:, None] * u
         loss = (-along / scale + lambda_feature * (across**2).sum(1) / scale**2).mean()
-        optimizer.zero_grad()
-        loss.backward()
+        # Only the perturbation's gradient: the network's weights get none (and keep no .grad).
+        (delta.grad,) = torch.autograd.grad(loss, [delta])
         optimizer.step()
         with torch.no_grad():
             _project(delta, x, eps, max_mse)

@@ -119,3 +119,14 @@ def test_bad_input_is_named(originals, carriers, net, kwargs, message):
     with pytest.raises(RadioactiveError, match=message):
         mark_images(images[:2], args["classes"], args["carriers"], net, steps=kwargs.get("steps", 1),
                     **{k: v for k, v in kwargs.items() if k not in ("classes", "carriers", "steps")})  # fmt: skip
+
+
+def test_marking_leaves_the_network_as_it_was(originals, carriers):
+    torch.manual_seed(3)
+    net = MarkingNetwork(CONFIG).train()  # a caller forgot eval(): batch-norm statistics must still not move
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    images, labels = originals
+    mark_images(images[:2], labels[:2], carriers, net, steps=3)
+    assert net.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert all(p.grad is None for p in net.parameters())
