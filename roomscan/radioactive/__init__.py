@@ -98,6 +98,11 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'roomscan.radioactive' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"roomscan.radioactive.{module}"), name)
+    try:
+        value = getattr(importlib.import_module(f"roomscan.radioactive.{module}"), name)
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise RadioactiveError(f"{name} needs torch: pip install 'roomscan[radioactive]'") from exc
     globals()[name] = value
     return value

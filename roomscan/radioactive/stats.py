@@ -23,7 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special, stats
+
+from roomscan.radioactive.errors import RadioactiveError
+
+try:
+    from scipy import special, stats
+except ModuleNotFoundError as exc:  # pragma: no cover - scipy comes with the extra
+    raise RadioactiveError("radioactive data needs scipy: pip install 'roomscan[radioactive]'") from exc
 
 __all__ = ["combine_pvalues", "cosine_pvalue", "random_carriers", "row_cosines"]
 
