@@ -332,3 +332,27 @@ def test_a_large_photo_and_its_small_copy_match(env) -> None:  # type: ignore[no
         session.commit()
         assert [m.id for m in insights.find_duplicates(session, own)] == [copy]
         assert [m.id for m in insights.find_duplicates(session, insights.catalog_hashes(original))] == [own, copy]
+
+
+def test_a_copy_committed_late_is_still_found(env, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    # A transaction that analysed a photo before the index last looked, but committed after: its row's stamp is
+    # older than the newest the index has seen. The look-back re-read finds it.
+    from datetime import timedelta
+
+    from roomscan.catalog import duplicates
+
+    Session, photos, taxonomy, model_id = env
+    original = room_photo(95)
+    with Session() as session:
+        a, b = store.create_listing(session, "A"), store.create_listing(session, "B")
+        own = _add(session, photos, a, jpeg(original), model_id, taxonomy)
+        _add(session, photos, a, jpeg(room_photo(96)), model_id, taxonomy)
+        session.commit()
+        assert insights.find_duplicates(session, own) == []  # the index is built
+        copy = _add(session, photos, b, near_copy(original), model_id, taxonomy)
+        row = session.get(PhotoInsight, copy)
+        assert row is not None
+        row.computed_at = row.computed_at - timedelta(seconds=30)
+        session.commit()
+        monkeypatch.setattr(duplicates, "RECHECK_SECONDS", 0.0)
+        assert [m.id for m in insights.find_duplicates(session, own)] == [copy]
