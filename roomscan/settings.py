@@ -90,6 +90,13 @@ class Settings:
             needs ``pip install redis``). ``ROOMSCAN_RATE_LIMIT_STORAGE``.
         host_photo_quota: photos a host may have attached across their listings; an upload beyond it is refused
             whole (403). Listings an admin owns have none. ``ROOMSCAN_HOST_PHOTO_QUOTA`` (default 10000).
+        mark_key: a radioactive-data marking key (``.npz``, ``roomscan.radioactive.MarkingKey``) kept on the server,
+            never served. With ``mark_network`` set too, published photos get marked copies (``roomscan photos
+            mark``) which public image URLs serve; owners and admins still get the originals.
+            ``ROOMSCAN_MARK_KEY``.
+        mark_network: the marking network file the key was made with. ``ROOMSCAN_MARK_NETWORK``.
+        mark_set: which of the key's carriers marks published photos; needed only when the key has several.
+            ``ROOMSCAN_MARK_SET``.
     """
 
     home: Path = field(default_factory=default_home)
@@ -113,6 +120,9 @@ class Settings:
     upload_rate: str = "30/minute"
     rate_limit_storage: str = "memory://"
     host_photo_quota: int = 10_000
+    mark_key: str | None = None
+    mark_network: str | None = None
+    mark_set: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -128,6 +138,9 @@ class Settings:
                                 f"got {self.log_format!r}")
         check_rate("ROOMSCAN_WRITE_RATE", self.write_rate)
         check_rate("ROOMSCAN_UPLOAD_RATE", self.upload_rate)
+        if bool(self.mark_key) != bool(self.mark_network):
+            raise RoomscanError("ROOMSCAN_MARK_KEY and ROOMSCAN_MARK_NETWORK go together: set both (the key and the "
+                                "marking network it was made with) to publish marked copies, or neither")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -152,6 +165,9 @@ class Settings:
             upload_rate=env.get("ROOMSCAN_UPLOAD_RATE") or "30/minute",
             rate_limit_storage=env.get("ROOMSCAN_RATE_LIMIT_STORAGE") or "memory://",
             host_photo_quota=_positive(env, "ROOMSCAN_HOST_PHOTO_QUOTA", 10_000),
+            mark_key=env.get("ROOMSCAN_MARK_KEY") or None,
+            mark_network=env.get("ROOMSCAN_MARK_NETWORK") or None,
+            mark_set=env.get("ROOMSCAN_MARK_SET") or None,
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(settings, **clean) if clean else settings
@@ -159,6 +175,11 @@ class Settings:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'roomscan.db'}"
+
+    @property
+    def publishes_marked(self) -> bool:
+        """Whether public image URLs serve marked copies (``mark_key`` and ``mark_network`` set)."""
+        return bool(self.mark_key and self.mark_network)
 
     @property
     def photo_dir(self) -> Path:
