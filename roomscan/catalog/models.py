@@ -378,3 +378,28 @@ class ListingRoom(Base):
 
     # Search walks one room's listings in id order, or probes (room, listing_id) for a listing.
     __table_args__ = (Index("ix_listing_rooms_search", "room", "listing_id"),)
+
+
+class PhotoMark(Base):
+    """A photo's radioactive-data marked copy under one marking key (0010; ``catalog.marks``).
+
+    The original stays the photo's bytes (detection, duplicates and training read it); the marked copy is stored
+    in the photo store beside it, content-addressed, and served on public image URLs to everyone but the photo's
+    owners and admins. ``key_fingerprint`` names the key (``marks.key_fingerprint``): a row of another key is stale
+    and ``roomscan photos mark`` redoes it. A photo that cannot be marked (a format other than JPEG or PNG, or one
+    whose re-encoding alone breaks the bounds) keeps a row with no ``marked_sha256`` and the reason in ``note``.
+    """
+
+    __tablename__ = "photo_marks"
+
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True)
+    key_fingerprint: Mapped[str] = mapped_column(String(64))
+    carrier: Mapped[str] = mapped_column(String(200))
+    marked_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    psnr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    linf: Mapped[float | None] = mapped_column(Float, nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    # The photo store's sweep keeps files a mark names.
+    __table_args__ = (Index("ix_photo_marks_marked_sha256", "marked_sha256"),)
