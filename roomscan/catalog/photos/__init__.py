@@ -75,7 +75,8 @@ def open_photo_store(location: str | os.PathLike[str]) -> PhotoStore:
 def sweep_photo_store(
     sessions: sessionmaker[Session], photos: PhotoStore, *, grace: timedelta = SWEEP_GRACE
 ) -> SweepReport:
-    """Remove what interrupted uploads left in ``photos``: temp files, and photos no ``photos`` row names, once
+    """Remove what interrupted uploads left in ``photos``: temp files, and files no ``photos`` or ``photo_marks`` row
+    names (a deleted photo's marked copy, or one a new key replaced), once
     older than ``grace``. Run on start-up (``roomscan serve``, ``roomscan worker``), which report it.
 
     Example:
@@ -85,10 +86,12 @@ def sweep_photo_store(
     """
     from sqlalchemy import select
 
-    from roomscan.catalog.models import Photo
+    from roomscan.catalog.models import Photo, PhotoMark
 
     def known(hashes: Collection[str]) -> set[str]:
-        with sessions() as session:
-            return set(session.scalars(select(Photo.sha256).where(Photo.sha256.in_(list(hashes)))))
+        names = list(hashes)
+        with sessions() as session:  # a photo's bytes, or a marked copy served in its place (catalog.marks)
+            return set(session.scalars(select(Photo.sha256).where(Photo.sha256.in_(names)))) | set(
+                session.scalars(select(PhotoMark.marked_sha256).where(PhotoMark.marked_sha256.in_(names))))
 
     return photos.sweep(known, grace=grace)
