@@ -19,6 +19,9 @@ Modules:
 * ``mark`` (torch): :func:`mark_images` (PIL images -> :class:`MarkedImage`), :func:`psnr`.
 * ``files`` (torch): :func:`mark_files` (photo files -> marked copies in the same format, checked as written).
 * ``synthetic``: :func:`make_pattern_images`, labelled generated images to train a marking network on.
+* ``classifier`` (torch): :class:`ImageClassifier` (a VGG-style or ResNet classifier, not the marking network's
+  architecture), :func:`train_classifier`, :func:`load_labelled_folder`, :func:`save_classifier` /
+  :func:`load_classifier`, :func:`accuracy`: the kind of model verification tests.
 
 The torch-based names load on first use, so ``import roomscan.radioactive`` stays light.
 
@@ -58,11 +61,23 @@ _LAZY = {
     "SkippedFile": "files",
     "estimate_jpeg_quality": "files",
     "mark_files": "files",
+    "ClassifierConfig": "classifier",
+    "ClassifierTrainResult": "classifier",
+    "ImageClassifier": "classifier",
+    "accuracy": "classifier",
+    "load_classifier": "classifier",
+    "load_labelled_folder": "classifier",
+    "predict_logits": "classifier",
+    "save_classifier": "classifier",
+    "train_classifier": "classifier",
 }
 
 __all__ = [
     "KEY_FORMAT_VERSION",
     "AugmentConfig",
+    "ClassifierConfig",
+    "ClassifierTrainResult",
+    "ImageClassifier",
     "MarkFilesResult",
     "MarkedFile",
     "MarkedImage",
@@ -75,20 +90,26 @@ __all__ = [
     "RadioactiveError",
     "SkippedFile",
     "TrainResult",
+    "accuracy",
     "combine_pvalues",
     "cosine_pvalue",
     "estimate_jpeg_quality",
     "features",
     "linf_distance",
+    "load_classifier",
+    "load_labelled_folder",
     "load_network",
     "make_pattern_images",
     "mark_files",
     "mark_images",
     "network_identity",
+    "predict_logits",
     "psnr",
     "random_carriers",
     "row_cosines",
+    "save_classifier",
     "save_network",
+    "train_classifier",
     "train_marking_network",
     "weights_sha256",
 ]
