@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from roomscan.api.deps import ServicesDep, SessionDep
 from roomscan.api.pages import listing_error
 from roomscan.api.routes.insights import room_name, room_types
-from roomscan.api.routes.photos import attach_upload, listing_released
+from roomscan.api.routes.photos import attach_upload, image_headers, listing_released, served_for
 from roomscan.api.schemas import CatalogId
 from roomscan.api.sessions import page_can_change, page_viewer
 from roomscan.api.uploads import read_uploads, safe_filename
@@ -30,17 +30,18 @@ from roomscan.api.web import STATIC_DIR, redirect, render
 from roomscan.auth import can_see, require_see_photo
 from roomscan.catalog import store
 from roomscan.catalog.insights import photo_quality, photo_rooms
+from roomscan.catalog.marks import read_served
 from roomscan.catalog.models import Listing
 from roomscan.catalog.photos import PhotoStore
 from roomscan.detection.core import labels_of
 from roomscan.detection.image import load_image
+from roomscan.errors import NotFoundError
 from roomscan.services import Services
 
 router = APIRouter(include_in_schema=False)
 
 # Longest side of the images the page shows: list thumbnails, grid photos, the photo view.
 THUMB_SIZES = (160, 480, 1280)
-_IMMUTABLE = "public, max-age=31536000, immutable"  # a photo id always names the same bytes
 
 
 @dataclass(frozen=True)
@@ -258,18 +259,28 @@ def _colour(class_id: int) -> str:
 def thumbnail(
     request: Request, photo_id: CatalogId, size: int, services: ServicesDep, session: SessionDep
 ) -> Response:
-    """The photo upright (EXIF applied, as its boxes are), its longest side at most ``size`` px, as JPEG."""
+    """The photo upright (EXIF applied, as its boxes are), its longest side at most ``size`` px, as JPEG; made from
+    the marked copy for readers other than its hosts and admins where the server publishes marked copies."""
     if size not in THUMB_SIZES:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"thumbnail sizes are {', '.join(map(str, THUMB_SIZES))}"
         )
     photo = store.get_photo(session, photo_id)
+    viewer = page_viewer(request)
     # Shared caches may keep what anyone may see; a photo only on unpublished listings stays in the browser.
-    public = require_see_photo(session, page_viewer(request), photo_id)
-    cache = _IMMUTABLE if public else _IMMUTABLE.replace("public", "private")
-    data = _resized(services.photos, photo.sha256, size)
-    etag = f'"{photo.sha256[:32]}-{size}"'
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": cache, "ETag": etag})
+    public = require_see_photo(session, viewer, photo_id)
+    # Made from the copy this reader may have: the published marked copy, or the original (catalog.marks).
+    served = served_for(services, session, photo, viewer)
+    try:
+        data = _resized(services.photos, served.sha256, size)
+    except NotFoundError:
+        if not served.marked:
+            raise
+        _, served = read_served(session, services.photos, photo, served)  # the copy is gone: forget it
+        data = _resized(services.photos, served.sha256, size)
+    headers = image_headers(services, served, public, vary="Cookie")
+    headers["ETag"] = f'"{served.sha256[:32]}-{size}"'
+    return Response(data, media_type="image/jpeg", headers=headers)
 
 
 # A page of 50 listings asks for 50 thumbnails at once: keep recent ones (about 10-100 KB each) in memory.

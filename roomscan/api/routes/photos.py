@@ -1,11 +1,12 @@
-"""Photo upload to a listing, and photo read-back: metadata with detections, original and annotated image."""
+"""Photo upload to a listing, and photo read-back: metadata with detections, the image (original, or the published
+marked copy: ``catalog.marks``) and the annotated image."""
 
 from __future__ import annotations
 
 import io
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, HTTPException, UploadFile, status
+from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlalchemy import select
@@ -27,6 +28,7 @@ from roomscan.api.uploads import RawUpload, decode_upload, read_uploads
 from roomscan.auth import Principal, check_photo_quota, require_see_photo
 from roomscan.catalog import store
 from roomscan.catalog.insights import photo_quality, photo_rooms
+from roomscan.catalog.marks import Served, publishing, read_served, served_copy
 from roomscan.catalog.models import Listing, Photo, PhotoJob
 from roomscan.detection.core import detections_to_records
 from roomscan.detection.draw import annotate
@@ -192,16 +194,52 @@ def get_photo(photo_id: CatalogId, services: ServicesDep, session: SessionDep, v
 
 
 @router.get("/photos/{photo_id}/image", response_class=Response, responses={**_IMAGE, **READ})
-def get_photo_image(photo_id: CatalogId, services: ServicesDep, session: SessionDep, viewer: ViewerDep) -> Response:
-    """The photo exactly as uploaded."""
+def get_photo_image(
+    photo_id: CatalogId,
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    viewer: ViewerDep,
+    original: Annotated[bool, Query(description="the original file even where a marked copy is published "
+                                                "(the photo's hosts and admins only)")] = False,
+) -> Response:
+    """The photo exactly as uploaded; where the server publishes marked copies (``ROOMSCAN_MARK_KEY``), its
+    marked copy to everyone but the hosts of its listings and admins, once ``roomscan photos mark`` made it."""
     photo = store.get_photo(session, photo_id)
-    # Shared caches may keep what anyone may see; a photo only on unpublished listings stays in the browser.
-    cache = "public" if require_see_photo(session, viewer, photo_id) else "private"
-    return Response(
-        services.photos.get(photo.sha256),
-        media_type=_MEDIA.get(photo.format, "application/octet-stream"),
-        headers={"Cache-Control": f"{cache}, max-age=31536000, immutable"},
-    )
+    public = require_see_photo(session, viewer, photo_id)
+    data, served = serve_photo(services, session, photo, viewer, original=original)
+    headers = image_headers(services, served, public, vary="X-API-Key")
+    if headers.get("ETag") and headers["ETag"] in request.headers.get("if-none-match", ""):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(data, media_type=_MEDIA.get(photo.format, "application/octet-stream"), headers=headers)
+
+
+def serve_photo(
+    services: Services, session: Session, photo: Photo, viewer: Principal | None, *, original: bool = False
+) -> tuple[bytes, Served]:
+    """The bytes a reader's image URL gives (:func:`served_for`). Blocking."""
+    return read_served(session, services.photos, photo, served_for(services, session, photo, viewer, original))
+
+
+def served_for(
+    services: Services, session: Session, photo: Photo, viewer: Principal | None, original: bool = False
+) -> Served:
+    """Which copy a reader's image URL gives (``catalog.marks.served_copy``): the original, or the published
+    marked copy. Visibility is checked before. Blocking."""
+    return served_copy(session, photo, publishing(services.settings), original=original,
+                       user_id=viewer.user_id if viewer else None, is_admin=bool(viewer and viewer.is_admin))
+
+
+def image_headers(services: Services, served: Served, public: bool, *, vary: str) -> dict[str, str]:
+    """Cache headers that never let a cache give one reader's copy to another: without marked copies a photo id
+    names the same bytes for ever; with them the answer depends on who asks (``Vary``) and changes when the photo
+    is marked (revalidated by ``ETag``, the served bytes' SHA-256). Shared caches keep only what anyone may get."""
+    if not services.settings.publishes_marked:
+        return {"Cache-Control": f"{'public' if public else 'private'}, max-age=31536000, immutable"}
+    scope = "public" if public and not served.personal else "private"
+    # A marked copy changes only with the key; an original served to readers is replaced once marked.
+    age = "max-age=3600" if served.marked else "no-cache"
+    return {"Cache-Control": f"{scope}, {age}", "ETag": f'"{served.sha256}"', "Vary": vary}
 
 
 @router.get(
@@ -213,7 +251,8 @@ def get_annotated(photo_id: CatalogId, services: ServicesDep, session: SessionDe
     """The photo (upright) with the served model's boxes and labels drawn, as JPEG."""
     photo = visible_photo(viewer, session, photo_id)
     dets = store.photo_detections(session, [photo_id], services.model_id, services.taxonomy)[photo_id]
-    image = load_image(services.photos.get(photo.sha256), name=f"photo {photo_id}").image
+    data, _ = serve_photo(services, session, photo, viewer)  # drawn on the copy this reader may have
+    image = load_image(data, name=f"photo {photo_id}").image
     drawn = annotate(image, dets, services.taxonomy)
     buf = io.BytesIO()
     drawn.save(buf, "JPEG", quality=88)
