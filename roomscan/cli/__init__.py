@@ -13,7 +13,7 @@ from rich.markup import escape
 from roomscan import __version__
 from roomscan.cli import active, audit, bulk, catalog_cmds, detect, export, listings, models, receipts, serve, users
 from roomscan.cli import photos as photos_cmds
-from roomscan.cli import quality, rooms
+from roomscan.cli import quality, radioactive, rooms
 from roomscan.cli import sweep as sweep_cmds
 from roomscan.cli import train as train_cmds
 from roomscan.cli._console import err_console
@@ -85,6 +85,8 @@ app.add_typer(train_cmds.runs_app, name="runs")
 app.add_typer(sweep_cmds.app, name="sweep")
 app.add_typer(active.app, name="active")
 app.command("distill")(distill_cmd)
+app.command("mark")(radioactive.mark)
+app.command("verify")(radioactive.verify)
 
 
 def _print_version(value: bool) -> None:
