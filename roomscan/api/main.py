@@ -62,6 +62,9 @@ def create_app(
             --no-worker`` leaves detection to ``roomscan worker`` processes).
     """
     settings = services.settings if services else (settings or Settings.from_env())
+    from roomscan.catalog.marks import publishing
+
+    publishing(settings)  # a bad ROOMSCAN_MARK_KEY/NETWORK stops start-up with its reason, not every image request
     metrics = Metrics()  # this app's own registry: apps built side by side (tests) do not collide
 
     @asynccontextmanager
