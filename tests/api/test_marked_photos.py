@@ -136,3 +136,14 @@ def test_no_route_serves_the_key_or_the_network(client, services) -> None:  # ty
                  "/readyz", "/api/v1/healthz"):
         r = client.get(path, headers=HEADERS)
         assert key_bytes not in r.content and services.settings.mark_key not in r.text
+
+
+def test_a_corrupt_key_stops_the_app_at_start_up(services, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from roomscan.api import create_app
+    from roomscan.errors import RoomscanError
+
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"not a key at all")
+    bad = dataclasses.replace(services.settings, mark_key=str(corrupt))
+    with pytest.raises(RoomscanError, match="ROOMSCAN_MARK_KEY: .*not a marking key"):
+        create_app(bad, start_worker=False)
