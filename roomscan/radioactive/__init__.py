@@ -22,6 +22,8 @@ Modules:
 * ``classifier`` (torch): :class:`ImageClassifier` (a VGG-style or ResNet classifier, not the marking network's
   architecture), :func:`train_classifier`, :func:`load_labelled_folder`, :func:`save_classifier` /
   :func:`load_classifier`, :func:`accuracy`: the kind of model verification tests.
+* ``verify`` (torch): :func:`verify_whitebox` (class weights vs carriers, through a least-squares alignment of
+  feature spaces), :func:`verify_blackbox` (loss on marked copies vs originals), :func:`verdict_text`.
 
 The torch-based names load on first use, so ``import roomscan.radioactive`` stays light.
 
@@ -70,11 +72,20 @@ _LAZY = {
     "predict_logits": "classifier",
     "save_classifier": "classifier",
     "train_classifier": "classifier",
+    "BlackboxResult": "verify",
+    "ClassTest": "verify",
+    "Verdict": "verify",
+    "WhiteboxResult": "verify",
+    "verdict_text": "verify",
+    "verify_blackbox": "verify",
+    "verify_whitebox": "verify",
 }
 
 __all__ = [
     "KEY_FORMAT_VERSION",
     "AugmentConfig",
+    "BlackboxResult",
+    "ClassTest",
     "ClassifierConfig",
     "ClassifierTrainResult",
     "ImageClassifier",
@@ -90,6 +101,8 @@ __all__ = [
     "RadioactiveError",
     "SkippedFile",
     "TrainResult",
+    "Verdict",
+    "WhiteboxResult",
     "accuracy",
     "combine_pvalues",
     "cosine_pvalue",
@@ -111,6 +124,9 @@ __all__ = [
     "save_network",
     "train_classifier",
     "train_marking_network",
+    "verdict_text",
+    "verify_blackbox",
+    "verify_whitebox",
     "weights_sha256",
 ]
 
