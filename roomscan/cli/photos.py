@@ -1,6 +1,6 @@
 """``roomscan photos ...``: the catalog's photos across listings: analyse the ones stored before their quality and
-perceptual hashes were computed, and list the same picture used by several listings. (A listing's own photos
-are ``roomscan listings photos ...``.)"""
+perceptual hashes were computed, list the same picture used by several listings, and make the radioactive-data
+marked copies public image URLs serve (``mark``). (A listing's own photos are ``roomscan listings photos ...``.)"""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from roomscan.cli._common import DbOpt, JsonOpt
 from roomscan.cli._console import console, err_console, progress
 from roomscan.insights.phash import DEFAULT_MAX_DISTANCE
 
-app = typer.Typer(help="Photos across listings: quality and duplicate analysis.", no_args_is_help=True)
+app = typer.Typer(help="Photos across listings: quality and duplicate analysis, marked copies for publishing.",
+                  no_args_is_help=True)
 
 MaxDistanceOpt = typer.Option(
     DEFAULT_MAX_DISTANCE, "--max-distance", "-k", min=0, max=32,
@@ -103,3 +104,51 @@ def duplicates(
             table.add_row(str(number) if i == 0 else "", str(photo.photo_id), listings or "[dim]none[/]")
     console.print(table)
     err_console.print(f"{len(clusters)} picture(s) on more than one listing", highlight=False)
+
+
+@app.command("mark")
+def mark(
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Mark at most this many photos, then stop."),
+    retry_skipped: bool = typer.Option(
+        False, "--retry-skipped", help="Try again photos recorded as impossible to mark under the current key."),
+    steps: int = typer.Option(60, "--steps", min=1, max=1000, help="Optimisation steps per photo."),
+    db: str | None = DbOpt,
+) -> None:
+    """Make radioactive-data marked copies of the photos on published listings, which public image URLs then
+    serve (owners and admins still get the originals).
+
+    Needs ROOMSCAN_MARK_KEY (the marking key) and ROOMSCAN_MARK_NETWORK (the marking network it was made with);
+    neither is ever served. Only photos without a mark under the current key are marked: after a key change,
+    every photo is marked again. Resumable: each photo is saved as it is done, so stop it at any time (Ctrl-C) and
+    run it again to go on. Photos that cannot be marked (not JPEG or PNG, or a JPEG whose re-encoding alone breaks
+    the bounds) are named and keep being served as they are.
+    """
+    from roomscan.catalog.marks import mark_pending, pending_count, publishing
+    from roomscan.errors import RoomscanError
+
+    services = open_catalog(db)
+    pub = publishing(services.settings)
+    if pub is None:
+        raise RoomscanError("publishing marked copies is off: set ROOMSCAN_MARK_KEY (a marking key, e.g. from "
+                            "`roomscan mark`) and ROOMSCAN_MARK_NETWORK (the marking network it was made with)")
+    with services.sessions() as session:
+        pending = pending_count(session, pub.fingerprint, retry_skipped=retry_skipped)
+        if pending == 0:
+            err_console.print("nothing to do: every photo on a published listing has a mark under this key")
+            return
+        network = pub.load_network()
+        total = min(pending, limit) if limit else pending
+        with progress() as bar:
+            task = bar.add_task("Marking", total=total)
+            stats = mark_pending(session, services.photos, pub, network, limit=limit,
+                                 retry_skipped=retry_skipped, steps=steps, on_progress=lambda n: bar.advance(task, n))
+    left = pending - stats.marked - stats.skipped
+    psnr = f" (mean PSNR {stats.mean_psnr:.1f} dB)" if stats.marked else ""
+    err_console.print(f"marked {stats.marked} photo(s){psnr}, {stats.skipped} cannot be marked, {stats.failed} "
+                      f"failed" + (f"; {left} still to mark" if left > 0 else ""), highlight=False)
+    for error in stats.errors[:20]:
+        err_console.print(f"[yellow]not marked[/] {escape(error)}")
+    if len(stats.errors) > 20:
+        err_console.print(f"... and {len(stats.errors) - 20} more", highlight=False)
+    if stats.failed:
+        raise typer.Exit(1)
