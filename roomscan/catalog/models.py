@@ -112,6 +112,10 @@ class AuditEntry(Base):
     status: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
+MAX_BEDROOMS = 100
+"""The most bedrooms a listing may declare (the ``listings.bedrooms`` CHECK, 0011)."""
+
+
 class Listing(Base):
     """A rental listing: a title and the amenities its host claims, owned by the host who may change it."""
 
@@ -127,6 +131,8 @@ class Listing(Base):
     # Unpublished listings are seen only by their owner and admins (0008): reads answer 404 to everyone else,
     # and their searchable roll-up rows are not written, so search never finds them.
     published: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The bedrooms its host declares (0011; None: not declared): the photo tour notes fewer bedroom photos.
+    bedrooms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # The stored roll-up (``listing_amenities``) may lag the listing's photos: set when a photo is attached while
     # its detection is still queued, cleared by every roll-up refresh; workers refresh stale listings.
@@ -142,7 +148,10 @@ class Listing(Base):
         back_populates="listing", cascade="all, delete-orphan", order_by="AmenityDecision.amenity"
     )
 
-    __table_args__ = (Index("ix_listings_rollup_stale", "rollup_stale"),)
+    __table_args__ = (
+        Index("ix_listings_rollup_stale", "rollup_stale"),
+        CheckConstraint(f"bedrooms >= 0 AND bedrooms <= {MAX_BEDROOMS}", name="ck_listings_bedrooms"),
+    )
 
 
 class ListingClaim(Base):
