@@ -124,6 +124,31 @@ def test_0008_keeps_every_existing_listing_published_with_its_claims_and_photos(
     engine.dispose()
 
 
+def test_0011_existing_listings_declare_no_bedrooms_and_the_count_is_bounded(catalog_url: str) -> None:
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    engine = make_engine(catalog_url)
+    with engine.begin() as con:
+        command.upgrade(alembic_config(con), "0010")
+    _two_listings_with_claims_and_a_photo(engine)
+    migrate(engine)
+    with engine.begin() as con:
+        assert con.execute(text("SELECT id, bedrooms FROM listings ORDER BY id")).all() == [(1, None), (2, None)]
+        _claims_and_photo_survive(con)
+        con.execute(text("UPDATE listings SET bedrooms = 2 WHERE id = 1"))
+    for bad in (-1, 101):  # the database itself refuses what no interface should let through
+        with pytest.raises(IntegrityError), engine.begin() as con:
+            con.execute(text(f"UPDATE listings SET bedrooms = {bad} WHERE id = 2"))
+    with engine.begin() as con:  # and back down: the column goes, nothing else does
+        command.downgrade(alembic_config(con), "0010")
+    assert "bedrooms" not in {c["name"] for c in inspect(engine).get_columns("listings")}
+    with engine.begin() as con:
+        _claims_and_photo_survive(con)
+    engine.dispose()
+
+
 def _two_listings_with_claims_and_a_photo(engine) -> None:  # type: ignore[no-untyped-def]
     """What an older catalog holds: listings 1 and 2 with a claim each, and a photo on listing 1."""
     from sqlalchemy import text
