@@ -37,3 +37,7 @@ class AuthenticationError(RoomscanError):
 
 class PermissionDeniedError(RoomscanError):
     """A valid key without the right to do this: another host's listing, an admin's task (HTTP 403)."""
+
+
+class ListingError(RoomscanError, ValueError):
+    """A listing field a host gave is unusable: a bedroom count out of range (HTTP 422)."""
