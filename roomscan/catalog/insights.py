@@ -407,14 +407,8 @@ def listing_insights(
         tour = suggest_tour(
             tour_photos,
             claims=[c.amenity for c in listing.claims if c.amenity in taxonomy],
-            bedrooms=_bedrooms(listing),
+            bedrooms=listing.bedrooms,
             taxonomy=taxonomy,
             room_types=room_types,
         )
     return ListingInsights(listing.id, model_id, tuple(photos), tour, tuple(i for i in ids if i not in placed))
-
-
-def _bedrooms(listing: Listing) -> int | None:
-    """The declared bedroom count, for listings that have such a field (none do yet)."""
-    value = getattr(listing, "bedrooms", None)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

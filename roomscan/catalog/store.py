@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
+from typing import Final, Literal
 
 import numpy as np
 from sqlalchemy import ColumnElement, delete, func, insert, select
@@ -18,6 +20,7 @@ from roomscan.backends import ModelInfo
 from roomscan.catalog import insights, jobs
 from roomscan.catalog.models import (
     DECISIONS,
+    MAX_BEDROOMS,
     AmenityDecision,
     Detection,
     JobState,
@@ -33,15 +36,17 @@ from roomscan.catalog.models import (
 from roomscan.catalog.photos import PhotoStore
 from roomscan.detection.core import Detections, labels_of, make_detections
 from roomscan.detection.image import LoadedImage
-from roomscan.errors import NotFoundError
+from roomscan.errors import ListingError, NotFoundError
 from roomscan.listing import ListingAmenities, roll_up
 from roomscan.taxonomy import Taxonomy
 
 __all__ = [
+    "UNCHANGED",
     "AddedPhoto",
     "ProcessingState",
     "RemovedPhoto",
     "add_photo",
+    "check_bedrooms",
     "create_listing",
     "delete_listing",
     "delete_orphan_files",
@@ -66,6 +71,30 @@ BOOTSTRAP_OWNER = "admin"
 """The account that owns listings made without one (the CLI, imports): ``roomscan.auth.BOOTSTRAP_ADMIN``."""
 
 
+class _Unchanged(Enum):
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED: Final = _Unchanged.UNCHANGED
+"""For :func:`update_listing`'s fields where ``None`` is a value (``bedrooms=None`` clears the count): leave it."""
+
+
+def check_bedrooms(bedrooms: int | None) -> int | None:
+    """``bedrooms`` unchanged when it is ``None`` (not declared) or a whole number 0..MAX_BEDROOMS (100).
+
+    Raises:
+        ListingError: anything else (a negative count, more than 100, a bool, a float, a string).
+    """
+    if bedrooms is None:
+        return None
+    if isinstance(bedrooms, bool) or not isinstance(bedrooms, int) or not 0 <= bedrooms <= MAX_BEDROOMS:
+        raise ListingError(
+            f"bedrooms must be a whole number from 0 to {MAX_BEDROOMS}, got {bedrooms!r}; "
+            "leave it out when the listing declares no count"
+        )
+    return bedrooms
+
+
 def create_listing(
     session: Session,
     title: str,
@@ -75,6 +104,7 @@ def create_listing(
     model_id: int | None = None,
     owner_id: int | None = None,
     published: bool = True,
+    bedrooms: int | None = None,
 ) -> Listing:
     """Create a listing (not committed), owned by ``owner_id`` (a ``users`` row; the host who may change it).
 
@@ -84,18 +114,22 @@ def create_listing(
         taxonomy, model_id: when given, the listing's searchable roll-up is written at once (claims start
             ``unverified``).
         published: ``False`` keeps it to its owner and admins (left out of search, 404 to everyone else).
+        bedrooms: how many bedrooms the host declares (0..100; ``None``: no count); the photo tour notes
+            fewer bedroom photos than that.
 
     Raises:
-        ValueError: blank title. TaxonomyError: an unknown amenity (with ``taxonomy``).
+        ValueError: blank title. ListingError: a bedroom count out of range. TaxonomyError: an unknown amenity
+            (with ``taxonomy``).
     """
     title = title.strip()
     if not title:
         raise ValueError("a listing needs a non-empty title")
+    bedrooms = check_bedrooms(bedrooms)
     if taxonomy is not None:
         claimed = [taxonomy.resolve(c).slug for c in claimed]
     if owner_id is None:  # made by the operator (CLI, import): the bootstrap admin owns it
         owner_id = session.scalar(select(User.id).where(User.name == BOOTSTRAP_OWNER))
-    listing = Listing(title=title[:200], owner_id=owner_id, published=published)
+    listing = Listing(title=title[:200], owner_id=owner_id, published=published, bedrooms=bedrooms)
     listing.claims = [ListingClaim(amenity=slug) for slug in sorted(set(claimed))]
     session.add(listing)
     session.flush()
@@ -113,19 +147,24 @@ def update_listing(
     title: str | None = None,
     claimed: Iterable[str] | None = None,
     published: bool | None = None,
+    bedrooms: int | None | Literal[_Unchanged.UNCHANGED] = UNCHANGED,
     taxonomy: Taxonomy,
     model_id: int | None,
 ) -> Listing:
-    """Change a listing's title, its claimed amenities (names, slugs or synonyms) and/or whether it is
-    published; the roll-up follows (or, with no ``model_id`` yet, is left to a worker). Unpublishing takes the
-    listing out of search at once; publishing puts it back.
+    """Change a listing's title, its claimed amenities (names, slugs or synonyms), whether it is published and/or
+    its declared bedroom count; the roll-up follows (or, with no ``model_id`` yet, is left to a worker).
+    Unpublishing takes the listing out of search at once; publishing puts it back.
 
-    ``None`` leaves a field as it is; ``claimed=[]`` withdraws every claim.
+    ``None`` leaves a field as it is; ``claimed=[]`` withdraws every claim. ``bedrooms`` is left as it is with
+    :data:`UNCHANGED` (the default); ``None`` clears it (no count declared).
 
     Raises:
-        ValueError: blank title. TaxonomyError: an unknown amenity (nothing is changed).
+        ValueError: blank title. ListingError: a bedroom count out of range. TaxonomyError: an unknown amenity
+            (nothing is changed).
     """
     slugs = None if claimed is None else sorted({taxonomy.resolve(c).slug for c in claimed})
+    if bedrooms is not UNCHANGED:
+        bedrooms = check_bedrooms(bedrooms)
     if title is not None:
         title = title.strip()
         if not title:
@@ -135,6 +174,8 @@ def update_listing(
         set_claims(session, listing, slugs)
     if published is not None:
         listing.published = published
+    if bedrooms is not UNCHANGED:
+        listing.bedrooms = bedrooms
     session.flush()
     _follow(session, listing, model_id, taxonomy)
     return listing
