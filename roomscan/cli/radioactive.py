@@ -66,7 +66,7 @@ def network_path_for(key: Path) -> Path:
 
 
 def mark(
-    source: Path = typer.Argument(..., metavar="DATASET_OR_DIR", help="A roomscan dataset, a folder with one sub-folder per class, or (with --sets) any folder of photos."),
+    dataset_or_dir: Path = typer.Argument(..., help="A roomscan dataset, a folder with one sub-folder per class, or (with --sets) any folder of photos."),
     fraction: float = typer.Option(..., "--fraction", help="Fraction of each class's photos to mark, in (0, 1] (at least one photo per class)."),
     key: Path = typer.Option(..., "--key", help="Where to save the marking key (.npz). Keep it private: verify needs it."),
     out: Path = typer.Option(..., "--out", help="Folder for the marked copies (same relative paths; for a dataset, OUT/images)."),
@@ -100,6 +100,7 @@ def mark(
     """
     from roomscan.cli._mark_inputs import choose, read_inputs
 
+    source = dataset_or_dir
     eps = parse_epsilon(epsilon)
     if not 0 < fraction <= 1:
         raise _refused(f"--fraction must be in (0, 1] (e.g. 0.01 for 1%), got {fraction:g}")
