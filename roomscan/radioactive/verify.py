@@ -11,7 +11,12 @@ validity. Per-class p-values are pooled with Fisher's method.
 
 Black-box (:func:`verify_blackbox`): a model trained on marked copies fits them better than their unmarked
 originals. The per-image cross-entropy gap (original minus marked) is tested with a one-sided Wilcoxon
-signed-rank test.
+signed-rank test; with a ``reference`` model (trained without the marked photos) the test is on the difference of
+the two models' gaps, pair by pair. Without one, read the p-value as "the marked copies have the lower loss", not
+as proof of training: marks push photos along class carriers, and for a model of the same task that can lower
+their loss too. Measured at 32 px (3 classes, 90 photos, 6 seeds): models never trained on the marked photos gave
+p = 4e-4 and 1.5e-3 on two seeds without a reference, 0.027 and 0.0015 with one; a reference narrows the confound,
+it does not give an exact null as the white-box test does.
 
 Both results carry a :class:`Verdict` in plain words and ``to_dict()`` for ``--json``.
 
@@ -425,7 +430,9 @@ class BlackboxResult:
         mean_gap: mean of (loss on original - loss on marked copy), nats; positive favours the marked copies.
         median_gap: its median.
         n_pairs: pairs compared.
-        n_tied: pairs with exactly equal losses (left out of the test).
+        n_tied: pairs left out of the test for a zero difference (equal losses, or the reference's exact gap).
+        reference_mean_gap: the reference model's mean gap, when one was given (the test is then on the
+            difference between the two models' gaps, pair by pair).
         notes: warnings.
         alpha: the threshold of :attr:`verdict`.
     """
@@ -436,13 +443,18 @@ class BlackboxResult:
     median_gap: float
     n_pairs: int
     n_tied: int
+    reference_mean_gap: float | None = None
     notes: tuple[str, ...] = ()
     alpha: float = DEFAULT_ALPHA
 
     @property
     def verdict(self) -> Verdict:
+        if self.reference_mean_gap is None:
+            return _verdict(
+                self.p_value, self.alpha, "fit the marked copies this much better than their originals"
+            )
         return _verdict(
-            self.p_value, self.alpha, "fit the marked copies this much better than their originals"
+            self.p_value, self.alpha, "fit the marked copies this much better than the reference model does"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -497,6 +509,13 @@ def _cross_entropy(logits: ArrayLike, y: NDArray[np.int64], what: str) -> NDArra
     return log_norm - z[np.arange(len(y)), y]  # [n]
 
 
+def _loss_gap(
+    run: LogitsFn, marked: list[Image.Image], originals: list[Image.Image], y: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """Per pair: cross-entropy on the original minus on the marked copy (positive: the copy fits better)."""
+    return _cross_entropy(run(originals), y, "originals") - _cross_entropy(run(marked), y, "marked images")
+
+
 def verify_blackbox(
     model: nn.Module | LogitsFn,
     marked_images: Sequence[ImageInput],
@@ -504,6 +523,7 @@ def verify_blackbox(
     labels: Sequence[int | str],
     class_names: Sequence[str] | None = None,
     *,
+    reference: nn.Module | LogitsFn | None = None,
     alpha: float = DEFAULT_ALPHA,
     batch_size: int = 64,
 ) -> BlackboxResult:
@@ -515,6 +535,10 @@ def verify_blackbox(
         marked_images, original_images: the pairs, in the same order (PIL images or file paths).
         labels: each pair's class, an index or a name in ``class_names``.
         class_names: the model's output classes (default: ``model.class_names``).
+        reference: a model of the same task known *not* to have seen the marked photos (e.g. one you trained on
+            other photos), same outputs. With it, each pair's gap is compared with the reference's gap on the same
+            pair, so a mark that makes photos look more like their class to *any* model is not taken for
+            memorisation. Without it, the p-value only says the marked copies have the lower loss.
         alpha: the verdict's threshold.
 
     Raises:
@@ -550,12 +574,20 @@ def verify_blackbox(
         else:
             raise RadioactiveError(f"pair {i} has label {label!r}: give a class name or a class index >= 0")
     y_arr = np.asarray(y, dtype=np.int64)
-    run = _logits_fn(model, batch_size)
-    gap = _cross_entropy(run(originals), y_arr, "originals") - _cross_entropy(
-        run(marked), y_arr, "marked images"
-    )
-    nonzero = gap[gap != 0]
+    gap = _loss_gap(_logits_fn(model, batch_size), marked, originals, y_arr)
     notes = []
+    reference_gap = None
+    if reference is not None:
+        reference_gap = _loss_gap(_logits_fn(reference, batch_size), marked, originals, y_arr)
+        diff = gap - reference_gap
+    else:
+        diff = gap
+        notes.append(
+            "no reference model: a mark that pushes photos towards their class can lower their loss for a model "
+            "never trained on them too; pass a reference model trained without the marked photos for a p-value "
+            "that separates the two"
+        )
+    nonzero = diff[diff != 0]
     if nonzero.size == 0:
         notes.append(
             "every marked copy has exactly its original's loss (are they the same images?): no evidence"
@@ -573,6 +605,7 @@ def verify_blackbox(
         median_gap=float(np.median(gap)),
         n_pairs=len(gap),
         n_tied=int(len(gap) - nonzero.size),
+        reference_mean_gap=None if reference_gap is None else float(reference_gap.mean()),
         notes=tuple(notes),
         alpha=alpha,
     )
