@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from roomscan.catalog.models import Listing, ListingPhoto, Photo, PhotoMark
@@ -223,8 +224,12 @@ def mark_pending(
             stats.failed += 1
             stats.errors.append(f"photo {photo_id}: {outcome}")
         else:
-            session.merge(outcome)
-            session.commit()
+            try:
+                session.merge(outcome)
+                session.commit()
+            except IntegrityError:  # the photo was deleted while it was being marked; its copy is swept later
+                session.rollback()
+                continue
             if outcome.marked_sha256 is None:
                 stats.skipped += 1
                 stats.errors.append(f"photo {photo_id}: {outcome.note}")

@@ -226,3 +226,25 @@ def test_the_migration_upgrades_a_0009_catalog(catalog_url: str) -> None:
         assert con.execute(text("SELECT count(*) FROM photos")).scalar() == 1
         assert con.execute(text("SELECT count(*) FROM photo_marks")).scalar() == 0
     engine.dispose()
+
+
+def test_a_photo_deleted_while_it_is_marked_is_left_out(env, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    Session, photos, settings, add = env
+    first, second = add("Loft", photo_bytes(1), photo_bytes(2))
+    real = marks._mark_one
+
+    def delete_first_meanwhile(photos_, photo, *args):  # type: ignore[no-untyped-def]
+        result = real(photos_, photo, *args)
+        if photo.id == first:
+            with Session() as other:
+                other.execute(text("DELETE FROM listing_photos WHERE photo_id = :p"), {"p": first})
+                other.execute(text("DELETE FROM photo_jobs WHERE photo_id = :p"), {"p": first})
+                other.execute(text("DELETE FROM photos WHERE id = :p"), {"p": first})
+                other.commit()
+        return result
+
+    monkeypatch.setattr(marks, "_mark_one", delete_first_meanwhile)
+    stats = run(Session, photos, settings)
+    assert stats.marked == 1
+    with Session() as session:
+        assert session.get(PhotoMark, first) is None and session.get(PhotoMark, second) is not None
