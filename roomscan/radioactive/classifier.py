@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -143,7 +143,7 @@ class ClassifierConfig:
             raise RadioactiveError(
                 f"the classifier config has unknown settings {unknown}; known: {sorted(names)}"
             )
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         try:
             return cls(**values)
         except TypeError as exc:
@@ -435,7 +435,8 @@ class LabelledFolder:
     skipped: tuple[SkippedFile, ...]
     paths: tuple[Path, ...]
 
-    def __iter__(self):  # type: ignore[no-untyped-def] - tuple-style unpacking
+    def __iter__(self) -> Iterator[Any]:
+        """Unpack as ``images, labels, class_names, skipped``."""
         return iter((self.images, self.labels, self.class_names, self.skipped))
 
 

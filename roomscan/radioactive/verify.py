@@ -257,7 +257,8 @@ def _tested_features(
     try:
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
-                out.append(model.features(images_to_tensor(images[start : start + batch_size], size)))
+                x = images_to_tensor(images[start : start + batch_size], size)
+                out.append(model.features(x))  # type: ignore[operator]  # checked callable by _model_parts
     finally:
         model.train(was_training)
     return torch.cat(out)
