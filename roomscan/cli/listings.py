@@ -33,6 +33,10 @@ ListingArg = typer.Argument(..., help="The listing's id (`roomscan listings list
 ClaimOpt = typer.Option(
     [], "--claim", "-c", help="An amenity the host claims: slug, name or synonym (`hot tub`); repeat."
 )
+BedroomsOpt = typer.Option(
+    None, "--bedrooms", help="How many bedrooms the listing has (0-100); the tour notes fewer bedroom photos.",
+    show_default=False,
+)
 _STYLE = {AmenityStatus.CONFIRMED: "green", AmenityStatus.UNVERIFIED: "yellow", AmenityStatus.DISCOVERED: "cyan",
           AmenityStatus.REJECTED: "red"}
 
@@ -45,6 +49,7 @@ def listings_add(
     unpublished: bool = typer.Option(
         False, "--unpublished", help="Keep it to its owner and admins: not in search, 404 to everyone else."
     ),
+    bedrooms: int | None = BedroomsOpt,
     taxonomy: Path | None = TaxonomyOpt,
     db: str | None = DbOpt,
 ) -> None:
@@ -56,13 +61,16 @@ def listings_add(
     slugs = sorted({tax.resolve(c).slug for c in claim})
     if not title.strip():
         raise RoomscanError("a listing needs a non-empty title")
+    store.check_bedrooms(bedrooms)  # before opening the catalog
     services = open_catalog(db)
     sessions = services.sessions
     with sessions() as session:
         owner_id = auth.get_user(session, owner).id if owner else None
-        listing = store.create_listing(session, title, slugs, owner_id=owner_id, published=not unpublished)
+        listing = store.create_listing(session, title, slugs, owner_id=owner_id, published=not unpublished,
+                                       bedrooms=bedrooms)
         session.commit()
-        note = " (unpublished)" if unpublished else ""
+        note = "" if bedrooms is None else f", {_bedrooms(bedrooms)}"
+        note += " (unpublished)" if unpublished else ""
         console.print(f"created listing {listing.id}: {listing.title}{note}", highlight=False, markup=False)
 
 
@@ -119,6 +127,7 @@ def listings_show(
             "id": listing.id,
             "title": listing.title,
             "published": listing.published,
+            "bedrooms": listing.bedrooms,
             "model": model.key if model else None,
             "processing": {"state": state.state, "total": state.total, "done": state.done,
                            "pending": state.pending, "failed": state.failed},
@@ -133,7 +142,8 @@ def listings_show(
         }))
         return
     hidden = ", [bold]unpublished[/]: not in search" if not listing.published else ""
-    console.print(f"[bold]{escape(listing.title)}[/] (listing {listing.id}{hidden}), {state.total} photos, "
+    declared = "" if listing.bedrooms is None else f"{_bedrooms(listing.bedrooms)} declared, "
+    console.print(f"[bold]{escape(listing.title)}[/] (listing {listing.id}{hidden}), {declared}{state.total} photos, "
                   f"model {escape(model.key) if model else 'none yet'}: {state.state}", highlight=False)
     table = Table("amenity", "status", "best score", "photos", "evidence (photo: box)")
     for a in summary.amenities:
@@ -144,6 +154,10 @@ def listings_show(
         table.add_row(escape(a.name), label, f"{a.score:.2f}", str(a.photo_count), ev)
     console.print(table)
     _print_photo_insights(found, names)
+
+
+def _bedrooms(count: int) -> str:
+    return f"{count} bedroom{'s' * (count != 1)}"
 
 
 def _print_photo_insights(found, names: dict[int, str]) -> None:  # type: ignore[no-untyped-def]
@@ -186,17 +200,24 @@ def listings_edit(
         None, "--publish/--unpublish",
         help="Publish it, or keep it to its owner and admins (left out of search, 404 to everyone else).",
     ),
+    bedrooms: int | None = BedroomsOpt,
+    clear_bedrooms: bool = typer.Option(False, "--clear-bedrooms", help="Declare no bedroom count any more."),
     taxonomy: Path | None = TaxonomyOpt,
     db: str | None = DbOpt,
 ) -> None:
-    """Change a listing's title, its claims (--claim replaces the whole set) or whether it is published; the
-    amenities follow."""
+    """Change a listing's title, its claims (--claim replaces the whole set), whether it is published or its
+    bedroom count; the amenities follow."""
     from roomscan.catalog import store
 
-    if title is None and not claim and not no_claims and published is None:
-        raise RoomscanError("nothing to change: give --title, --claim (repeat), --no-claims, --publish or --unpublish")
+    if (title is None and not claim and not no_claims and published is None and bedrooms is None
+            and not clear_bedrooms):
+        raise RoomscanError("nothing to change: give --title, --claim (repeat), --no-claims, --publish, --unpublish, "
+                            "--bedrooms or --clear-bedrooms")
     if claim and no_claims:
         raise RoomscanError("--claim and --no-claims contradict each other: give one")
+    if bedrooms is not None and clear_bedrooms:
+        raise RoomscanError("--bedrooms and --clear-bedrooms contradict each other: give one")
+    store.check_bedrooms(bedrooms)  # before opening the catalog
     tax = load_taxonomy(taxonomy)
     services = open_catalog(db)
     sessions = services.sessions
@@ -205,12 +226,15 @@ def listings_edit(
         model = services.catalog_model(session, listing_id)
         try:
             store.update_listing(session, listing, title=title, claimed=[] if no_claims else (claim or None),
-                                 published=published, taxonomy=tax, model_id=model.id if model else None)
+                                 published=published,
+                                 bedrooms=None if clear_bedrooms else store.UNCHANGED if bedrooms is None else bedrooms,
+                                 taxonomy=tax, model_id=model.id if model else None)
         except ValueError as exc:
             raise RoomscanError(str(exc)) from exc
         session.commit()
         claims = ", ".join(c.amenity for c in listing.claims) or "none"
-        shown = "" if listing.published else ", unpublished"
+        shown = "" if listing.bedrooms is None else f", {_bedrooms(listing.bedrooms)}"
+        shown += "" if listing.published else ", unpublished"
         console.print(f"listing {listing.id}: {listing.title} (claims: {claims}{shown})", highlight=False, markup=False)
 
 
