@@ -12,8 +12,8 @@ validity. Per-class p-values are pooled with Fisher's method.
 Black-box (:func:`verify_blackbox`): a model trained on marked copies fits them better than their unmarked
 originals. The per-image cross-entropy gap (original minus marked) is tested with a one-sided Wilcoxon
 signed-rank test; with a ``reference`` model (trained without the marked photos) the test is on the difference of
-the two models' gaps, pair by pair. Without one, read the p-value as "the marked copies have the lower loss", not
-as proof of training: marks push photos along class carriers, and for a model of the same task that can lower
+the two models' gaps, pair by pair. Without one, the p-value only says "the marked copies have the lower loss" and
+the verdict never reports detection, because that is not proof of training: marks push photos along class carriers, and for a model of the same task that can lower
 their loss too. Measured at 32 px (3 classes, 90 photos, 6 seeds): models never trained on the marked photos gave
 p = 4e-4 and 1.5e-3 on two seeds without a reference, 0.027 and 0.0015 with one; a reference narrows the confound,
 it does not give an exact null as the white-box test does.
@@ -435,7 +435,7 @@ class BlackboxResult:
         reference_mean_gap: the reference model's mean gap, when one was given (the test is then on the
             difference between the two models' gaps, pair by pair).
         notes: warnings.
-        alpha: the threshold of :attr:`verdict`.
+        alpha: the threshold of :attr:`verdict`; without a reference model the verdict never reports detection.
     """
 
     p_value: float
@@ -450,6 +450,17 @@ class BlackboxResult:
 
     @property
     def verdict(self) -> Verdict:
+        if self.reference_mean_gap is None and self.p_value < self.alpha:
+            # Not calibrated: models never trained on the marked photos have fallen below alpha (see the module).
+            return Verdict(
+                self.p_value,
+                self.alpha,
+                False,
+                f"the marked copies fit this model better than their originals (p = {_format_p(self.p_value)}), "
+                "but without a reference model that is not evidence of training: marks that make photos look more "
+                "like their class can do this for a model never trained on them. Run again with a reference model "
+                "trained without the marked photos",
+            )
         if self.reference_mean_gap is None:
             return _verdict(
                 self.p_value, self.alpha, "fit the marked copies this much better than their originals"

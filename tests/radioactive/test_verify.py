@@ -197,12 +197,15 @@ def test_a_model_that_fits_the_marked_copies_better_gives_a_small_p(originals):
     marked = [brighter(im, 3) for im in originals]
     result = verify_blackbox(brightness_model, marked, originals, [0] * len(originals), ("a", "b", "c"))
     assert result.p_value < 1e-6 and result.mean_gap > 0 and result.n_pairs == 30 and result.n_tied == 0
-    assert result.verdict.detected
+    assert (
+        not result.verdict.detected
+        and "without a reference model that is not evidence" in result.verdict.text
+    )
     worse = verify_blackbox(
         brightness_model, [brighter(im, -3) for im in originals], originals, ["a"] * 30, "abc"
     )
     assert worse.p_value > 0.99 and worse.mean_gap < 0 and not worse.verdict.detected
-    assert json.loads(json.dumps(result.to_dict()))["verdict"]["detected"] is True
+    assert json.loads(json.dumps(result.to_dict()))["verdict"]["detected"] is False
 
 
 def test_a_reference_model_separates_memorisation_from_marks_that_help_any_model(originals):
@@ -224,7 +227,8 @@ def test_a_reference_model_separates_memorisation_from_marks_that_help_any_model
     )
     assert "reference" in same.verdict.text or "no evidence" in same.verdict.text
     more = verify_blackbox(leaning(12), marked, originals, labels, "abc", reference=leaning(4))
-    assert more.p_value < 1e-6 and "than the reference model does" in more.verdict.text
+    assert more.p_value < 1e-6 and more.verdict.detected
+    assert "very likely trained" in more.verdict.text and "than the reference model does" in more.verdict.text
     alone = verify_blackbox(brightness_model, marked, originals, labels, "abc")
     assert alone.reference_mean_gap is None and any("no reference model" in n for n in alone.notes)
 
