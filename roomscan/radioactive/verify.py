@@ -13,10 +13,11 @@ Black-box (:func:`verify_blackbox`): a model trained on marked copies fits them 
 originals. The per-image cross-entropy gap (original minus marked) is tested with a one-sided Wilcoxon
 signed-rank test; with a ``reference`` model (trained without the marked photos) the test is on the difference of
 the two models' gaps, pair by pair. Without one, the p-value only says "the marked copies have the lower loss" and
-the verdict never reports detection, because that is not proof of training: marks push photos along class carriers, and for a model of the same task that can lower
-their loss too. Measured at 32 px (3 classes, 90 photos, 6 seeds): models never trained on the marked photos gave
-p = 4e-4 and 1.5e-3 on two seeds without a reference, 0.027 and 0.0015 with one; a reference narrows the confound,
-it does not give an exact null as the white-box test does.
+the verdict never reports detection, because that is not proof of training: marks push photos along class
+carriers, and for a model of the same task that can lower their loss too. Measured at 32 px (3 classes, 90 photos,
+6 seeds): models never trained on the marked photos gave p = 4e-4 and 1.5e-3 on two seeds without a reference,
+0.027 and 0.0015 with one (0.08 to 1 on the others); a reference narrows the confound, it does not give an exact
+null as the white-box test does.
 
 Both results carry a :class:`Verdict` in plain words and ``to_dict()`` for ``--json``.
 
