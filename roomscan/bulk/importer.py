@@ -1,8 +1,9 @@
 """Import listings with their photos from a Parquet or CSV file, on Ray Data.
 
 Columns: ``id`` (the listing's id where it comes from, kept as ``listings.external_id``), ``title``, and optionally
-``amenities`` (claimed amenities: a list column in Parquet, ``;``-separated in CSV) and ``photos`` (the same
-shapes: local paths relative to ``photo_root``, or ``http(s)://`` / ``s3://`` URLs read through fsspec).
+``amenities`` (claimed amenities: a list column in Parquet, ``;``-separated in CSV), ``photos`` (the same
+shapes: local paths relative to ``photo_root``, or ``http(s)://`` / ``s3://`` URLs read through fsspec) and
+``bedrooms`` (the declared bedroom count, 0-100; empty: none declared).
 
 The file is read with Ray Data; the driver makes (or finds) the listings; Ray tasks fetch, decode and validate the
 photos in parallel (``load_image`` with the settings' ``max_pixels``: bombs and corrupt files are refused one by
@@ -29,7 +30,7 @@ from roomscan.bulk._ray import quiet_ray_data, ray_session
 from roomscan.catalog import store
 from roomscan.catalog.insights import PhotoAnalysis
 from roomscan.catalog.models import Listing, ListingPhoto
-from roomscan.errors import RoomscanError
+from roomscan.errors import ListingError, RoomscanError
 from roomscan.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["COLUMNS", "ImportStats", "import_listings"]
 
-COLUMNS = ("id", "title", "amenities", "photos")
+COLUMNS = ("id", "title", "amenities", "photos", "bedrooms")
 REQUIRED = ("id", "title")
 _FILENAME_MAX = 255  # listing_photos.filename
 
@@ -69,6 +70,7 @@ class _Row:
     title: str
     amenities: tuple[str, ...]
     photos: tuple[str, ...]
+    bedrooms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,28 @@ def _row(where: str, record: dict[str, Any]) -> _Row:
     if not isinstance(title, str) or not title.strip():
         raise RoomscanError(f"{where}, column title: empty; every listing needs a title")
     return _Row(where, str(raw_id).strip()[:200], title.strip(),
-                _items(record.get("amenities"), "amenities", where), _items(record.get("photos"), "photos", where))
+                _items(record.get("amenities"), "amenities", where), _items(record.get("photos"), "photos", where),
+                _bedrooms(record.get("bedrooms"), where))
+
+
+def _bedrooms(value: Any, where: str) -> int | None:
+    """A bedrooms cell: text in CSV, an integer (or a float, where the column has gaps) in Parquet; empty is none."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    count: Any = value
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            count = int(value.strip())
+        except ValueError:
+            count = value
+    elif isinstance(value, np.integer) or (isinstance(value, (float, np.floating)) and float(value).is_integer()):
+        count = int(value)
+    try:
+        return store.check_bedrooms(count)
+    except ListingError as exc:
+        raise RoomscanError(f"{where}, column bedrooms: {exc}") from exc
 
 
 # -- fetching photos (Ray tasks) ---------------------------------------------------------------------------------
@@ -296,7 +319,8 @@ def _make_listings(sessions: sessionmaker[Session], rows: list[_Row], taxonomy: 
                 if listing is None:
                     try:
                         with session.begin_nested():
-                            listing = store.create_listing(session, row.title, row.amenities, taxonomy=taxonomy)
+                            listing = store.create_listing(session, row.title, row.amenities, taxonomy=taxonomy,
+                                                           bedrooms=row.bedrooms)
                             listing.external_id = row.external_id
                             session.flush()
                     except (TaxonomyError, ValueError) as exc:

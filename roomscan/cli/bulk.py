@@ -104,7 +104,8 @@ def import_listings(
     """Import listings with their photos from a Parquet or CSV file, on Ray (a local Ray by default).
 
     Columns: id (the listing's id where it comes from: a re-import finds it again), title, amenities (claimed:
-    a list in Parquet, ';'-separated in CSV), photos (the same: paths under --photo-root, or http(s)/s3 URLs).
+    a list in Parquet, ';'-separated in CSV), photos (the same: paths under --photo-root, or http(s)/s3 URLs),
+    bedrooms (the declared count, 0-100; empty: none).
     Photos are fetched, decoded and checked in parallel; bad rows and bad photos are reported and skipped.
     Each photo is queued for detection (`roomscan worker` or `roomscan backfill`). Running it again only adds
     what is missing.
