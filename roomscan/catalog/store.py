@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 from sqlalchemy import ColumnElement, delete, func, insert, select
@@ -45,6 +45,7 @@ __all__ = [
     "AddedPhoto",
     "ProcessingState",
     "RemovedPhoto",
+    "Unchanged",
     "add_photo",
     "check_bedrooms",
     "create_listing",
@@ -71,11 +72,13 @@ BOOTSTRAP_OWNER = "admin"
 """The account that owns listings made without one (the CLI, imports): ``roomscan.auth.BOOTSTRAP_ADMIN``."""
 
 
-class _Unchanged(Enum):
+class Unchanged(Enum):
+    """The type of :data:`UNCHANGED` (one member)."""
+
     UNCHANGED = "unchanged"
 
 
-UNCHANGED: Final = _Unchanged.UNCHANGED
+UNCHANGED: Final = Unchanged.UNCHANGED
 """For :func:`update_listing`'s fields where ``None`` is a value (``bedrooms=None`` clears the count): leave it."""
 
 
@@ -147,7 +150,7 @@ def update_listing(
     title: str | None = None,
     claimed: Iterable[str] | None = None,
     published: bool | None = None,
-    bedrooms: int | None | Literal[_Unchanged.UNCHANGED] = UNCHANGED,
+    bedrooms: int | None | Unchanged = UNCHANGED,
     taxonomy: Taxonomy,
     model_id: int | None,
 ) -> Listing:
