@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from annotated_types import Ge, Le
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from roomscan.catalog.models import MAX_BEDROOMS
 from roomscan.listing import Decision
 
 # The catalog's id columns are SQL INTEGER: PostgreSQL's int4 holds at most 2**31 - 1 (SQLite's 2**63 - 1); a
@@ -50,6 +51,10 @@ def storable_text(value: str) -> str:
 Text = Annotated[str, AfterValidator(storable_text)]
 """A string without NUL characters or lone surrogates (422 otherwise): every text field of the API."""
 
+# Strict: a JSON integer only (not "2", 2.5 or true), 0..100 like the column's CHECK; anything else is a 422.
+Bedrooms = Annotated[int, Field(strict=True, ge=0, le=MAX_BEDROOMS, examples=[2])]
+"""A declared bedroom count."""
+
 
 class ListingCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -62,10 +67,16 @@ class ListingCreate(BaseModel):
         default=True,
         description="False keeps the listing to its owner and admins: left out of search, and 404 to everyone else.",
     )
+    bedrooms: Bedrooms | None = Field(
+        default=None,
+        description="How many bedrooms the listing has (0-100; null or left out: none declared). The photo tour "
+        "notes fewer bedroom photos than that.",
+    )
 
 
 class ListingUpdate(BaseModel):
-    """Fields to change; a field left out stays as it is (``claimed_amenities: []`` withdraws every claim)."""
+    """Fields to change; a field left out stays as it is (``claimed_amenities: []`` withdraws every claim,
+    ``bedrooms: null`` clears the declared count)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -75,6 +86,10 @@ class ListingUpdate(BaseModel):
     )
     published: bool | None = Field(
         default=None, description="Publish (true) or unpublish (false): an unpublished listing leaves search at once."
+    )
+    bedrooms: Bedrooms | None = Field(
+        default=None,
+        description="The declared bedroom count (0-100); null clears it (none declared); left out, it stays as it is.",
     )
 
 
@@ -93,6 +108,7 @@ class ListingOut(BaseModel):
     photo_ids: list[CatalogId]
     created_at: str
     published: bool = Field(description="false: seen only by its owner and admins, and not in search")
+    bedrooms: int | None = Field(default=None, description="the declared bedroom count; null: none declared")
 
 
 class ListingPage(BaseModel):

@@ -44,6 +44,7 @@ def listing_out(listing: Listing) -> ListingOut:
         photo_ids=[lp.photo_id for lp in listing.photos],
         created_at=listing.created_at.isoformat(),
         published=listing.published,
+        bedrooms=listing.bedrooms,
     )
 
 
@@ -69,9 +70,9 @@ def create_listing(
     try:
         listing = store.create_listing(
             session, body.title, body.claimed_amenities, taxonomy=services.taxonomy, model_id=services.model_id,
-            owner_id=principal.user_id, published=body.published,
+            owner_id=principal.user_id, published=body.published, bedrooms=body.bedrooms,
         )
-    except (ValueError, TaxonomyError) as exc:  # blank title, unknown amenity
+    except (ValueError, TaxonomyError) as exc:  # blank title, bedrooms out of range, unknown amenity
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
     session.commit()
     return listing_out(listing)
@@ -100,7 +101,8 @@ def get_listing(listing_id: CatalogId, session: SessionDep, viewer: ViewerDep) -
 def update_listing(
     listing_id: CatalogId, body: ListingUpdate, principal: PrincipalDep, services: ServicesDep, session: SessionDep
 ) -> ListingOut:
-    """Change the title and/or the claimed amenities (the whole new set); the amenity roll-up follows."""
+    """Change the title, the claimed amenities (the whole new set), whether it is published and/or the declared
+    bedroom count (``null`` clears it); the amenity roll-up follows."""
     listing = editable_listing(principal, session, listing_id)
     try:
         store.update_listing(
@@ -109,6 +111,7 @@ def update_listing(
             title=body.title,
             claimed=body.claimed_amenities,
             published=body.published,
+            bedrooms=body.bedrooms if "bedrooms" in body.model_fields_set else store.UNCHANGED,
             taxonomy=services.taxonomy,
             model_id=services.model_id,
         )
