@@ -36,9 +36,9 @@ from roomscan.api.web import query_url, redirect, render
 from roomscan.auth import Principal, require_see, visible_listings
 from roomscan.catalog import store
 from roomscan.catalog.insights import photo_rooms
-from roomscan.catalog.models import Listing
+from roomscan.catalog.models import MAX_BEDROOMS, Listing
 from roomscan.catalog.search import SearchQuery, search_listings
-from roomscan.errors import TaxonomyError
+from roomscan.errors import ListingError, TaxonomyError
 from roomscan.insights.phash import DEFAULT_MAX_DISTANCE
 from roomscan.listing import Decision, Evidence
 from roomscan.services import Services
@@ -70,6 +70,22 @@ def _published(visibility: str | None) -> bool | None:
     return VISIBILITY[visibility]
 
 
+def _bedrooms(value: str | None) -> int | None:
+    """The form's number field: a count 0-100, or none declared when empty. Like the claims, the edit form states
+    the whole listing (FastAPI reads an empty field as an absent one, so the two cannot mean different things)."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        raise ListingError(
+            f"bedrooms must be a whole number from 0 to {MAX_BEDROOMS}, got {text!r}; "
+            "leave it empty when the listing declares no count"
+        ) from None
+    return store.check_bedrooms(count)
+
+
 @router.post("/listings", response_class=HTMLResponse)
 def create_listing_form(
     request: Request,
@@ -78,6 +94,7 @@ def create_listing_form(
     title: Annotated[Text, Form()] = "",
     claimed: Annotated[list[Text], Form()] = [],  # noqa: B006
     visibility: Annotated[str | None, Form()] = None,
+    bedrooms: Annotated[str | None, Form()] = None,
     api_key: Annotated[str | None, Form()] = None,
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
@@ -87,11 +104,12 @@ def create_listing_form(
         listing = store.create_listing(
             session, title, claimed, taxonomy=services.taxonomy, model_id=services.model_id,
             owner_id=principal.user_id, published=True if published is None else published,
+            bedrooms=_bedrooms(bedrooms),
         )
-    except (HTTPException, ValueError, TaxonomyError) as exc:  # wrong key, blank title, unknown amenity
+    except (HTTPException, ValueError, TaxonomyError) as exc:  # wrong key, blank title, bad count, unknown amenity
         session.rollback()
         code, message = _failure(exc)
-        form = {"title": title, "claimed": set(claimed), "visibility": visibility}
+        form = {"title": title, "claimed": set(claimed), "visibility": visibility, "bedrooms": bedrooms}
         return render(
             request, "index.html", code, error=message, form=form, listings=_visible_listings(request, session)
         )
@@ -178,6 +196,7 @@ def edit_listing_form(
     title: Annotated[Text, Form()] = "",
     claimed: Annotated[list[Text], Form()] = [],  # noqa: B006
     visibility: Annotated[str | None, Form()] = None,
+    bedrooms: Annotated[str | None, Form()] = None,
     api_key: Annotated[str | None, Form()] = None,
     csrf_token: Annotated[str | None, Form()] = None,
 ) -> Response:
@@ -190,13 +209,15 @@ def edit_listing_form(
             title=title,
             claimed=claimed,
             published=_published(visibility),
+            bedrooms=_bedrooms(bedrooms),
             taxonomy=services.taxonomy,
             model_id=services.model_id,
         )
     except (HTTPException, ValueError, TaxonomyError) as exc:
         session.rollback()
         code, message = _failure(exc)
-        form = {"title": title, "claimed": set(claimed), "visibility": visibility, "editing": True}
+        form = {"title": title, "claimed": set(claimed), "visibility": visibility, "bedrooms": bedrooms,
+                "editing": True}
         return listing_error(request, services, session, listing_id, code, message, form=form)
     session.commit()
     return redirect(f"/listings/{listing_id}", text="Listing saved.")
