@@ -84,6 +84,14 @@ def test_fewer_bedroom_photos_than_declared_are_noted_in_the_insights_and_on_the
     assert notes() == []
     assert "Nothing missing: the photos show a bedroom photo for each declared bedroom, a bathroom" in client.get(
         f"/listings/{listing_id}").text
+    # A studio (0 bedrooms) showing no bedroom is complete, and the page does not claim a bedroom photo.
+    with services.sessions() as session:
+        insights.save_room_scores(session, ids["bed.jpg"], services.model_id,
+                                  scores_from_amenities([("toilet", 0.9, "bathroom")], room_types=rooms))
+        session.commit()
+    assert _patch(client, listing_id, bedrooms=0).status_code == 200
+    assert notes() == []
+    assert "Nothing missing: the photos show a bathroom and the room" in client.get(f"/listings/{listing_id}").text
 
 
 def test_the_page_forms_create_edit_and_clear_the_count(client):
