@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -39,6 +38,7 @@ from torch import nn
 from roomscan.detection.image import IMAGE_SUFFIXES, load_image
 from roomscan.errors import ImageError
 from roomscan.radioactive._adam import Adam
+from roomscan.radioactive._torchfile import load_weights, read_payload, write_payload
 from roomscan.radioactive.augment import apply_augment, sample_params
 from roomscan.radioactive.config import AugmentConfig
 from roomscan.radioactive.errors import RadioactiveError
@@ -362,11 +362,6 @@ def save_classifier(model: ImageClassifier, path: str | os.PathLike[str]) -> Pat
     """Save config, class names and weights (loadable with ``weights_only=True``), atomically."""
     if not isinstance(model, ImageClassifier):
         raise RadioactiveError("save_classifier saves roomscan's ImageClassifier")
-    path = Path(path)
-    if path.is_dir():
-        raise RadioactiveError(f"{path}: is a directory; give a file name, e.g. {path / 'classifier.pt'}")
-    if not path.parent.is_dir():
-        raise RadioactiveError(f"{path}: its folder {path.parent} does not exist; create it first")
     payload = {
         "format": _FILE_FORMAT,
         "version": _FILE_VERSION,
@@ -374,15 +369,7 @@ def save_classifier(model: ImageClassifier, path: str | os.PathLike[str]) -> Pat
         "class_names": list(model.class_names),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(prefix=".classifier-", suffix=".pt", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_payload(payload, path, prefix="classifier")
 
 
 def load_classifier(path: str | os.PathLike[str]) -> ImageClassifier:
@@ -392,36 +379,20 @@ def load_classifier(path: str | os.PathLike[str]) -> ImageClassifier:
         RadioactiveError: a missing file, a file that is not a saved classifier (a marking network, a foreign
             checkpoint, random bytes), or weights that do not fit the stored config.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise RadioactiveError(f"{path}: no such classifier file; check the path")
-    what = f"{path}: not a roomscan image classifier"
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch's unpickler raises many types on foreign files
-        raise RadioactiveError(
-            f"{what} (a file written by save_classifier is expected): {str(exc).splitlines()[0]}"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != _FILE_FORMAT:
-        raise RadioactiveError(f"{what} (a file written by save_classifier is expected)")
-    if payload.get("version") != _FILE_VERSION:
-        raise RadioactiveError(
-            f"{path}: classifier file version {payload.get('version')!r} is not one this roomscan reads"
-        )
+    path, payload = read_payload(
+        path,
+        kind="image classifier",
+        file_kind="classifier",
+        writer="save_classifier",
+        file_format=_FILE_FORMAT,
+        version=_FILE_VERSION,
+    )
     config = ClassifierConfig.from_dict(payload.get("config"))
     names = payload.get("class_names")
     if not isinstance(names, list):
-        raise RadioactiveError(f"{what}: it has no class names")
+        raise RadioactiveError(f"{path}: not a roomscan image classifier: it has no class names")
     model = ImageClassifier(config, names)
-    state = payload.get("state_dict")
-    if not isinstance(state, dict):
-        raise RadioactiveError(f"{what}: it holds no weights")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise RadioactiveError(
-            f"{path}: the weights do not fit the stored config: {str(exc).splitlines()[0]}"
-        ) from None
+    load_weights(model, payload, path, "image classifier")
     return model.eval()
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from PIL import Image
 from torch import nn
 
 from roomscan.radioactive._adam import Adam
+from roomscan.radioactive._torchfile import load_weights, read_payload, write_payload
 from roomscan.radioactive.augment import apply_augment, sample_params, to_network_input
 from roomscan.radioactive.config import AugmentConfig, NetworkConfig
 from roomscan.radioactive.errors import RadioactiveError
@@ -222,9 +222,6 @@ def save_network(network: MarkingNetwork, path: str | os.PathLike[str]) -> Path:
         raise RadioactiveError(
             "save_network saves roomscan's MarkingNetwork; keep a pretrained backbone's own file"
         )
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise RadioactiveError(f"{path}: its folder {path.parent} does not exist; create it first")
     payload = {
         "format": _FILE_FORMAT,
         "version": _FILE_VERSION,
@@ -232,15 +229,7 @@ def save_network(network: MarkingNetwork, path: str | os.PathLike[str]) -> Path:
         "config": network.config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(prefix=".net-", suffix=".pt", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_payload(payload, path, prefix="marking-network")
 
 
 def load_network(path: str | os.PathLike[str]) -> MarkingNetwork:
@@ -250,37 +239,15 @@ def load_network(path: str | os.PathLike[str]) -> MarkingNetwork:
         RadioactiveError: a missing file, a file that is not a saved marking network, or weights that do not fit
             the config stored with them.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise RadioactiveError(f"{path}: no such marking network file; check the path")
-    what = f"{path}: not a roomscan marking network"
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch's unpickler raises many types on foreign files
-        raise RadioactiveError(
-            f"{what} (saved by save_network is expected): {str(exc).splitlines()[0]}"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != _FILE_FORMAT:
-        raise RadioactiveError(what)
-    if payload.get("version") != _FILE_VERSION:
-        raise RadioactiveError(
-            f"{path}: marking network file version {payload.get('version')!r} is not one this roomscan reads"
-        )
+    path, payload = read_payload(
+        path, kind="marking network", writer="save_network", file_format=_FILE_FORMAT, version=_FILE_VERSION
+    )
     if payload.get("architecture") != ARCHITECTURE:
         raise RadioactiveError(
             f"{path}: unknown architecture {payload.get('architecture')!r} (expected {ARCHITECTURE})"
         )
-    config = NetworkConfig.from_dict(payload.get("config"))
-    network = MarkingNetwork(config)
-    state = payload.get("state_dict")
-    if not isinstance(state, dict):
-        raise RadioactiveError(f"{what}: it holds no weights")
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise RadioactiveError(
-            f"{path}: the weights do not fit the stored config: {str(exc).splitlines()[0]}"
-        ) from None
+    network = MarkingNetwork(NetworkConfig.from_dict(payload.get("config")))
+    load_weights(network, payload, path, "marking network")
     return network.eval()
 
 
