@@ -24,9 +24,9 @@ Here, with nothing to download, everything is generated and small:
 Training (phase 1) writes every model into ``--work`` (default: ``roomscan-bench-radioactive`` in the temporary folder); a second run reuses what
 is there, so an interrupted run resumes. Verification (phase 2) reads them back.
 
-    .venv/bin/python benchmarks/bench_radioactive.py --quick      # ~6 min on 2 cores: 100 images/class, 6 epochs
-    .venv/bin/python benchmarks/bench_radioactive.py              # ~25 min: 200 images/class, 12 epochs
-    .venv/bin/python benchmarks/bench_radioactive.py --more       # adds 20%, 50%, 100% marked
+    .venv/bin/python benchmarks/bench_radioactive.py --quick      # ~3 min on 2 quiet cores: 100 images/class, 6 epochs
+    .venv/bin/python benchmarks/bench_radioactive.py              # ~6-10 min quiet (40+ under load): 200 images/class, 12 epochs
+    .venv/bin/python benchmarks/bench_radioactive.py --more       # adds 20%, 50%, 100% marked (marks every training image)
 
 Measured on the shared 2-core development machine (2026-12-02; torch on 2 threads, load average 2-11 from other
 work, so times vary 20x: marking 80 images took 574 s under load, 160 took 25 s when quiet).
@@ -149,7 +149,7 @@ def mark_training_set(s: Settings, data: Any, key: MarkingKey, net: Any, work: P
     per_class = [rng.permutation(np.flatnonzero(labels == k)).tolist() for k in range(s.classes)]
     most = max(f for f in s.fractions)
     chosen = sorted(i for members in per_class for i in members[: max(1, round(most * len(members)))])
-    folder = work / "marked"
+    folder = work / f"marked-upto-{most:g}"  # --more marks more images, and differently: keep the two apart
     if (folder / "done.json").is_file():
         meta = json.loads((folder / "done.json").read_text())
         marked = {i: Image.open(folder / f"{i}.png").convert("RGB") for i in chosen}
@@ -187,7 +187,7 @@ def train_one(s: Settings, name: str, images: list[Any], data: Any, seed: int, w
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller data, fewer epochs and fractions (~6 min)")
+    parser.add_argument("--quick", action="store_true", help="smaller data, fewer epochs and fractions (~3 min on a quiet machine)")
     parser.add_argument("--more", action="store_true", help="also 20%%, 50%% and 100%% marked")
     parser.add_argument("--per-class", type=int, default=None, help="training images per class")
     parser.add_argument("--epochs", type=int, default=None, help="classifier training epochs")
@@ -219,7 +219,7 @@ def main() -> None:
     for f in s.fractions:
         chosen = set(subset_for(f, per_class))
         images = [marked[i] if i in chosen else im for i, im in enumerate(train.images)]
-        models[f"marked-{f:g}"] = train_one(s, f"marked-{f:g}", images, train, 1, work)
+        models[f"marked-{f:g}"] = train_one(s, f"marked-{f:g}-of-{max(s.fractions):g}", images, train, 1, work)
 
     report(s, models, train, held, key, net, marked, per_class, mean_psnr, args.json)
 
