@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFilter
 
 from roomscan.taxonomy import Amenity, Taxonomy, default_taxonomy
 
@@ -30,6 +30,7 @@ __all__ = [
     "build_tiny_rtdetr",
     "make_image",
     "reinit_weights",
+    "room_scene",
     "tiny_owlv2_config",
     "tiny_taxonomy",
 ]
@@ -327,3 +328,23 @@ def make_image(size: tuple[int, int] = (96, 64), seed: int = 0) -> Image.Image:
         arr[y0 : y0 + height // 3 + 1, x0 : x0 + width // 3 + 1] = rng.integers(0, 255, 3)
     arr += rng.normal(0, 12, arr.shape)
     return Image.fromarray(np.clip(arr, 0, 255).astype("uint8"))
+
+
+def room_scene(seed: int, size: tuple[int, int] = (320, 240), light: float = 1.0) -> Image.Image:
+    """A generated room: wall over floor, furniture blocks, a little noise; ``light`` scales the brightness."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    wall, floor = rng.integers(120, 240, 3), rng.integers(40, 160, 3)
+    horizon = int(h * rng.uniform(0.55, 0.75))
+    arr = np.where(np.arange(h)[:, None, None] < horizon, wall, floor)
+    arr = np.broadcast_to(arr, (h, w, 3)) + rng.normal(0, 6, (h, w, 3))
+    image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x0, y0 = int(rng.integers(0, w - 30)), int(rng.integers(h // 5, h - 20))
+        box = [x0, y0, x0 + int(rng.integers(20, w // 2)), y0 + int(rng.integers(15, h // 2))]
+        draw.rectangle(box, fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    image = image.filter(ImageFilter.GaussianBlur(1))
+    if light != 1.0:
+        image = Image.fromarray(np.clip(np.asarray(image, np.float32) * light, 0, 255).astype(np.uint8))
+    return image

@@ -6,6 +6,7 @@ Import the fixtures into a test module (``from _browser import browser, live_ser
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -116,3 +117,20 @@ def sign_in(page: Any, live: Live, key: str, then: str = "/") -> None:
     page.fill("#signin-form input[name=api_key]", key)
     page.click("#signin-form button[type=submit]")
     page.wait_for_url(f"{live.url}{then}*")
+
+
+def drop_files(page, selector: str, files: list[tuple[str, bytes, str]]) -> None:
+    """Drop files on an element as a person dragging them from their desktop would."""
+    payload = [(name, base64.b64encode(data).decode(), kind) for name, data, kind in files]
+    transfer = page.evaluate_handle(
+        """files => {
+            const transfer = new DataTransfer();
+            for (const [name, b64, type] of files) {
+                const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], name, { type }));
+            }
+            return transfer;
+        }""",
+        payload,
+    )
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})

@@ -9,7 +9,6 @@ detector; the API's ``/insights`` answer says what each page must show.
 
 from __future__ import annotations
 
-import base64
 import time
 
 import httpx
@@ -19,6 +18,7 @@ from _browser import (  # noqa: F401
     PHONE,
     Live,
     browser,
+    drop_files,
     live_server,
     no_sideways_scroll,
     shot,
@@ -51,23 +51,6 @@ def _catalog(live: Live) -> Catalog:
 
     with httpx.Client(base_url=live.url, timeout=30) as client:
         return build_catalog(client, hosts, settle)
-
-
-def _drop(page, selector: str, files: list[tuple[str, bytes, str]]) -> None:
-    """Drop files on an element as a person dragging them from their desktop would."""
-    payload = [(name, base64.b64encode(data).decode(), kind) for name, data, kind in files]
-    transfer = page.evaluate_handle(
-        """files => {
-            const transfer = new DataTransfer();
-            for (const [name, b64, type] of files) {
-                const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
-                transfer.items.add(new File([bytes], name, { type }));
-            }
-            return transfer;
-        }""",
-        payload,
-    )
-    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
 
 
 def _insights(live: Live, listing_id: int) -> dict:  # type: ignore[type-arg]
@@ -194,7 +177,7 @@ def test_the_tour_appears_without_a_reload_once_the_worker_has_typed_dropped_pho
     page.goto(f"{live.url}/listings/{listing_id}")
     expect(page.locator("#tour-pending")).to_have_text("Add photos to get a suggested tour.")
     page.evaluate("window.notReloaded = true")
-    _drop(page, ".dropzone", [(f"room-{i}.jpg", room_jpeg(20 + i), "image/jpeg") for i in range(2)])
+    drop_files(page, ".dropzone", [(f"room-{i}.jpg", room_jpeg(20 + i), "image/jpeg") for i in range(2)])
     page.get_by_role("button", name="Upload").click()
     expect(page.locator("#tour-order li")).to_have_count(2, timeout=60_000)
     expect(page.locator("#tour-order li.cover")).to_have_count(1)

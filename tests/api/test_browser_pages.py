@@ -7,7 +7,6 @@ Listings and photos are set up through the REST API, and their detections replac
 
 from __future__ import annotations
 
-import base64
 import re
 
 import httpx
@@ -17,6 +16,7 @@ from _browser import (  # noqa: F401
     PHONE,
     Live,
     browser,
+    drop_files,
     live_server,
     no_sideways_scroll,
     shot,
@@ -132,23 +132,6 @@ def test_evidence_link_opens_the_photo_view_with_that_box_highlighted(live_serve
     page.close()
 
 
-def _drop(page, selector: str, files: list[tuple[str, bytes, str]]) -> None:
-    """Drop files on an element as a person dragging them from their desktop would."""
-    payload = [(name, base64.b64encode(data).decode(), kind) for name, data, kind in files]
-    transfer = page.evaluate_handle(
-        """files => {
-            const transfer = new DataTransfer();
-            for (const [name, b64, type] of files) {
-                const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
-                transfer.items.add(new File([bytes], name, { type }));
-            }
-            return transfer;
-        }""",
-        payload,
-    )
-    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
-
-
 def test_dropping_several_photos_uploads_each_and_says_which_were_refused(live_server, browser, tmp_path):  # noqa: F811
     from playwright.sync_api import expect
 
@@ -161,7 +144,7 @@ def test_dropping_several_photos_uploads_each_and_says_which_were_refused(live_s
         ("notes.txt", b"a shopping list, not a photo", "text/plain"),
         ("bath.jpg", jpeg(seed=2), "image/jpeg"),
     ]
-    _drop(page, ".dropzone", files)
+    drop_files(page, ".dropzone", files)
     expect(page.locator("#upload-files li")).to_have_count(3)
 
     # A wrong CSRF token sends nothing and keeps the chosen files for the next try.

@@ -6,10 +6,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import numpy as np
 import pytest
-from _models import tiny_taxonomy
-from PIL import Image, ImageDraw, ImageFilter
+from _models import room_scene, tiny_taxonomy
+from PIL import Image
 from sqlalchemy import delete, func, select, update
 
 from roomscan.auth import Principal
@@ -20,23 +19,6 @@ from roomscan.catalog.photos import PhotoStore
 from roomscan.detection.image import load_image
 from roomscan.errors import NotFoundError
 from roomscan.insights.rooms import default_room_types, scores_from_amenities
-
-
-def room_photo(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
-    """A generated room: wall over floor, furniture blocks, noise."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    wall, floor = rng.integers(120, 240, 3), rng.integers(40, 160, 3)
-    horizon = int(h * rng.uniform(0.55, 0.75))
-    arr = np.where(np.arange(h)[:, None, None] < horizon, wall, floor)
-    arr = np.broadcast_to(arr, (h, w, 3)) + rng.normal(0, 6, (h, w, 3))
-    image = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(image)
-    for _ in range(6):
-        x0, y0 = int(rng.integers(0, w - 30)), int(rng.integers(h // 5, h - 20))
-        box = [x0, y0, x0 + int(rng.integers(20, w // 2)), y0 + int(rng.integers(15, h // 2))]
-        draw.rectangle(box, fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-    return image.filter(ImageFilter.GaussianBlur(1))
 
 
 def jpeg(image: Image.Image, quality: int = 92) -> bytes:
@@ -99,7 +81,7 @@ def test_a_photo_the_analysis_fails_on_is_still_stored(env, monkeypatch: pytest.
     monkeypatch.setattr(insights, "assess_photo", broken)
     with Session() as session:
         listing = store.create_listing(session, "Loft")
-        photo_id = _add(session, photos, listing, jpeg(room_photo(1)), model_id, taxonomy)
+        photo_id = _add(session, photos, listing, jpeg(room_scene(1)), model_id, taxonomy)
         session.commit()
     with Session() as session:
         assert store.get_photo(session, photo_id).sha256
@@ -109,12 +91,12 @@ def test_a_photo_the_analysis_fails_on_is_still_stored(env, monkeypatch: pytest.
 
 def test_a_near_copy_on_another_listing_is_flagged_on_both_and_clustered(env) -> None:  # type: ignore[no-untyped-def]
     Session, photos, taxonomy, model_id = env
-    original = room_photo(7)
+    original = room_scene(7)
     with Session() as session:
         a = store.create_listing(session, "Original flat")
         b = store.create_listing(session, "Copied flat")
         own = _add(session, photos, a, jpeg(original), model_id, taxonomy, "living.jpg")
-        other = _add(session, photos, a, jpeg(room_photo(8)), model_id, taxonomy, "kitchen.jpg")
+        other = _add(session, photos, a, jpeg(room_scene(8)), model_id, taxonomy, "kitchen.jpg")
         session.commit()
         a_id, b_id = a.id, b.id
         # The index is built now, before the copy exists: the copy must be caught up on the next use.
@@ -139,7 +121,7 @@ def test_a_near_copy_on_another_listing_is_flagged_on_both_and_clustered(env) ->
 
 def test_the_same_bytes_on_two_listings_are_a_duplicate_at_distance_0(env) -> None:  # type: ignore[no-untyped-def]
     Session, photos, taxonomy, model_id = env
-    data = jpeg(room_photo(3))
+    data = jpeg(room_scene(3))
     with Session() as session:
         a, b = store.create_listing(session, "A"), store.create_listing(session, "B")
         photo_id = _add(session, photos, a, data, model_id, taxonomy)
@@ -153,7 +135,7 @@ def test_the_same_bytes_on_two_listings_are_a_duplicate_at_distance_0(env) -> No
 
 def test_a_viewer_who_cannot_see_the_other_listing_gets_a_count_not_a_link(env) -> None:  # type: ignore[no-untyped-def]
     Session, photos, taxonomy, model_id = env
-    original = room_photo(11)
+    original = room_scene(11)
     with Session() as session:
         public = store.create_listing(session, "Public")
         hidden = store.create_listing(session, "Draft", published=False)
@@ -173,7 +155,7 @@ def test_a_viewer_who_cannot_see_the_other_listing_gets_a_count_not_a_link(env) 
 
 def test_a_deleted_photo_disappears_from_duplicates(env) -> None:  # type: ignore[no-untyped-def]
     Session, photos, taxonomy, model_id = env
-    original = room_photo(21)
+    original = room_scene(21)
     with Session() as session:
         a, b = store.create_listing(session, "A"), store.create_listing(session, "B")
         own = _add(session, photos, a, jpeg(original), model_id, taxonomy)
@@ -197,9 +179,9 @@ def test_room_scores_roll_up_per_listing_and_tour_uses_them(env) -> None:  # typ
     with Session() as session:
         listing = store.create_listing(session, "Flat")
         draft = store.create_listing(session, "Draft", published=False)
-        first = _add(session, photos, listing, jpeg(room_photo(31)), model_id, taxonomy)
-        second = _add(session, photos, listing, jpeg(room_photo(32)), model_id, taxonomy)
-        on_draft = _add(session, photos, draft, jpeg(room_photo(33)), model_id, taxonomy)
+        first = _add(session, photos, listing, jpeg(room_scene(31)), model_id, taxonomy)
+        second = _add(session, photos, listing, jpeg(room_scene(32)), model_id, taxonomy)
+        on_draft = _add(session, photos, draft, jpeg(room_scene(33)), model_id, taxonomy)
         insights.save_room_scores(session, first, model_id, bathroom)
         insights.save_room_scores(session, second, model_id, bedroom)
         insights.save_room_scores(session, on_draft, model_id, bedroom)
@@ -225,7 +207,7 @@ def test_a_listing_without_room_scores_has_no_tour_yet(env) -> None:  # type: ig
     Session, photos, taxonomy, model_id = env
     with Session() as session:
         listing = store.create_listing(session, "Flat")
-        photo_id = _add(session, photos, listing, jpeg(room_photo(41)), model_id, taxonomy)
+        photo_id = _add(session, photos, listing, jpeg(room_scene(41)), model_id, taxonomy)
         session.commit()
         found = _insights(session, listing.id, model_id, taxonomy)
         assert found.tour is None and found.left_out == (photo_id,)
@@ -236,7 +218,7 @@ def test_the_backfill_analyses_what_is_missing_and_resumes(env) -> None:  # type
     Session, photos, taxonomy, model_id = env
     with Session() as session:
         listing = store.create_listing(session, "Flat")
-        ids = [_add(session, photos, listing, jpeg(room_photo(50 + i)), model_id, taxonomy, f"{i}.jpg")
+        ids = [_add(session, photos, listing, jpeg(room_scene(50 + i)), model_id, taxonomy, f"{i}.jpg")
                for i in range(3)]
         session.commit()
         kept = session.get(PhotoInsight, ids[0]).quality  # type: ignore[union-attr]
@@ -264,9 +246,9 @@ def test_the_backfill_names_a_photo_whose_file_is_missing_and_carries_on(env) ->
     Session, photos, taxonomy, model_id = env
     with Session() as session:
         listing = store.create_listing(session, "Flat")
-        gone = store.add_photo(session, photos, listing, load_image(jpeg(room_photo(60))), model_id=model_id,
+        gone = store.add_photo(session, photos, listing, load_image(jpeg(room_scene(60))), model_id=model_id,
                                taxonomy=taxonomy)
-        _add(session, photos, listing, jpeg(room_photo(61)), model_id, taxonomy)
+        _add(session, photos, listing, jpeg(room_scene(61)), model_id, taxonomy)
         session.commit()
         session.execute(delete(PhotoInsight))
         session.commit()
@@ -282,7 +264,7 @@ def test_a_bad_max_distance_is_refused(env, bad) -> None:  # type: ignore[no-unt
     Session, photos, taxonomy, model_id = env
     with Session() as session:
         listing = store.create_listing(session, "Flat")
-        photo_id = _add(session, photos, listing, jpeg(room_photo(70)), model_id, taxonomy)
+        photo_id = _add(session, photos, listing, jpeg(room_scene(70)), model_id, taxonomy)
         session.commit()
         with pytest.raises(ValueError, match="max_distance"):
             insights.find_duplicates(session, photo_id, bad)
@@ -296,8 +278,8 @@ def test_a_catalog_of_0008_upgrades_and_the_backfill_fills_its_photos(catalog_ur
     from roomscan.catalog.db import alembic_config, make_engine, migrate
 
     photos = PhotoStore(tmp_path / "photos")
-    original = room_photo(80)
-    files = [load_image(jpeg(original)), load_image(near_copy(original)), load_image(jpeg(room_photo(81)))]
+    original = room_scene(80)
+    files = [load_image(jpeg(original)), load_image(near_copy(original)), load_image(jpeg(room_scene(81)))]
     engine = make_engine(catalog_url)
     with engine.begin() as con:
         command.upgrade(alembic_config(con), "0008")
@@ -323,12 +305,12 @@ def test_a_catalog_of_0008_upgrades_and_the_backfill_fills_its_photos(catalog_ur
 def test_a_large_photo_and_its_small_copy_match(env) -> None:  # type: ignore[no-untyped-def]
     # Photos above HASH_LONG_SIDE are hashed from a shrunk copy; a half-size JPEG 60 copy still matches.
     Session, photos, taxonomy, model_id = env
-    original = room_photo(90, (2000, 1500))
+    original = room_scene(90, (2000, 1500))
     with Session() as session:
         a, b = store.create_listing(session, "A"), store.create_listing(session, "B")
         own = _add(session, photos, a, jpeg(original), model_id, taxonomy)
         copy = _add(session, photos, b, jpeg(original.resize((1000, 750)), 60), model_id, taxonomy)
-        _add(session, photos, b, jpeg(room_photo(91, (2000, 1500))), model_id, taxonomy)
+        _add(session, photos, b, jpeg(room_scene(91, (2000, 1500))), model_id, taxonomy)
         session.commit()
         assert [m.id for m in insights.find_duplicates(session, own)] == [copy]
         assert [m.id for m in insights.find_duplicates(session, insights.catalog_hashes(original))] == [own, copy]
@@ -342,11 +324,11 @@ def test_a_copy_committed_late_is_still_found(env, monkeypatch: pytest.MonkeyPat
     from roomscan.catalog import duplicates
 
     Session, photos, taxonomy, model_id = env
-    original = room_photo(95)
+    original = room_scene(95)
     with Session() as session:
         a, b = store.create_listing(session, "A"), store.create_listing(session, "B")
         own = _add(session, photos, a, jpeg(original), model_id, taxonomy)
-        _add(session, photos, a, jpeg(room_photo(96)), model_id, taxonomy)
+        _add(session, photos, a, jpeg(room_scene(96)), model_id, taxonomy)
         session.commit()
         assert insights.find_duplicates(session, own) == []  # the index is built
         copy = _add(session, photos, b, near_copy(original), model_id, taxonomy)

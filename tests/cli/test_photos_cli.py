@@ -7,25 +7,10 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
+from _models import room_scene
 from cli_helpers import run
-from PIL import Image, ImageDraw, ImageFilter
-
-
-def room_photo(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    w, h = size
-    horizon = int(h * rng.uniform(0.55, 0.75))
-    arr = np.where(np.arange(h)[:, None, None] < horizon, rng.integers(120, 240, 3), rng.integers(40, 160, 3))
-    image = Image.fromarray(np.clip(np.broadcast_to(arr, (h, w, 3)) + rng.normal(0, 6, (h, w, 3)), 0, 255)
-                            .astype(np.uint8))
-    draw = ImageDraw.Draw(image)
-    for _ in range(6):
-        x0, y0 = int(rng.integers(0, w - 30)), int(rng.integers(h // 5, h - 20))
-        draw.rectangle([x0, y0, x0 + int(rng.integers(20, w // 2)), y0 + int(rng.integers(15, h // 2))],
-                       fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
-    return image.filter(ImageFilter.GaussianBlur(1))
+from PIL import Image
 
 
 def save_jpeg(image: Image.Image, path: Path, quality: int = 92) -> Path:
@@ -38,11 +23,11 @@ def three_listings(capsys, tmp_path, env, tiny_owlv2_dir, taxonomy_file):  # typ
     """Listing 1 with an original photo, 2 with a near-copy of it (75% size, JPEG 60), 3 with another photo;
     detected by the tiny OWLv2. Returns the detector options."""
     args = ["--model", str(tiny_owlv2_dir), "--taxonomy", str(taxonomy_file)]
-    original = room_photo(5)
+    original = room_scene(5)
     files = [
         save_jpeg(original, tmp_path / "living.jpg"),
         save_jpeg(original.resize((240, 180)), tmp_path / "copy.jpg", 60),
-        save_jpeg(room_photo(6), tmp_path / "other.jpg"),
+        save_jpeg(room_scene(6), tmp_path / "other.jpg"),
     ]
     for i, path in enumerate(files, start=1):
         assert run(capsys, "listings", "add", f"Flat {i}")[0] == 0
@@ -111,7 +96,7 @@ def test_analyse_fills_photos_stored_before_and_resumes(capsys, tmp_path, env, t
     from roomscan.settings import Settings
 
     assert run(capsys, "listings", "add", "Flat")[0] == 0
-    paths = [str(save_jpeg(room_photo(20 + i), tmp_path / f"{i}.jpg")) for i in range(3)]
+    paths = [str(save_jpeg(room_scene(20 + i), tmp_path / f"{i}.jpg")) for i in range(3)]
     code, _, err = run(capsys, "listings", "photos", "add", "1", *paths, "--no-process", "--model",
                        str(tiny_owlv2_dir), "--taxonomy", str(taxonomy_file))
     assert code == 0, err
@@ -139,7 +124,7 @@ def test_analyse_names_a_photo_whose_file_is_gone(capsys, tmp_path, env, tiny_ow
 
     assert run(capsys, "listings", "add", "Flat")[0] == 0
     buf = io.BytesIO()
-    room_photo(30).save(buf, "JPEG")
+    room_scene(30).save(buf, "JPEG")
     (tmp_path / "a.jpg").write_bytes(buf.getvalue())
     assert run(capsys, "listings", "photos", "add", "1", str(tmp_path / "a.jpg"), "--no-process", "--model",
                str(tiny_owlv2_dir), "--taxonomy", str(taxonomy_file))[0] == 0
