@@ -13,7 +13,7 @@ from rich.markup import escape
 from roomscan import __version__
 from roomscan.cli import active, audit, bulk, catalog_cmds, detect, export, listings, models, receipts, serve, users
 from roomscan.cli import photos as photos_cmds
-from roomscan.cli import quality, radioactive, rooms
+from roomscan.cli import classifier, quality, radioactive, rooms
 from roomscan.cli import sweep as sweep_cmds
 from roomscan.cli import train as train_cmds
 from roomscan.cli._console import err_console
@@ -87,6 +87,7 @@ app.add_typer(active.app, name="active")
 app.command("distill")(distill_cmd)
 app.command("mark")(radioactive.mark)
 app.command("verify")(radioactive.verify)
+app.command("train-classifier")(classifier.train_classifier_command)
 
 
 def _print_version(value: bool) -> None:

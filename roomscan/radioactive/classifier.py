@@ -47,6 +47,7 @@ from roomscan.radioactive.network import _Block, images_to_tensor
 
 __all__ = [
     "ARCHITECTURES",
+    "ClassifierCheckpoint",
     "ClassifierConfig",
     "ClassifierTrainResult",
     "EpochStats",
@@ -232,6 +233,26 @@ class EpochStats:
 
 
 @dataclass(frozen=True)
+class ClassifierCheckpoint:
+    """Training after ``epoch`` epochs: given back to :func:`train_classifier` as ``resume_from`` (with the same
+    images, labels and settings), training continues exactly as if it had never stopped.
+
+    Attributes:
+        epoch: epochs done.
+        history: their :class:`EpochStats`.
+        model: the model's ``state_dict`` (weights and batch-norm statistics), copied.
+        optimizer: the optimiser's state (``m``, ``v``: one tensor per parameter; ``t``: steps taken).
+        generator: the state of the generator that shuffles and augments (a ``uint8`` tensor).
+    """
+
+    epoch: int
+    history: tuple[EpochStats, ...]
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    generator: torch.Tensor
+
+
+@dataclass(frozen=True)
 class ClassifierTrainResult:
     """A trained classifier (eval mode) and its per-epoch history."""
 
@@ -274,6 +295,8 @@ def train_classifier(
     weight_decay: float = 5e-4,
     augment: bool | AugmentConfig = True,
     on_progress: Callable[[int, int, float, float], None] | None = None,
+    on_epoch_end: Callable[[ImageClassifier, ClassifierCheckpoint], None] | None = None,
+    resume_from: ClassifierCheckpoint | None = None,
 ) -> ClassifierTrainResult:
     """Train an :class:`ImageClassifier` from scratch (cross-entropy, Adam, cosine learning rate).
 
@@ -288,9 +311,13 @@ def train_classifier(
         augment: ``True`` for :data:`TRAIN_AUGMENT` (random resized crop + flip), an :class:`AugmentConfig`, or
             ``False`` for none.
         on_progress: called after each epoch with ``(epoch, epochs, mean loss, training accuracy)``.
+        on_epoch_end: called after each epoch (after ``on_progress``) with the model being trained (e.g. to
+            measure held-out accuracy; it may switch it to eval mode) and a :class:`ClassifierCheckpoint` to save.
+        resume_from: a checkpoint from ``on_epoch_end`` of a run with the same data and settings: continue it.
 
     Raises:
-        RadioactiveError: no images, lengths that differ, a label outside the classes, bad settings.
+        RadioactiveError: no images, lengths that differ, a label outside the classes, bad settings, a checkpoint
+            that does not fit the config or is past ``epochs``.
     """
     if not images or len(images) != len(labels):
         raise RadioactiveError(
@@ -308,9 +335,13 @@ def train_classifier(
     generator = torch.Generator().manual_seed(seed)
     x = images_to_tensor(images, config.image_size)  # [n, 3, S, S]
     optimizer = Adam(list(model.parameters()), lr=lr, weight_decay=weight_decay)
-    total_steps, step = epochs * math.ceil(len(x) / batch_size), 0
-    history = []
-    for epoch in range(1, epochs + 1):
+    steps_per_epoch = math.ceil(len(x) / batch_size)
+    total_steps, step = epochs * steps_per_epoch, 0
+    history: list[EpochStats] = []
+    if resume_from is not None:
+        _restore(resume_from, model, optimizer, generator, epochs)
+        history, step = list(resume_from.history), resume_from.epoch * steps_per_epoch
+    for epoch in range(len(history) + 1, epochs + 1):
         model.train()
         order = torch.randperm(len(x), generator=generator)
         total, correct = 0.0, 0
@@ -333,7 +364,52 @@ def train_classifier(
         history.append(EpochStats(epoch, total / len(x), correct / len(x)))
         if on_progress is not None:
             on_progress(epoch, epochs, history[-1].loss, history[-1].accuracy)
+        if on_epoch_end is not None:
+            on_epoch_end(model, _checkpoint(epoch, history, model, optimizer, generator))
     return ClassifierTrainResult(model.eval(), tuple(history))
+
+
+def _checkpoint(
+    epoch: int, history: list[EpochStats], model: nn.Module, optimizer: Adam, generator: torch.Generator
+) -> ClassifierCheckpoint:
+    return ClassifierCheckpoint(
+        epoch=epoch,
+        history=tuple(history),
+        model={k: v.detach().clone() for k, v in model.state_dict().items()},
+        optimizer={
+            "m": [m.clone() for m in optimizer.m],
+            "v": [v.clone() for v in optimizer.v],
+            "t": optimizer.t,
+        },
+        generator=generator.get_state(),
+    )
+
+
+def _restore(
+    checkpoint: ClassifierCheckpoint,
+    model: nn.Module,
+    optimizer: Adam,
+    generator: torch.Generator,
+    epochs: int,
+) -> None:
+    if not 1 <= checkpoint.epoch <= epochs or len(checkpoint.history) != checkpoint.epoch:
+        raise RadioactiveError(
+            f"the checkpoint is after epoch {checkpoint.epoch}, with {len(checkpoint.history)} epochs of history; "
+            f"it cannot continue a run of {epochs} epochs"
+        )
+    m, v = checkpoint.optimizer.get("m"), checkpoint.optimizer.get("v")
+    if not (isinstance(m, list) and isinstance(v, list) and len(m) == len(v) == len(optimizer.m)):
+        raise RadioactiveError("the checkpoint's optimiser state does not fit this model")
+    try:
+        model.load_state_dict(checkpoint.model, strict=True)
+        for target, saved in zip(optimizer.m + optimizer.v, m + v, strict=True):
+            target.copy_(saved)
+        generator.set_state(checkpoint.generator)
+    except RuntimeError as exc:
+        raise RadioactiveError(
+            f"the checkpoint does not fit this model: {str(exc).splitlines()[0]}"
+        ) from None
+    optimizer.t = int(checkpoint.optimizer.get("t", 0))
 
 
 def predict_logits(
