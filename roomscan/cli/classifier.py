@@ -66,9 +66,9 @@ def train_classifier_command(
     with --val-fraction); the end prints each class's held-out accuracy. Unreadable photos are skipped and listed.
 
     The model is written only when training ends, atomically; an existing MODEL is never replaced without --force.
-    After each epoch a checkpoint is saved beside MODEL (rooms.pt: rooms.checkpoint.pt): after a crash or Ctrl-C, the same
-    command with --resume continues from it, to the same model an uninterrupted run gives. It is removed once
-    MODEL is saved.
+    After each epoch a checkpoint is saved beside MODEL (rooms.pt: rooms.checkpoint.pt): after a crash or Ctrl-C,
+    the same command with --resume continues from it, to the same model an uninterrupted run gives. It is removed
+    once MODEL is saved.
     """
     from roomscan.radioactive.classifier_training import checkpoint_path_for
 
@@ -112,7 +112,9 @@ def _check_out(out: Path, checkpoint_file: Path, *, resume: bool, force: bool) -
     if resume:
         if not checkpoint_file.is_file():
             finished = f" ({out} exists: that run finished)" if out.exists() else ""
-            raise _refused(f"--resume: no checkpoint at {checkpoint_file} to continue from{finished}; run without --resume")
+            raise _refused(
+                f"--resume: no checkpoint at {checkpoint_file} to continue from{finished}; run without --resume"
+            )
         return  # the interrupted run was allowed to write MODEL when it started
     if out.exists() and not force:
         raise _refused(f"{out} already exists; give another --out, or --force to replace it")
@@ -134,7 +136,9 @@ class _Split:
         return {name: self.labels.count(k) for k, name in enumerate(self.names)}
 
 
-def _read_data(data_dir: Path, val: Path | None, fraction: float, seed: int) -> tuple[_Split, _Split | None, list[Any], dict[str, Any]]:
+def _read_data(
+    data_dir: Path, val: Path | None, fraction: float, seed: int
+) -> tuple[_Split, _Split | None, list[Any], dict[str, Any]]:
     """Training and held-out images, the files skipped, and what identifies the data in a checkpoint."""
     from roomscan.radioactive.classifier import load_labelled_folder
     from roomscan.radioactive.classifier_training import data_fingerprint, stratified_split
@@ -143,6 +147,7 @@ def _read_data(data_dir: Path, val: Path | None, fraction: float, seed: int) -> 
     _check_classes(data_dir, folder)
     names = folder.class_names
     skipped = list(folder.skipped)
+    everything = _Split(list(folder.images), list(folder.labels), names)
     run: dict[str, Any] = {"class_names": list(names), "data": data_fingerprint(folder.paths, folder.labels, data_dir)}
     if val is not None:
         held_folder = load_labelled_folder(val)
@@ -154,10 +159,10 @@ def _read_data(data_dir: Path, val: Path | None, fraction: float, seed: int) -> 
         skipped += held_folder.skipped
         held_labels = [names.index(held_folder.class_names[y]) for y in held_folder.labels]
         run["validation"] = {"dir": data_fingerprint(held_folder.paths, held_folder.labels, val)}
-        return _Split(list(folder.images), list(folder.labels), names), _Split(list(held_folder.images), held_labels, names), skipped, run
+        return everything, _Split(list(held_folder.images), held_labels, names), skipped, run
     run["validation"] = {"fraction": fraction}
     if fraction == 0:
-        return _Split(list(folder.images), list(folder.labels), names), None, skipped, run
+        return everything, None, skipped, run
     try:
         train_idx, held_idx = stratified_split(folder.labels, fraction, seed=seed, class_names=names)
     except RoomscanError as exc:
@@ -231,11 +236,9 @@ def _train(
             val_history.append(accuracy)
             training.save_checkpoint(checkpoint, checkpoint_file, run=run | {"val_history": val_history})
             stats = checkpoint.history[-1]
+            line = f"epoch {stats.epoch}/{epochs}: loss {stats.loss:.4f}, training accuracy {stats.accuracy:.1%}"
             held_text = "" if accuracy is None else f", held-out accuracy {accuracy:.1%}"
-            bar.console.print(
-                f"epoch {stats.epoch}/{epochs}: loss {stats.loss:.4f}, training accuracy {stats.accuracy:.1%}{held_text}",
-                highlight=False,
-            )  # fmt: skip
+            bar.console.print(line + held_text, highlight=False)
             bar.update(task, completed=stats.epoch)
 
         try:
@@ -245,8 +248,10 @@ def _train(
         except KeyboardInterrupt:
             bar.stop()
             if checkpoint_file.exists():
-                err_console.print(f"interrupted; the same command with --resume continues from {escape(str(checkpoint_file))}",
-                                  highlight=False, soft_wrap=True)  # fmt: skip
+                err_console.print(
+                    f"interrupted; the same command with --resume continues from {escape(str(checkpoint_file))}",
+                    highlight=False, soft_wrap=True,
+                )  # fmt: skip
             raise typer.Exit(130) from None
     save_classifier(result.model, out)
     checkpoint_file.unlink(missing_ok=True)
