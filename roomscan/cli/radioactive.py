@@ -1,7 +1,8 @@
 """``roomscan mark`` and ``roomscan verify``: radioactive data from the command line.
 
 ``mark`` writes marked copies of a fraction of a dataset's or folder's photos and a marking key; ``verify`` tells
-whether a classifier was trained on marked photos (see :mod:`roomscan.radioactive`). Both exit 0 when they ran
+whether a classifier, or a detector trained by ``roomscan train``, was trained on marked photos (see
+:mod:`roomscan.radioactive`). Both exit 0 when they ran
 (``verify``'s verdict is in its output, not its status) and 2 on input they cannot use, with a message saying what
 was wrong.
 """
@@ -26,6 +27,7 @@ from roomscan.errors import RoomscanError
 if TYPE_CHECKING:
     from roomscan.cli._mark_inputs import MarkInputs, Photo
     from roomscan.radioactive import MarkFilesResult, MarkingKey, MarkingNetwork, SkippedFile
+    from roomscan.radioactive.classifier import LabelledFolder
 
 __all__ = ["mark", "network_path_for", "parse_epsilon", "verify"]
 
@@ -306,27 +308,30 @@ def _print_mark(summary: dict[str, Any], result: MarkFilesResult, skipped: list[
 
 
 def verify(
-    model: Path = typer.Option(..., "--model", help="The classifier to test (a file saved by roomscan's save_classifier)."),
+    model: Path = typer.Option(..., "--model", help="The model to test: a classifier file (saved by roomscan's save_classifier), or a detector: a `roomscan train` run directory or its model/ directory."),
     key: Path = typer.Option(..., "--key", help="The marking key written by `roomscan mark`."),
-    data: Path = typer.Option(..., "--data", metavar="HELD_OUT_DIR", help="Unmarked held-out photos, one sub-folder per class (the key's classes)."),
+    data: Path = typer.Option(..., "--data", metavar="HELD_OUT_DIR", help="Unmarked held-out photos: one sub-folder per class (the key's classes), or a roomscan dataset (a photo's class is the one whose boxes cover most of it, as in `roomscan mark`; with one box per photo, that box's label)."),
     network: Path | None = typer.Option(None, "--network", help="The marking network (default: KEY.network.pt beside the key)."),
     marked: Path | None = typer.Option(None, "--marked", help="Black-box test too: marked copies (the OUT of `roomscan mark`)..."),
     originals: Path | None = typer.Option(None, "--originals", help="...and their originals, at the same relative paths."),
     alpha: float = typer.Option(1e-3, "--alpha", help="False-positive rate accepted for a 'trained on the marked photos' verdict."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Test whether a classifier was trained on photos marked by `roomscan mark`.
+    """Test whether a classifier or a detector was trained on photos marked by `roomscan mark`.
 
     White-box: the model's feature space is aligned to the marking network's on the held-out photos, its class
     weights are mapped through that alignment, and each class's cosine with its carrier gets an exact p-value;
-    Fisher's method combines them. With --marked and --originals, black-box too: does the model fit the marked
-    copies better than their originals (Wilcoxon signed-rank test on the loss gap)?
+    Fisher's method combines them. A detector (RT-DETRv2, D-FINE) is read through its decoder: per photo, the
+    features of its highest-scoring query, and the class head that scores the final boxes. With --marked and
+    --originals (classifiers only), black-box too: does the model fit the marked copies better than their
+    originals (Wilcoxon signed-rank test on the loss gap)?
 
     The exit status is 0 whenever the test ran, whatever the verdict (read it in the output, or "detected" in
     --json); 2 when an input cannot be used.
     """
     from roomscan.radioactive import MarkingKey, load_network, network_identity
-    from roomscan.radioactive.classifier import load_classifier, load_labelled_folder
+    from roomscan.radioactive.classifier import load_classifier
+    from roomscan.radioactive.detector import load_detector
     from roomscan.radioactive.verify import verify_whitebox
 
     if not 0 < alpha < 1:
@@ -341,8 +346,16 @@ def verify(
         )
     net = load_network(net_path)
     marking_key.check_network(network_identity(net))
-    classifier = load_classifier(model)
-    held = load_labelled_folder(data)
+    if model.is_dir():
+        if marked is not None:
+            raise _refused(
+                f"{model} is a detector: the black-box test compares a classifier's losses on marked copies and "
+                "originals; drop --marked and --originals (the white-box test applies)"
+            )
+        classifier: Any = load_detector(model)
+    else:
+        classifier = load_classifier(model)
+    held = _held_out(data)
     unknown = [c for c in held.class_names if c not in marking_key.names]
     if unknown:
         raise _refused(
@@ -369,6 +382,15 @@ def verify(
         console.print_json(json.dumps(payload, allow_nan=False))
         return
     _print_verify(whitebox, blackbox, skipped)
+
+
+def _held_out(data: Path) -> LabelledFolder:
+    """Held-out photos: a class-per-folder tree, or a roomscan dataset (see ``load_labelled_dataset``)."""
+    from roomscan.data.dataset import ANNOTATIONS_FILE
+    from roomscan.radioactive.classifier import load_labelled_folder
+    from roomscan.radioactive.detector import load_labelled_dataset
+
+    return load_labelled_dataset(data) if (data / ANNOTATIONS_FILE).is_file() else load_labelled_folder(data)
 
 
 def _pairs(

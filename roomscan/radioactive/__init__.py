@@ -22,6 +22,8 @@ Modules:
 * ``classifier`` (torch): :class:`ImageClassifier` (a VGG-style or ResNet classifier, not the marking network's
   architecture), :func:`train_classifier`, :func:`load_labelled_folder`, :func:`save_classifier` /
   :func:`load_classifier`, :func:`accuracy`: the kind of model verification tests.
+* ``detector`` (torch): :class:`DetectorFeatures`, :func:`load_detector`: a DETR-family detector trained by
+  ``roomscan train`` (its decoder's query features and class head), testable by :func:`verify_whitebox`.
 * ``verify`` (torch): :func:`verify_whitebox` (class weights vs carriers, through a least-squares alignment of
   feature spaces), :func:`verify_blackbox` (loss on marked copies vs originals), :func:`verdict_text`.
 
@@ -72,6 +74,8 @@ _LAZY = {
     "predict_logits": "classifier",
     "save_classifier": "classifier",
     "train_classifier": "classifier",
+    "DetectorFeatures": "detector",
+    "load_detector": "detector",
     "BlackboxResult": "verify",
     "ClassTest": "verify",
     "Verdict": "verify",
@@ -88,6 +92,7 @@ __all__ = [
     "ClassTest",
     "ClassifierConfig",
     "ClassifierTrainResult",
+    "DetectorFeatures",
     "ImageClassifier",
     "MarkFilesResult",
     "MarkedFile",
@@ -110,6 +115,7 @@ __all__ = [
     "features",
     "linf_distance",
     "load_classifier",
+    "load_detector",
     "load_labelled_folder",
     "load_network",
     "make_pattern_images",

@@ -258,7 +258,10 @@ def _tested_features(
     try:
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
-                x = images_to_tensor(images[start : start + batch_size], size)
+                batch = images[start : start + batch_size]
+                # A detector (radioactive.detector) brings its own processor; a classifier reads [0, 1] pixels.
+                prepare = getattr(model, "preprocess", None)
+                x = prepare(batch) if callable(prepare) else images_to_tensor(batch, size)
                 out.append(model.features(x))  # type: ignore[operator]  # checked callable by _model_parts
     finally:
         model.train(was_training)
@@ -323,7 +326,9 @@ def verify_whitebox(
 
     Args:
         model: the tested classifier: an :class:`~roomscan.radioactive.classifier.ImageClassifier` or any module
-            with ``features(x) -> [b, e]``, ``head: nn.Linear(e, n_classes)``, ``image_size`` and ``class_names``.
+            with ``features(x) -> [b, e]``, ``head: nn.Linear(e, n_classes)``, ``image_size`` and ``class_names``;
+            optionally ``preprocess(images) -> x`` (else ``x`` is ``[0, 1]`` pixels at ``image_size``) and
+            ``check_key(key)``, as :class:`~roomscan.radioactive.detector.DetectorFeatures` (a detector) has.
         key: the marking key (carriers and the marking network's identity).
         marking_network: the very network the key was made with.
         held_out_images: unmarked images (PIL or file paths) like the training data; more than the marking
@@ -351,6 +356,9 @@ def verify_whitebox(
     if not ridge > 0:
         raise RadioactiveError(f"ridge must be positive (e.g. 1e-3), got {ridge!r}")
     head, size, names = _model_parts(model, class_names)
+    check_key = getattr(model, "check_key", None)  # a detector refuses a key of other classes (detector.py)
+    if callable(check_key):
+        check_key(key)
     if classes is not None:
         lacking = [c for c in classes if c not in key.names]
         if lacking:
