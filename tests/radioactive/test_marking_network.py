@@ -167,3 +167,16 @@ def test_pattern_images_are_deterministic_and_labelled():
     assert {im.size for im in a.images} == {(32, 32)}
     with pytest.raises(RadioactiveError, match="n_classes"):
         make_pattern_images(1, n_classes=len(PATTERNS) + 1)
+
+
+def test_distractors_add_other_classes_shapes_and_keep_the_labels():
+    plain = make_pattern_images(4, n_classes=3, size=48, seed=2)
+    busy = make_pattern_images(4, n_classes=3, size=48, seed=2, distractors=2)
+    assert busy.labels == plain.labels and busy.names == plain.names
+    changed = [np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max()
+               for a, b in zip(plain.images, busy.images, strict=True)]  # fmt: skip
+    assert all(c > 0 for c in changed)
+    again = make_pattern_images(4, n_classes=3, size=48, seed=2, distractors=2)
+    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(busy.images, again.images, strict=True))
+    with pytest.raises(RadioactiveError, match="distractors must be 0..2"):
+        make_pattern_images(1, n_classes=3, distractors=3)
