@@ -314,6 +314,7 @@ def verify(
     network: Path | None = typer.Option(None, "--network", help="The marking network (default: KEY.network.pt beside the key)."),
     marked: Path | None = typer.Option(None, "--marked", help="Black-box test too: marked copies (the OUT of `roomscan mark`)..."),
     originals: Path | None = typer.Option(None, "--originals", help="...and their originals, at the same relative paths."),
+    reference: Path | None = typer.Option(None, "--reference", help="Black-box: a classifier of the same classes known NOT to have seen the marked photos (e.g. one you trained on other photos); each pair's loss gap is compared with its gap, so only a model that fits the marks better than an innocent one is flagged."),
     alpha: float = typer.Option(1e-3, "--alpha", help="False-positive rate accepted for a 'trained on the marked photos' verdict."),
     json_out: bool = JsonOpt,
 ) -> None:
@@ -338,6 +339,8 @@ def verify(
         raise _refused(f"--alpha must be in (0, 1), e.g. 1e-3, got {alpha:g}")
     if (marked is None) != (originals is None):
         raise _refused("the black-box test needs both --marked DIR and --originals DIR (or neither)")
+    if reference is not None and marked is None:
+        raise _refused("--reference is for the black-box test: give --marked DIR and --originals DIR with it")
     marking_key = MarkingKey.load(key)
     net_path = network if network is not None else network_path_for(key)
     if not net_path.is_file():
@@ -371,8 +374,17 @@ def verify(
         skipped += bad
         from roomscan.radioactive.verify import verify_blackbox
 
+        innocent = None
+        if reference is not None:
+            innocent = load_classifier(reference)
+            if tuple(innocent.class_names) != tuple(classifier.class_names):
+                raise _refused(
+                    f"--reference {reference} has classes {list(innocent.class_names)} but the model has "
+                    f"{list(classifier.class_names)}: the reference must be a model of the same classes, in the same order"
+                )
         with err_console.status("Verifying (black-box)…"):
-            blackbox = verify_blackbox(classifier, [m for m, _ in pairs], [o for _, o in pairs], labels, alpha=alpha)
+            blackbox = verify_blackbox(classifier, [m for m, _ in pairs], [o for _, o in pairs], labels,
+                                       reference=innocent, alpha=alpha)  # fmt: skip
     if json_out:
         payload = {
             "whitebox": whitebox.to_dict(),

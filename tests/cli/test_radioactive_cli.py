@@ -269,6 +269,30 @@ def test_verify_black_box_pairs_each_marked_copy_with_its_original(capsys, marke
     assert 0 <= black["p_value"] <= 1
 
 
+def test_verify_black_box_against_a_reference_model(capsys, marked, tmp_path):
+    """A reference (a model never shown the marked copies) turns the gap into a comparison with an innocent model."""
+    from roomscan.radioactive.classifier import ClassifierConfig, load_labelled_folder, save_classifier, train_classifier
+
+    clean = load_labelled_folder(marked / "photos")
+    innocent = train_classifier(list(clean.images), list(clean.labels), clean.class_names,
+                                ClassifierConfig(widths=(4, 8), image_size=16), epochs=1, seed=2).model  # fmt: skip
+    save_classifier(innocent, tmp_path / "reference.pt")
+    pairs = ["--marked", str(marked / "out"), "--originals", str(marked / "photos")]
+    code, out, err = verify(capsys, marked, *pairs, "--reference", str(tmp_path / "reference.pt"), "--json")
+    assert code == 0, err
+    black = json.loads(out)["blackbox"]
+    assert black["reference_mean_gap"] is not None and 0 <= black["p_value"] <= 1
+    assert not any("no reference model" in note for note in black["notes"])
+
+    other = train_classifier(list(clean.images)[:4] * 2, ["circle", "oval"] * 4, ("circle", "oval"),
+                             ClassifierConfig(widths=(4, 8), image_size=16), epochs=1, seed=2).model  # fmt: skip
+    save_classifier(other, tmp_path / "other.pt")
+    code, _, err = verify(capsys, marked, *pairs, "--reference", str(tmp_path / "other.pt"))
+    assert code == 2 and "must be a model of the same classes" in " ".join(err.split())
+    code, _, err = verify(capsys, marked, "--reference", str(tmp_path / "reference.pt"))
+    assert code == 2 and "--reference is for the black-box test" in " ".join(err.split())
+
+
 def test_alpha_sets_the_verdicts_threshold(capsys, marked):
     code, out, _ = verify(capsys, marked, "--json", "--alpha", "0.999999")
     assert code == 0
