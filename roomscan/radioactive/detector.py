@@ -8,15 +8,18 @@ exposes:
 
 * ``features(pixels) -> [b, d_model]``: the scoring layer's query features, one row per image. ``pooling="top"``
   (the default) keeps the query with the highest class score of the image (any class): with one object per image it
-  is the query that detects it, the one whose features the class head was trained to score as that class, and the
-  only one a marked image's label reaches in training (the Hungarian matcher gives each box one query; the other
-  queries learn "no object" for every class). ``pooling="weighted"`` averages all queries weighted by their best
-  class probability, for images with several objects, at the cost of mixing in background queries;
+  is the query that detects it: the Hungarian matcher gives each box one query, the only one trained to score the
+  box's class high, so that query's features are what pulls the class's weight row towards a marked image's
+  direction (the other queries are pushed to score every class low). ``pooling="weighted"`` averages all queries
+  weighted by their best class probability, for images with several objects, at the cost of mixing in background
+  queries;
 * ``head``: that layer's ``nn.Linear(d_model, num_labels)``: row ``k`` is class ``k``'s weight, the row the test
   maps to the marking network's space and compares with class ``k``'s carrier;
 * ``class_names``: the labels (``config.id2label``, the taxonomy's slugs for a ``roomscan train`` model);
 * ``preprocess(images)``: the run's own image processor (resize, rescale, normalise), so features are those of
   the model as it was trained; ``image_size``: the processor's square side.
+
+:func:`load_labelled_dataset` reads a roomscan detection dataset as held-out images, each with one class.
 
 D-FINE adds a localisation-quality term to the head's logits (``lqe_layers``); the test reads only the linear
 head's weights, which is where a class's training signal lands.

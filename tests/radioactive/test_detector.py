@@ -115,6 +115,29 @@ def test_an_untrained_detector_directory_is_testable_too(tmp_path, shapes, image
     assert 0 < result.p_value <= 1
 
 
+def test_a_d_fine_detector_is_read_through_its_scoring_layer(tmp_path, shapes, images, net):
+    """D-FINE (roomscan train's ``dfine_nano`` architecture, random weights) scores with layer ``eval_idx``."""
+    from transformers import AutoModelForObjectDetection, RTDetrImageProcessor
+
+    from roomscan.backends.detr import save_model_dir
+    from roomscan.data.dataset import DetectionDataset
+    from roomscan.train.model import SCRATCH_ARCHITECTURES
+
+    config = SCRATCH_ARCHITECTURES["dfine_nano"](len(SLUGS))
+    config.num_queries = 20  # 64 px at strides 16 and 32 gives 20 anchors
+    torch.manual_seed(0)
+    model = AutoModelForObjectDetection.from_config(config)
+    processor = RTDetrImageProcessor(size={"height": SIZE, "width": SIZE})
+    model_dir = save_model_dir(model, processor, DetectionDataset.load(shapes).taxonomy, tmp_path / "dfine")
+    detector = load_detector(model_dir)
+    decoder = detector.model.model.decoder
+    assert detector.head is decoder.class_embed[decoder.eval_idx]
+    with torch.no_grad():
+        assert detector.features(detector.preprocess(images[:3])).shape == (3, config.d_model)
+    result = verify_whitebox(detector, make_key(net), net, images)
+    assert 0 < result.p_value <= 1 and result.tested_dim == config.d_model
+
+
 @pytest.mark.parametrize(
     ("breakage", "message"),
     [
