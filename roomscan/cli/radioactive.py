@@ -353,7 +353,7 @@ def verify(
         if marked is not None:
             raise _refused(
                 f"{model} is a detector: the black-box test compares a classifier's losses on marked copies and "
-                "originals; drop --marked and --originals (the white-box test applies)"
+                "originals; drop --marked, --originals and --reference (the white-box test applies)"
             )
         classifier: Any = load_detector(model)
     else:

@@ -236,4 +236,4 @@ def test_roomscan_verify_refuses_the_black_box_test_for_a_detector(capsys, run_d
     code, _, err = run_cli(capsys, "verify", "--model", str(run_dir), "--key", str(key), "--network", str(network),
                            "--data", str(shapes), "--marked", str(shapes), "--originals", str(shapes))  # fmt: skip
     assert code == 2
-    assert "drop --marked and --originals" in " ".join(err.split())
+    assert "drop --marked, --originals and --reference" in " ".join(err.split())
