@@ -265,11 +265,16 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """A trained marking network (eval mode) and its per-epoch training loss and accuracy."""
+    """A trained marking network (eval mode), the linear classifier trained with it, per-epoch loss and accuracy.
+
+    ``head`` maps the network's features to class logits; marking needs only ``network``, but with ``head`` the
+    pair is a classifier of the marker's own architecture (the paper's main setting when trained with another seed).
+    """
 
     network: MarkingNetwork
     losses: tuple[float, ...]
     accuracies: tuple[float, ...]
+    head: nn.Linear | None = None
 
 
 def train_marking_network(
@@ -347,7 +352,8 @@ def train_marking_network(
     network.eval()
     for p in network.parameters():
         p.requires_grad_(False)
-    return TrainResult(network, tuple(losses), tuple(accuracies))
+    head.eval().requires_grad_(False)
+    return TrainResult(network, tuple(losses), tuple(accuracies), head)
 
 
 def features(network: FeatureNetwork, images: Sequence[Image.Image], *, batch_size: int = 64) -> torch.Tensor:

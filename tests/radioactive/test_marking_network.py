@@ -92,6 +92,12 @@ def test_training_learns_the_generated_classes():
     assert result.losses[-1] < result.losses[0]
     assert result.accuracies[-1] > 1 / 3 + 0.1  # above chance on three classes
     assert not result.network.training
+    # The linear classifier trained with it comes back too (frozen): network + head is a classifier of its own.
+    from roomscan.radioactive.network import features
+
+    assert (result.head.in_features, result.head.out_features) == (TINY.feature_dim, 3)
+    assert not any(p.requires_grad for p in result.head.parameters())
+    assert result.head(features(result.network, list(data.images))).shape == (len(data.images), 3)
     small = data.images[:6], data.labels[:6]
     once, twice = (train_marking_network(*small, TINY, epochs=1, seed=4).network for _ in range(2))
     assert weights_sha256(once) == weights_sha256(twice)  # seeded: reproducible
