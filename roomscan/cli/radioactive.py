@@ -380,7 +380,8 @@ def verify(
             if tuple(innocent.class_names) != tuple(classifier.class_names):
                 raise _refused(
                     f"--reference {reference} has classes {list(innocent.class_names)} but the model has "
-                    f"{list(classifier.class_names)}: the reference must be a model of the same classes, in the same order"
+                    f"{list(classifier.class_names)}: the reference must be a model of the same classes, in the same "
+                    "order"
                 )
         with err_console.status("Verifying (black-box)…"):
             blackbox = verify_blackbox(classifier, [m for m, _ in pairs], [o for _, o in pairs], labels,

@@ -190,7 +190,7 @@ def load_detector(path: str | os.PathLike[str], *, pooling: Pooling = "top") -> 
     try:
         model = AutoModelForObjectDetection.from_pretrained(str(model_dir))
         processor = AutoImageProcessor.from_pretrained(str(model_dir))
-    except Exception as exc:  # corrupt or foreign files raise library-specific errors (OSError, SafetensorError...)
+    except Exception as exc:  # noqa: BLE001  # corrupt or foreign files raise library-specific errors
         raise RadioactiveError(
             f"{model_dir}: transformers cannot load this detector ({type(exc).__name__}: {exc}); is it a model "
             "directory written by roomscan train?"

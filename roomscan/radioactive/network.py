@@ -274,7 +274,7 @@ class TrainResult:
     network: MarkingNetwork
     losses: tuple[float, ...]
     accuracies: tuple[float, ...]
-    head: nn.Linear | None = None
+    head: nn.Linear
 
 
 def train_marking_network(

@@ -49,7 +49,9 @@ def make_pattern_images(
     if not 1 <= n_classes <= len(PATTERNS):
         raise RadioactiveError(f"n_classes must be 1..{len(PATTERNS)} (got {n_classes})")
     if not isinstance(distractors, int) or not 0 <= distractors < n_classes:
-        raise RadioactiveError(f"distractors must be 0..{n_classes - 1} (other classes per image), got {distractors!r}")
+        raise RadioactiveError(
+            f"distractors must be 0..{n_classes - 1} (other classes per image), got {distractors!r}"
+        )
     if n_per_class < 1 or size < 16:
         raise RadioactiveError("need at least one image per class and a size of at least 16 pixels")
     rng = np.random.default_rng(seed)
